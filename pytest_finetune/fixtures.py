@@ -1,0 +1,175 @@
+"""The public fixtures: the seed recipe, one ingredient each.
+
+Each fixture builds one thing from the fixtures before it, so a downstream
+``conftest.py`` can replace any one of them (say ``tokenized_mrpc``, to test a new
+preprocessing step) and everything after it picks up the replacement.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pytest
+from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from .data import load_raw_dataset
+from .metrics import MetricsFunction, make_compute_metrics
+from .models import load_model, load_tokenizer
+from .options import SKIP_REASON
+from .recipe import Recipe
+from .session import SESSION_KEY
+from .training import FinetuneResult, build_training_arguments, run_finetune, training_arguments_kwargs
+
+# Fixtures whose definitions decide what ``finetune_result`` trains.
+_TRAINING_FIXTURES = (
+    "finetune_recipe",
+    "mrpc_dataset",
+    "tokenizer",
+    "tokenized_mrpc",
+    "data_collator",
+    "model",
+    "compute_metrics",
+    "training_args",
+    "trainer",
+)
+
+
+@pytest.fixture
+def finetune_recipe(request: pytest.FixtureRequest) -> Recipe:
+    """The resolved fine-tuning recipe of this test (a frozen ``Recipe``).
+
+    Built from the seed recipe (bert-base-uncased, GLUE MRPC, lr 5e-5, batch 8,
+    3 epochs, seed 42), then the ini file, environment, command line, the test's
+    ``finetune`` marker and the ``pytest_finetune_adjust_recipe`` hook.
+    """
+    return request.config.stash[SESSION_KEY].recipe_for(request.node)
+
+
+@pytest.fixture
+def mrpc_dataset(finetune_recipe: Recipe) -> datasets.DatasetDict:
+    """The raw data: a ``DatasetDict`` with ``train`` and ``validation`` splits of
+    ``sentence1``, ``sentence2``, ``label`` and ``idx``, from the recipe's Hub dataset,
+    GLUE TSV folder or csv/json/jsonl/parquet files.
+    """
+    return load_raw_dataset(finetune_recipe.data_source, finetune_recipe.task_spec)
+
+
+@pytest.fixture
+def tokenizer(finetune_recipe: Recipe) -> PreTrainedTokenizerBase:
+    """The recipe model's tokenizer (``AutoTokenizer.from_pretrained``)."""
+    return load_tokenizer(finetune_recipe)
+
+
+@pytest.fixture
+def tokenized_mrpc(mrpc_dataset: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase) -> datasets.DatasetDict:
+    """``mrpc_dataset`` with each pair tokenized as ``tokenizer(sentence1, sentence2,
+    truncation=True)`` (``Dataset.map``, batched, cached by ``datasets``); no padding
+    here, the ``data_collator`` pads each batch.
+    """
+
+    def tokenize(batch: dict[str, list[Any]]) -> Any:
+        return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True)
+
+    return mrpc_dataset.map(tokenize, batched=True)
+
+
+@pytest.fixture
+def data_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
+    """Dynamic padding: ``DataCollatorWithPadding(tokenizer)`` pads each batch to its longest pair."""
+    return DataCollatorWithPadding(tokenizer=tokenizer)
+
+
+@pytest.fixture
+def model(finetune_recipe: Recipe) -> PreTrainedModel:
+    """A fresh ``AutoModelForSequenceClassification`` of the recipe's checkpoint for
+    each test, with a new classification head (``num_labels=2``) seeded by the recipe's seed.
+    """
+    return load_model(finetune_recipe)
+
+
+@pytest.fixture
+def compute_metrics(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> MetricsFunction:
+    """``compute_metrics`` for ``Trainer``: accuracy and F1 as GLUE MRPC scores them
+    (offline), plus what ``pytest_finetune_metrics`` hooks add.
+    """
+    ihook = request.node.ihook
+
+    def extra_metrics(logits: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
+        extra: dict[str, float] = {}
+        for metrics in ihook.pytest_finetune_metrics(recipe=finetune_recipe, logits=logits, label_ids=label_ids):
+            extra.update(metrics or {})
+        return extra
+
+    return make_compute_metrics(extra_metrics)
+
+
+@pytest.fixture
+def training_args(request: pytest.FixtureRequest, finetune_recipe: Recipe, tmp_path: Path) -> TrainingArguments:
+    """``TrainingArguments`` of the recipe (seed settings: eval each epoch, lr 5e-5,
+    batch 8, 3 epochs; no checkpoints saved, no trackers), writing under ``tmp_path``;
+    ``pytest_finetune_adjust_training_args`` hooks may change them.
+    """
+    kwargs = training_arguments_kwargs(finetune_recipe, tmp_path / "trainer")
+    request.node.ihook.pytest_finetune_adjust_training_args(recipe=finetune_recipe, training_args=kwargs)
+    return build_training_arguments(kwargs)
+
+
+@pytest.fixture
+def trainer(
+    model: PreTrainedModel,
+    training_args: TrainingArguments,
+    tokenized_mrpc: datasets.DatasetDict,
+    data_collator: DataCollatorWithPadding,
+    tokenizer: PreTrainedTokenizerBase,
+    compute_metrics: MetricsFunction,
+) -> Trainer:
+    """A ``transformers.Trainer`` configured with the fixtures above, not yet trained."""
+    return Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized_mrpc["train"],
+        eval_dataset=tokenized_mrpc["validation"],
+        data_collator=data_collator,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
+
+
+@pytest.fixture
+def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> FinetuneResult:
+    """The recipe fine-tuned and evaluated: ``.metrics`` (``accuracy``, ``f1``,
+    ``eval_loss``), ``.history`` (one row per epoch), ``.predictions`` (validation
+    logits and labels) and ``.train_runtime``.
+
+    Trains once per session for each recipe and set of fixture definitions: tests that
+    share both share one fine-tune. Needs ``--finetune``; the test is skipped without it.
+    """
+    session = request.config.stash[SESSION_KEY]
+    if not session.enabled:
+        pytest.skip(SKIP_REASON)
+    key = (finetune_recipe.fingerprint, _fixture_definitions(request))
+    if key not in session.results:
+        result = run_finetune(request.getfixturevalue("trainer"), finetune_recipe)
+        request.node.ihook.pytest_finetune_result(result=result)
+        session.results[key] = result
+    return session.results[key]
+
+
+def _fixture_definitions(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Where the training fixtures that serve this test are defined.
+
+    Two tests share a fine-tune only when the same definitions serve them, so a
+    ``conftest.py`` that overrides, say, ``tokenized_mrpc`` gets its own training.
+    """
+    manager = request._fixturemanager  # no public API lists the definitions that serve a node
+    definitions = []
+    for name in _TRAINING_FIXTURES:
+        fixture_defs = manager.getfixturedefs(name, request.node) or ()
+        if fixture_defs:
+            function = fixture_defs[-1].func
+            definitions.append(f"{name}={function.__module__}.{function.__qualname__}@{fixture_defs[-1].baseid}")
+    return tuple(definitions)

@@ -1,0 +1,55 @@
+"""Hook specifications: how a ``conftest.py`` or plugin joins a fine-tune.
+
+Implement any of these in a ``conftest.py`` (it applies to the tests below it) or in a
+plugin. Each is called with keyword arguments; take only the ones you need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
+    from .training import FinetuneResult
+
+
+def pytest_finetune_adjust_recipe(recipe: Recipe, item: pytest.Item) -> Mapping[str, Any] | None:
+    """Return keyword overrides for ``item``'s recipe, or ``None`` to leave it.
+
+    Called once per test, when its recipe is first needed, with the recipe resolved
+    from the ini file, environment, command line and marker. The keywords are those
+    the ``finetune`` marker takes, checked the same way, and they take precedence over
+    every other layer; when several implementations return overrides, the one
+    registered last (the ``conftest.py`` closest to the test) wins.
+    """
+
+
+def pytest_finetune_adjust_training_args(recipe: Recipe, training_args: dict[str, Any]) -> None:
+    """Change the keyword arguments of ``TrainingArguments`` in place before it is built.
+
+    ``training_args`` holds the recipe's training arguments plus ``seed`` and
+    ``output_dir``. Use it for settings that are not part of the recipe's meaning
+    (a logging directory, a device setting); to change what is trained, prefer
+    :func:`pytest_finetune_adjust_recipe`, which the result's recipe records.
+    """
+
+
+def pytest_finetune_metrics(recipe: Recipe, logits: np.ndarray, label_ids: np.ndarray) -> Mapping[str, float] | None:
+    """Return extra metrics computed from the validation ``logits`` and ``label_ids``.
+
+    Called at every evaluation, so the metrics appear in ``finetune_result.metrics``
+    and in each row of ``finetune_result.history``. Names must not clash with
+    ``accuracy``, ``f1`` or ``loss``.
+    """
+
+
+def pytest_finetune_result(result: FinetuneResult) -> None:
+    """Observe a finished fine-tune (to log it to an experiment tracker, say).
+
+    Called once per training, right after it ends; a result shared by several tests is
+    reported once.
+    """

@@ -1,0 +1,53 @@
+"""Scores, computed offline exactly as GLUE's MRPC metric computes them.
+
+``evaluate.load("glue", "mrpc")`` fetches its script from the Hub; the same numbers
+come from a few lines of numpy: accuracy = mean(prediction == label) and F1 = the
+binary F1 of class 1, ``2TP / (2TP + FP + FN)`` (0.0 when that is 0/0, as in
+scikit-learn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from transformers import EvalPrediction
+
+
+def accuracy_and_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """GLUE MRPC's metric for predicted class ids against label ids."""
+    predictions = np.asarray(predictions).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"{predictions.size} predictions for {labels.size} labels")
+    true_positives = np.sum((predictions == 1) & (labels == 1))
+    false_positives = np.sum((predictions == 1) & (labels != 1))
+    false_negatives = np.sum((predictions != 1) & (labels == 1))
+    denominator = 2 * true_positives + false_positives + false_negatives
+    return {
+        "accuracy": float(np.mean(predictions == labels)) if labels.size else 0.0,
+        "f1": float(2 * true_positives / denominator) if denominator else 0.0,
+    }
+
+
+MetricsFunction = Callable[[EvalPrediction], dict[str, float]]
+
+
+def make_compute_metrics(extra: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None) -> MetricsFunction:
+    """A ``compute_metrics`` for ``Trainer``: argmax of the logits, then GLUE MRPC's metric.
+
+    ``extra(logits, label_ids)`` may add metrics (the ``pytest_finetune_metrics`` hook).
+    """
+
+    def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
+        logits = eval_prediction.predictions
+        if isinstance(logits, tuple):  # models that also return hidden states
+            logits = logits[0]
+        label_ids = np.asarray(eval_prediction.label_ids)
+        scores = accuracy_and_f1(np.argmax(logits, axis=-1), label_ids)
+        if extra is not None:
+            scores.update(extra(logits, label_ids))
+        return scores
+
+    return compute_metrics

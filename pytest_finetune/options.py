@@ -1,0 +1,135 @@
+"""Command-line options, ini keys, environment variables and the ``finetune`` marker.
+
+Each source becomes a *layer*: ``(where, {keyword: value})``, checked and converted by
+:func:`pytest_finetune.recipe.convert_value`. Priority, lowest first: ini file <
+environment < command line < marker < ``pytest_finetune_adjust_recipe`` hook.
+
+Relative model and data paths are resolved against the rootdir (ini file, marker) or
+the directory pytest was started in (command line, environment), when such a path
+exists; otherwise the value stays as written (a Hub id).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import FinetuneError
+from .recipe import convert_value
+
+Layer = tuple[str, dict[str, Any]]
+
+MARKER = "finetune"
+SKIP_REASON = "fine-tuning tests need --finetune"
+MARKER_HELP = (
+    "finetune(**overrides): a fine-tuning test, run only with --finetune. Keyword arguments "
+    "override its recipe: task, model, data, seed, trust_remote_code or any "
+    "transformers.TrainingArguments field (num_train_epochs, max_steps, learning_rate, ...)."
+)
+
+# The settings with their own ini key, environment variable and option.
+_NAMED_SETTINGS = {
+    "model": ("finetune_model", "PYTEST_FINETUNE_MODEL", "--finetune-model"),
+    "data": ("finetune_data", "PYTEST_FINETUNE_DATA", "--finetune-data"),
+    "task": ("finetune_task", None, "--finetune-task"),
+}
+_PATH_KEYS = ("model", "data")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the plugin's command-line options and ini keys."""
+    group = parser.getgroup("finetune", "fine-tuning regression tests (pytest-finetune)")
+    group.addoption("--finetune", action="store_true", help="run the tests marked finetune (skipped otherwise)")
+    group.addoption(
+        "--finetune-model",
+        metavar="ID_OR_PATH",
+        help="checkpoint for every recipe: a Hub id or a local folder (default: bert-base-uncased)",
+    )
+    group.addoption(
+        "--finetune-data",
+        metavar="ID_OR_PATH",
+        help="data for every recipe: a Hub dataset id, a GLUE TSV folder or a folder of "
+        "train/validation csv, json, jsonl or parquet files (default: the task's Hub dataset)",
+    )
+    group.addoption("--finetune-task", metavar="TASK", help="task for every recipe (default: mrpc)")
+    group.addoption(
+        "--finetune-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a recipe keyword for every recipe, e.g. --finetune-set max_steps=50 (repeatable)",
+    )
+    parser.addini("finetune_model", "checkpoint for every recipe: a Hub id or a folder (relative to rootdir)")
+    parser.addini("finetune_data", "data for every recipe: a Hub dataset id or a folder (relative to rootdir)")
+    parser.addini("finetune_task", "task for every recipe (default: mrpc)")
+    parser.addini(
+        "finetune_training_args",
+        "recipe keywords for every recipe, one KEY=VALUE per line (e.g. num_train_epochs=1)",
+        type="linelist",
+    )
+
+
+def session_layers(config: pytest.Config) -> list[Layer]:
+    """The ini, environment and command-line layers, lowest priority first."""
+    ini: dict[str, Any] = {}
+    for line in config.getini("finetune_training_args"):
+        key, value = _split_assignment(line, "ini finetune_training_args")
+        ini[key] = value
+    env: dict[str, Any] = {}
+    cli: dict[str, Any] = {}
+    for key, (ini_name, env_name, option) in _NAMED_SETTINGS.items():
+        if config.getini(ini_name):
+            ini[key] = config.getini(ini_name)
+        if env_name and os.environ.get(env_name):
+            env[key] = os.environ[env_name]
+        if config.getoption(option):
+            cli[key] = config.getoption(option)
+    for assignment in config.getoption("--finetune-set"):
+        key, value = _split_assignment(assignment, "--finetune-set")
+        cli[key] = value
+    return [
+        _text_layer("ini file", ini, config.rootpath),
+        _text_layer("environment", env, config.invocation_params.dir),
+        _text_layer("command line", cli, config.invocation_params.dir),
+    ]
+
+
+def marker_layer(item: pytest.Item) -> Layer:
+    """The keywords of ``item``'s ``finetune`` markers, the closest marker winning."""
+    where = f"{item.nodeid}: @pytest.mark.{MARKER}"
+    overrides: dict[str, Any] = {}
+    for mark in reversed(list(item.iter_markers(MARKER))):
+        if mark.args:
+            raise FinetuneError(f"{where} takes keyword arguments only, got {mark.args!r}")
+        overrides.update(mark.kwargs)
+    return python_layer(where, overrides, item.config.rootpath)
+
+
+def python_layer(where: str, overrides: Mapping[str, Any], base: Path) -> Layer:
+    """A layer of Python values (marker, hook): types are checked, not parsed."""
+    converted = {key: convert_value(key, value, where=where) for key, value in overrides.items()}
+    return where, _resolve_paths(converted, base)
+
+
+def _text_layer(where: str, overrides: Mapping[str, str], base: Path) -> Layer:
+    converted = {key: convert_value(key, value, where=where, from_text=True) for key, value in overrides.items()}
+    return where, _resolve_paths(converted, base)
+
+
+def _split_assignment(text: str, where: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise FinetuneError(f"{where}: {text!r} is not KEY=VALUE (e.g. learning_rate=2e-5)")
+    return key.strip(), value.strip()
+
+
+def _resolve_paths(overrides: dict[str, Any], base: Path) -> dict[str, Any]:
+    for key in _PATH_KEYS:
+        value = overrides.get(key)
+        if isinstance(value, str) and (base / Path(value).expanduser()).exists():
+            overrides[key] = str((base / Path(value).expanduser()).resolve())
+    return overrides

@@ -1,0 +1,250 @@
+"""What one fine-tune is: the task, model, data, seed and training arguments.
+
+A :class:`Recipe` is built from layers of keyword overrides (ini file, environment,
+command line, marker, hooks) by :func:`build_recipe`; every keyword is checked and
+converted by :func:`convert_value`, so a wrong name or type is reported once, with the
+place it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from . import compat
+from .errors import FinetuneError
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A sentence-pair classification task the plugin knows how to load and score."""
+
+    name: str
+    hub_dataset: str
+    hub_config: str
+    num_labels: int = 2
+
+
+#: The tasks a recipe may name. The seed recipe is GLUE MRPC.
+TASKS: dict[str, Task] = {"mrpc": Task("mrpc", "nyu-mll/glue", "mrpc")}
+
+#: Training arguments of the seed recipe (the Hugging Face course, chapter 3).
+SEED_TRAINING_ARGS: dict[str, Any] = {
+    "learning_rate": 5e-5,
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 8,
+    "num_train_epochs": 3.0,
+    "eval_strategy": "epoch",
+}
+
+#: Settings that change how a run is recorded, never what it computes: no checkpoints,
+#: no tracker integrations, no progress bar, and one training-loss log per epoch so the
+#: history has the seed's per-epoch table.
+HOUSEKEEPING_TRAINING_ARGS: dict[str, Any] = {
+    "save_strategy": "no",
+    "report_to": "none",
+    "logging_strategy": "epoch",
+    "disable_tqdm": True,
+}
+
+#: Keywords that are fields of the recipe itself, with their types.
+RECIPE_FIELDS: dict[str, Any] = {
+    "task": str,
+    "model": str,
+    "data": str,
+    "seed": int,
+    "trust_remote_code": bool,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One resolved fine-tuning recipe.
+
+    ``model`` and ``data`` are a Hugging Face Hub id or a local path; ``data`` ``None``
+    means the task's own Hub dataset. ``training_args`` are keyword arguments for
+    ``transformers.TrainingArguments`` (spelled for the installed version), the seed
+    going in separately through ``seed``.
+    """
+
+    task: str = "mrpc"
+    model: str = "bert-base-uncased"
+    data: str | None = None
+    seed: int = 42
+    trust_remote_code: bool = False
+    training_args: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({**SEED_TRAINING_ARGS, **HOUSEKEEPING_TRAINING_ARGS}),
+        hash=False,
+    )
+
+    @property
+    def task_spec(self) -> Task:
+        """The :class:`Task` this recipe names."""
+        return TASKS[self.task]
+
+    @property
+    def data_source(self) -> str:
+        """``data``, or the task's Hub dataset when none is set."""
+        return self.data if self.data is not None else self.task_spec.hub_dataset
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view, keys sorted."""
+        as_dict = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return dict(sorted((as_dict | {"training_args": dict(sorted(self.training_args.items()))}).items()))
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable hash of everything in the recipe (sha256 of its canonical JSON)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        """A one-line summary for messages and reports."""
+        return f"{self.task} | model={self.model} | data={self.data_source} | seed={self.seed}"
+
+
+#: Every keyword a marker, ``--finetune-set`` or ini line may use: the recipe's fields
+#: and the training arguments (in either transformers spelling).
+ACCEPTED_KEYWORDS = frozenset(RECIPE_FIELDS) | compat.ACCEPTED_NAMES
+
+
+def build_recipe(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> Recipe:
+    """Apply keyword layers, lowest priority first, to the seed recipe.
+
+    Each layer is ``(where, {keyword: value})``; ``where`` names the source for error
+    messages. Values must already be converted (see :func:`convert_value`).
+    """
+    fields: dict[str, Any] = {}
+    training_args = {**SEED_TRAINING_ARGS, **HOUSEKEEPING_TRAINING_ARGS}
+    for where, overrides in layers:
+        for key, value in overrides.items():
+            if key in RECIPE_FIELDS:
+                if key == "task" and value not in TASKS:
+                    raise FinetuneError(f"{where}: unknown task {value!r}; known tasks: {', '.join(sorted(TASKS))}")
+                fields[key] = value
+            else:
+                training_args.update(compat.translate_training_args({key: value}))
+    training_args.pop("seed", None)  # the recipe's seed is the one source of truth
+    return Recipe(**fields, training_args=types.MappingProxyType(dict(sorted(training_args.items()))))
+
+
+def looks_like_path(source: str) -> bool:
+    """Whether a model or data value can only be meant as a path (Hub ids are ``name`` or ``org/name``)."""
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source
+
+
+def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) -> Any:
+    """Check ``key`` and convert ``value`` to its field's type.
+
+    ``from_text`` values come from the command line, ini file or environment and are
+    parsed (``"3"`` -> 3, ``"true"`` -> True, JSON for dicts and lists); other values
+    must already have the right Python type.
+    """
+    if key not in ACCEPTED_KEYWORDS:
+        raise FinetuneError(
+            f"{where}: unknown keyword {key!r}; use a recipe field ({', '.join(RECIPE_FIELDS)}) "
+            "or a transformers.TrainingArguments field such as learning_rate, num_train_epochs, max_steps"
+        )
+    hint = RECIPE_FIELDS.get(key) or compat.training_arg_type(key)
+    try:
+        return _convert(hint, value, from_text)
+    except (TypeError, ValueError) as error:
+        shown = f"{value!r}" if not from_text else f"{value}"
+        raise FinetuneError(f"{where}: {key}={shown} is not valid: {error}") from None
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return "one of " + ", ".join(repr(member.value) for member in hint)
+    if typing.get_origin(hint) is typing.Literal:
+        return " or ".join(repr(arg) for arg in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint)).replace("NoneType", "None")
+
+
+# Union arms are tried in this order, so "3" becomes an int before it becomes a str.
+_ARM_ORDER = (bool, int, float)
+
+
+def _arm_rank(arm: Any) -> int:
+    if arm in _ARM_ORDER:
+        return _ARM_ORDER.index(arm)
+    return len(_ARM_ORDER) + (1 if arm is str else 0)
+
+
+def _convert(hint: Any, value: Any, from_text: bool) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        arms = [arm for arm in typing.get_args(hint) if arm is not type(None)]
+        if len(arms) < len(typing.get_args(hint)) and (
+            value is None or (from_text and str(value).lower() in ("none", "null"))
+        ):
+            return None
+        if any(isinstance(arm, type) and issubclass(arm, enum.Enum) for arm in arms):
+            arms = [arm for arm in arms if arm is not str]  # "Strategy | str" means one of the strategy values
+        for arm in sorted(arms, key=_arm_rank):
+            try:
+                return _convert(arm, value, from_text)
+            except (TypeError, ValueError):
+                continue
+        optional = " or None" if len(arms) < len(typing.get_args(hint)) else ""
+        raise TypeError(f"expected {' or '.join(_type_name(arm) for arm in arms)}{optional}")
+    if origin is typing.Literal:
+        for allowed in typing.get_args(hint):
+            try:
+                if _convert(type(allowed), value, from_text) == allowed:
+                    return allowed
+            except (TypeError, ValueError):
+                continue
+        raise ValueError(f"expected {_type_name(hint)}")
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        allowed_values = [member.value for member in hint]
+        raw = value.value if isinstance(value, hint) else value
+        if raw not in allowed_values:
+            raise ValueError(f"expected {_type_name(hint)}")
+        return raw
+    if hint is bool:
+        if from_text:
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"expected bool, got {type(value).__name__}")
+    if hint is int:
+        if from_text:
+            return int(str(value).strip())
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError(f"expected int, got {type(value).__name__}")
+    if hint is float:
+        if from_text:
+            return float(str(value).strip())
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError(f"expected float, got {type(value).__name__}")
+    if hint is str:
+        if from_text or isinstance(value, str):
+            return str(value)
+        raise TypeError(f"expected str, got {type(value).__name__}")
+    if hint is dict or origin is dict:
+        parsed = json.loads(value) if from_text else value
+        if isinstance(parsed, dict):
+            return parsed
+        raise TypeError(f"expected a dict{' (as JSON)' if from_text else ''}")
+    if hint is list or origin is list:
+        if from_text:
+            text = str(value).strip()
+            return json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",") if part]
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value  # a type the plugin does not check (e.g. an accelerate config object)

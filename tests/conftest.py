@@ -1,0 +1,128 @@
+"""Hermetic building blocks: a tiny BERT checkpoint and small GLUE-format data, made here."""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import datasets
+import pytest
+import transformers
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+WORDS = (
+    "the a cat dog sat ran on under mat rug house car big small red blue quickly slowly "
+    "he she said that it was is and or not yesterday today company shares rose fell percent"
+).split()
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+GLUE_HEADER = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+
+# (label, sentence1, sentence2) rows; label 1 when sentence2 restates sentence1.
+Row = tuple[int, str, str]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _datasets_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the ``datasets`` cache of this test run out of the user's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets")))
+        yield
+
+
+def save_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """Write a 2-layer, 32-wide pretrained-style BERT (no classification head) with its
+    WordPiece tokenizer to ``folder``.
+    """
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + WORDS)}
+    if transformers.__version__.startswith("4."):
+        vocab_file = folder.parent / f"{folder.name}-vocab.txt"
+        vocab_file.parent.mkdir(parents=True, exist_ok=True)
+        vocab_file.write_text("\n".join(vocab) + "\n")
+        tokenizer = BertTokenizerFast(vocab_file=str(vocab_file))
+    else:  # 5.x builds a 5-token vocabulary from vocab_file: pass the mapping
+        tokenizer = BertTokenizerFast(vocab=vocab)
+    assert len(tokenizer) == len(vocab), "the tiny tokenizer lost its vocabulary"
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    transformers.set_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT checkpoint folder, saved once per test session."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-bert")
+
+
+def make_rows(count: int, seed: int = 0) -> list[Row]:
+    """Sentence pairs with a learnable rule: paraphrases share their words."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        words = rng.sample(WORDS, 6)
+        if index % 3:  # two in three are paraphrases, as in MRPC
+            other = words[:]
+            rng.shuffle(other)
+            rows.append((1, " ".join(words), " ".join(other)))
+        else:
+            rows.append((0, " ".join(words), " ".join(rng.sample(WORDS, 6))))
+    return rows
+
+
+def write_glue_tsv(path: Path, rows: Sequence[Sequence[object]], header: Sequence[str] = GLUE_HEADER) -> Path:
+    """Write ``rows`` of (label, sentence1, sentence2) as a GLUE MRPC TSV file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None, quotechar=None)
+        writer.writerow(header)
+        for number, row in enumerate(rows):
+            if len(row) == 3:
+                label, sentence1, sentence2 = row
+                writer.writerow([label, 1000 + number, 2000 + number, sentence1, sentence2])
+            else:
+                handle.write("\t".join(map(str, row)) + "\n")
+    return path
+
+
+@pytest.fixture
+def glue_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``glue_folder(train_rows=..., dev_rows=...)`` writes a GLUE TSV folder."""
+
+    def make(
+        name: str = "mrpc", train_rows: Sequence[Row] | None = None, dev_rows: Sequence[Row] | None = None
+    ) -> Path:
+        folder = tmp_path / name
+        write_glue_tsv(folder / "train.tsv", make_rows(48, seed=1) if train_rows is None else train_rows)
+        write_glue_tsv(folder / "dev.tsv", make_rows(24, seed=2) if dev_rows is None else dev_rows)
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def finetune_project(
+    pytester: pytest.Pytester, tiny_checkpoint: Path, glue_folder: Callable[..., Path]
+) -> pytest.Pytester:
+    """A downstream project whose ini points the recipe at the tiny checkpoint and data,
+    with a training budget of a few steps.
+    """
+    data = glue_folder()
+    pytester.makeini(f"""
+        [pytest]
+        finetune_model = {tiny_checkpoint}
+        finetune_data = {data}
+        finetune_training_args =
+            max_steps = 4
+            per_device_eval_batch_size = 16
+        """)
+    return pytester

@@ -1,0 +1,273 @@
+"""Unit tests of ``pytest_finetune.data.load_raw_dataset``: every source, one shape, clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import datasets
+import huggingface_hub
+import pandas as pd
+import pytest
+from conftest import Row, make_rows, write_glue_tsv
+
+from pytest_finetune.data import COLUMNS, load_raw_dataset
+from pytest_finetune.errors import FinetuneError
+from pytest_finetune.recipe import TASKS
+
+MRPC = TASKS["mrpc"]
+REAL_MRPC = Path(__file__).resolve().parents[2] / "shared" / "data" / "mrpc"
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def records(rows: Sequence[Row], with_idx: bool = False) -> list[dict[str, object]]:
+    """``rows`` as dicts with the loader's column names, ``idx`` counting from 100 when asked."""
+    return [
+        {"sentence1": sentence1, "sentence2": sentence2, "label": label} | ({"idx": 100 + index} if with_idx else {})
+        for index, (label, sentence1, sentence2) in enumerate(rows)
+    ]
+
+
+def write_table(path: Path, table: list[dict[str, object]]) -> Path:
+    """Write ``table`` in the format named by the suffix of ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        pd.DataFrame(table).to_csv(path, index=False)
+    elif path.suffix == ".json":  # one JSON array of objects
+        path.write_text(json.dumps(table))
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(record) + "\n" for record in table))
+    else:
+        pd.DataFrame(table).to_parquet(path)
+    return path
+
+
+def assert_pairs(dataset: datasets.Dataset, rows: Sequence[Row]) -> None:
+    """``dataset`` holds exactly ``rows``, in order, with nothing merged or split."""
+    assert dataset.num_rows == len(rows)
+    assert list(zip(dataset["label"], dataset["sentence1"], dataset["sentence2"], strict=True)) == list(rows)
+
+
+def assert_shape(raw: datasets.DatasetDict) -> None:
+    """The loader's contract: a DatasetDict of train and validation with the four columns."""
+    assert isinstance(raw, datasets.DatasetDict)
+    assert list(raw) == ["train", "validation"]
+    for dataset in raw.values():
+        assert dataset.column_names == list(COLUMNS)
+
+
+@pytest.mark.parametrize("bom", [True, False], ids=["bom", "no-bom"])
+def test_glue_tsv_folder(tmp_path: Path, bom: bool) -> None:
+    train = make_rows(30, seed=3)
+    dev = make_rows(12, seed=4)
+    # A sentence opening an unbalanced quote, closed only rows later: with quoting on,
+    # a csv parser swallows the rows in between into one field.
+    train[2] = (1, '"The cat sat on the mat', train[2][2])
+    train[9] = (0, train[9][1], 'he said" today')
+    dev[0] = (0, dev[0][1], '"shares rose')
+    folder = tmp_path / "glue"
+    for name, rows in (("train.tsv", train), ("dev.tsv", dev)):
+        file = write_glue_tsv(folder / name, rows)
+        if bom:
+            file.write_bytes(UTF8_BOM + file.read_bytes())
+    write_glue_tsv(folder / "test.tsv", [("x", "y")], header=["index", "other"])  # ignored
+
+    raw = load_raw_dataset(str(folder), MRPC)
+
+    assert_shape(raw)
+    assert_pairs(raw["train"], train)
+    assert_pairs(raw["validation"], dev)
+    assert raw["train"]["idx"] == list(range(len(train)))
+
+
+def test_glue_folder_fixture_loads(glue_folder: Callable[..., Path]) -> None:
+    rows = make_rows(7, seed=9)
+    raw = load_raw_dataset(str(glue_folder(train_rows=rows)), MRPC)
+    assert_shape(raw)
+    assert_pairs(raw["train"], rows)
+    assert raw["validation"].num_rows == 24
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl", ".parquet"])
+@pytest.mark.parametrize("validation_stem", ["validation", "dev"])
+@pytest.mark.parametrize("with_idx", [False, True], ids=["idx-added", "idx-kept"])
+def test_file_folder(tmp_path: Path, suffix: str, validation_stem: str, with_idx: bool) -> None:
+    train = make_rows(20, seed=5)
+    validation = make_rows(9, seed=6)
+    write_table(tmp_path / f"train{suffix}", records(train, with_idx))
+    write_table(tmp_path / f"{validation_stem}{suffix}", records(validation, with_idx))
+
+    raw = load_raw_dataset(str(tmp_path), MRPC)
+
+    assert_shape(raw)
+    assert_pairs(raw["train"], train)
+    assert_pairs(raw["validation"], validation)
+    first_idx = 100 if with_idx else 0
+    assert raw["validation"]["idx"] == list(range(first_idx, first_idx + len(validation)))
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl"])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param([(1, "NA", "null"), (0, "N/A", "nan"), (1, "None", "NULL")], id="missing-value-words"),
+        pytest.param([(1, "1", "2"), (0, "3.5", "007")], id="number-like"),
+    ],
+)
+def test_sentences_stay_text(tmp_path: Path, suffix: str, rows: list[Row]) -> None:
+    """A sentence is text even when pandas would read it as a missing value or a number."""
+    if suffix == ".tsv":
+        write_glue_tsv(tmp_path / "train.tsv", rows)
+        write_glue_tsv(tmp_path / "dev.tsv", rows)
+    else:
+        write_table(tmp_path / f"train{suffix}", records(rows))
+        write_table(tmp_path / f"validation{suffix}", records(rows))
+    assert_pairs(load_raw_dataset(str(tmp_path), MRPC)["train"], rows)
+
+
+def test_extra_columns_are_dropped(tmp_path: Path) -> None:
+    rows = make_rows(5)
+    for stem in ("train", "validation"):
+        write_table(tmp_path / f"{stem}.jsonl", [record | {"source": "web"} for record in records(rows)])
+    assert_shape(load_raw_dataset(str(tmp_path), MRPC))
+
+
+def test_real_mrpc_folder() -> None:
+    if not (REAL_MRPC / "train.tsv").exists():
+        pytest.skip(f"the real GLUE MRPC data is not at {REAL_MRPC}")
+    raw = load_raw_dataset(str(REAL_MRPC), MRPC)
+    assert_shape(raw)
+    assert (raw["train"].num_rows, raw["validation"].num_rows) == (3668, 408)
+    assert (sum(raw["train"]["label"]), sum(raw["validation"]["label"])) == (2474, 279)
+
+
+# Bad inputs: each builder writes its case under tmp_path and returns (data source, expected message regex).
+BadCase = Callable[[Path], tuple[str, str]]
+
+
+def _glue_without(name: str) -> BadCase:
+    def build(tmp_path: Path) -> tuple[str, str]:
+        other = "dev.tsv" if name == "train.tsv" else "train.tsv"
+        write_glue_tsv(tmp_path / other, make_rows(4))
+        return str(tmp_path), f"{re.escape(repr(str(tmp_path)))} has no {re.escape(name)}"
+
+    return build
+
+
+def _tsv_bad_row(name: str, position: int, row: tuple[object, ...]) -> BadCase:
+    def build(tmp_path: Path) -> tuple[str, str]:
+        rows: list[Sequence[object]] = list(make_rows(6))
+        rows[position] = row
+        for file_name in ("train.tsv", "dev.tsv"):
+            write_glue_tsv(tmp_path / file_name, rows if file_name == name else make_rows(4))
+        file = re.escape(str(tmp_path / name))
+        return str(tmp_path), rf"{file}, line {position + 2}: {len(row)} tab-separated fields, expected 5"
+
+    return build
+
+
+def _tsv_wrong_header(tmp_path: Path) -> tuple[str, str]:
+    write_glue_tsv(tmp_path / "train.tsv", make_rows(4), header=["label", "#1 ID", "#2 ID", "#1 String", "#2 String"])
+    write_glue_tsv(tmp_path / "dev.tsv", make_rows(4))
+    return str(tmp_path), rf"{re.escape(str(tmp_path / 'train.tsv'))}: header is \['label'"
+
+
+def _tsv_label(label: int, split: str) -> BadCase:
+    def build(tmp_path: Path) -> tuple[str, str]:
+        rows = make_rows(6)
+        rows[1] = (label, rows[1][1], rows[1][2])
+        write_glue_tsv(tmp_path / "train.tsv", rows if split == "train" else make_rows(4))
+        write_glue_tsv(tmp_path / "dev.tsv", rows if split == "validation" else make_rows(4))
+        return str(tmp_path), rf"{re.escape(str(tmp_path))}, {split} split: labels \[{label}\] are outside \{{0, 1\}}"
+
+    return build
+
+
+def _jsonl_label(tmp_path: Path) -> tuple[str, str]:
+    write_table(tmp_path / "train.jsonl", records(make_rows(6)))
+    write_table(tmp_path / "dev.jsonl", records([(2, "a b", "c d"), (0, "e", "f")]))
+    return str(tmp_path), rf"{re.escape(str(tmp_path))}, validation split: labels \[2\] are outside"
+
+
+def _csv_without(column: str, split_stems: tuple[str, ...]) -> BadCase:
+    def build(tmp_path: Path) -> tuple[str, str]:
+        for stem in ("train", "dev"):
+            table = records(make_rows(5))
+            if stem in split_stems:
+                table = [{key: value for key, value in record.items() if key != column} for record in table]
+            write_table(tmp_path / f"{stem}.csv", table)
+        return str(tmp_path), rf"{re.escape(str(tmp_path))}, train split: missing column\(s\) {column} "
+
+    return build
+
+
+def _relative_missing(tmp_path: Path) -> tuple[str, str]:
+    return "./nope", r"data folder '\./nope' does not exist"
+
+
+def _absolute_missing(tmp_path: Path) -> tuple[str, str]:
+    missing = tmp_path / "does" / "not" / "exist"
+    return str(missing), f"data folder {re.escape(repr(str(missing)))} does not exist"
+
+
+def _a_file(tmp_path: Path) -> tuple[str, str]:
+    file = write_table(tmp_path / "train.csv", records(make_rows(3)))
+    return str(file), f"data {re.escape(repr(str(file)))} is a file"
+
+
+def _folder_with(names: tuple[str, ...], problem: str) -> BadCase:
+    def build(tmp_path: Path) -> tuple[str, str]:
+        for name in names:
+            write_table(tmp_path / name, records(make_rows(3)))
+        return str(tmp_path), f"data folder {re.escape(repr(str(tmp_path)))} {problem}"
+
+    return build
+
+
+def _unreadable(tmp_path: Path) -> tuple[str, str]:
+    write_table(tmp_path / "validation.parquet", records(make_rows(3)))
+    (tmp_path / "train.parquet").write_bytes(b"not a parquet file")
+    return str(tmp_path), f"could not read {re.escape(repr(str(tmp_path / 'train.parquet')))}"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(_glue_without("dev.tsv"), id="glue-no-dev"),
+        pytest.param(_glue_without("train.tsv"), id="glue-no-train"),
+        pytest.param(_tsv_bad_row("train.tsv", 3, (1, 1003, 2003, "only one sentence")), id="tsv-4-fields"),
+        pytest.param(_tsv_bad_row("dev.tsv", 0, (0, 1, 2, "a", "b", "c")), id="tsv-6-fields"),
+        pytest.param(_tsv_wrong_header, id="tsv-header"),
+        pytest.param(_tsv_label(2, "train"), id="tsv-label-2"),
+        pytest.param(_tsv_label(-1, "validation"), id="tsv-label-minus-1"),
+        pytest.param(_jsonl_label, id="jsonl-label-2"),
+        *(
+            pytest.param(_csv_without(column, ("train", "dev")), id=f"csv-no-{column}")
+            for column in ("sentence1", "sentence2", "label")
+        ),
+        pytest.param(_csv_without("label", ("train",)), id="csv-no-label-in-train-only"),
+        pytest.param(_relative_missing, id="relative-missing"),
+        pytest.param(_absolute_missing, id="absolute-missing"),
+        pytest.param(_a_file, id="a-file"),
+        pytest.param(_folder_with((), "has no train file"), id="empty-folder"),
+        pytest.param(_folder_with(("validation.csv",), "has no train file"), id="no-train-file"),
+        pytest.param(_folder_with(("train.json",), "has no validation file"), id="no-validation-file"),
+        pytest.param(_folder_with(("train.csv", "train.jsonl", "dev.csv"), "has several train files"), id="two-trains"),
+        pytest.param(_unreadable, id="unreadable-parquet"),
+    ],
+)
+def test_bad_local_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build: BadCase) -> None:
+    monkeypatch.chdir(tmp_path)
+    source, message = build(tmp_path)
+    with pytest.raises(FinetuneError, match=message):
+        load_raw_dataset(source, MRPC)
+
+
+@pytest.mark.parametrize("dataset_id", ["nyu-mll/glue", "someone/no-such-dataset"])
+def test_unreachable_hub_points_at_local_data(monkeypatch: pytest.MonkeyPatch, dataset_id: str) -> None:
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(FinetuneError, match=rf"(?s){re.escape(repr(dataset_id))}.*--finetune-data"):
+        load_raw_dataset(dataset_id, MRPC)

@@ -1,0 +1,266 @@
+"""The switch, the marker and the settings layers, driven through real pytest sessions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+RECIPE_DUMP = """
+import json
+import shutil
+
+def test_recipe(finetune_recipe):
+    with open("recipe.json", "w") as handle:
+        json.dump(finetune_recipe.to_dict(), handle)
+"""
+
+
+def run_and_read_recipe(pytester: pytest.Pytester, *args: str) -> dict:
+    """Run a session whose one test dumps its recipe; return that recipe."""
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    return json.loads((pytester.path / "recipe.json").read_text())
+
+
+def test_plugin_is_loaded_through_its_entry_point(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*fine-tuning regression tests (pytest-finetune)*", "*--finetune *"])
+
+
+def test_marker_is_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.finetune(**overrides): a fine-tuning test, run only with --finetune*"])
+
+
+def test_marked_tests_skip_without_the_switch(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.finetune
+        def test_marked():
+            raise AssertionError("must not run")
+
+        def test_plain():
+            pass
+        """)
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * fine-tuning tests need --finetune"])
+
+
+def test_switch_runs_marked_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.finetune
+        def test_marked():
+            pass
+        """)
+    pytester.runpytest("--finetune").assert_outcomes(passed=1)
+
+
+def test_finetune_result_skips_unmarked_tests_without_the_switch(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_trains(finetune_result):\n    raise AssertionError('must not run')\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * fine-tuning tests need --finetune"])
+
+
+def test_default_recipe_is_the_seed_recipe(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(RECIPE_DUMP)
+    recipe = run_and_read_recipe(pytester)
+    assert (recipe["task"], recipe["model"], recipe["data"], recipe["seed"]) == ("mrpc", "bert-base-uncased", None, 42)
+    args = recipe["training_args"]
+    assert args["learning_rate"] == 5e-5
+    assert args["per_device_train_batch_size"] == 8
+    assert args["num_train_epochs"] == 3.0
+    assert args["eval_strategy"] == "epoch"
+    assert args["save_strategy"] == "no"
+
+
+def test_layers_rise_from_ini_to_environment_to_command_line_to_marker(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ini_model", "env_model", "cli_model", "marker_model", "ini_data", "env_data"):
+        (pytester.path / name).mkdir()
+    pytester.makeini("""
+        [pytest]
+        finetune_model = ini_model
+        finetune_data = ini_data
+        finetune_training_args =
+            learning_rate = 1e-3
+            max_steps = 7
+            num_train_epochs = 2
+        """)
+    pytester.makepyfile(
+        RECIPE_DUMP.replace(
+            "def test_recipe", "import pytest\n@pytest.mark.finetune(model='marker_model', seed=3)\ndef test_recipe"
+        )
+    )
+    monkeypatch.setenv("PYTEST_FINETUNE_MODEL", "env_model")
+    monkeypatch.setenv("PYTEST_FINETUNE_DATA", "env_data")
+    recipe = run_and_read_recipe(
+        pytester, "--finetune", "--finetune-model", "cli_model", "--finetune-set", "learning_rate=2e-4"
+    )
+    assert recipe["model"] == str(pytester.path / "marker_model")  # marker beats all
+    assert recipe["data"] == str(pytester.path / "env_data")  # environment beats ini
+    assert recipe["seed"] == 3
+    assert recipe["training_args"]["learning_rate"] == 2e-4  # command line beats ini
+    assert recipe["training_args"]["max_steps"] == 7  # ini beats the default
+    assert recipe["training_args"]["num_train_epochs"] == 2.0  # converted to the field's type
+
+    monkeypatch.delenv("PYTEST_FINETUNE_MODEL")
+    pytester.makepyfile(RECIPE_DUMP)
+    assert run_and_read_recipe(pytester)["model"] == str(pytester.path / "ini_model")
+    assert run_and_read_recipe(pytester, "--finetune-model", "cli_model")["model"] == str(pytester.path / "cli_model")
+
+
+def test_closest_marker_wins(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import json, pytest
+
+        pytestmark = pytest.mark.finetune(max_steps=5, learning_rate=1e-4)
+
+        @pytest.mark.finetune(max_steps=9)
+        def test_recipe(finetune_recipe):
+            assert finetune_recipe.training_args["max_steps"] == 9
+            assert finetune_recipe.training_args["learning_rate"] == 1e-4
+        """)
+    pytester.runpytest("--finetune").assert_outcomes(passed=1)
+
+
+def test_hub_ids_stay_as_written(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(RECIPE_DUMP)
+    recipe = run_and_read_recipe(pytester, "--finetune-model", "prajjwal1/bert-tiny", "--finetune-data", "glue")
+    assert (recipe["model"], recipe["data"]) == ("prajjwal1/bert-tiny", "glue")
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("learning_rat=1e-4", "*test_bad.py::test_x: @pytest.mark.finetune: unknown keyword 'learning_rat'*"),
+        ("learning_rate='fast'", "*test_bad.py::test_x: @pytest.mark.finetune: learning_rate='fast' is not valid*"),
+        ("max_steps=2.5", "*test_bad.py::test_x: @pytest.mark.finetune: max_steps=2.5 is not valid: expected int*"),
+        ("seed='1'", "*test_bad.py::test_x: @pytest.mark.finetune: seed='1' is not valid*"),
+        (
+            "eval_strategy='sometimes'",
+            "*eval_strategy='sometimes' is not valid: expected one of 'no', 'steps', 'epoch'*",
+        ),
+        ("'bert'", "*test_bad.py::test_x: @pytest.mark.finetune takes keyword arguments only*"),
+    ],
+)
+def test_bad_marker_is_a_collection_error_naming_test_and_keyword(
+    pytester: pytest.Pytester, marker: str, message: str
+) -> None:
+    pytester.makepyfile(test_bad=f"""
+        import pytest
+
+        @pytest.mark.finetune({marker})
+        def test_x():
+            pass
+        """)
+    result = pytester.runpytest()  # checked even without --finetune
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ERROR collecting test_bad.py*", message])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_unknown_task_in_marker_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.finetune(task="sst9")
+        def test_x(finetune_recipe):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*test_bad.py::test_x: @pytest.mark.finetune: unknown task 'sst9'; known tasks: mrpc*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--finetune-set", "learning_rate"], "*--finetune-set: 'learning_rate' is not KEY=VALUE*"),
+        (["--finetune-set", "lr=1e-4"], "*command line: unknown keyword 'lr'*"),
+        (["--finetune-set", "max_steps=ten"], "*command line: max_steps=ten is not valid*"),
+        (["--finetune-set", "fp16=maybe"], "*command line: fp16=maybe is not valid: expected true or false*"),
+        (["--finetune-task", "cola"], "*command line: unknown task 'cola'; known tasks: mrpc*"),
+    ],
+)
+def test_bad_command_line_is_a_usage_error(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: " + message.lstrip("*")])
+
+
+def test_bad_ini_line_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nfinetune_training_args =\n    num_train_epochs = three\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ini file: num_train_epochs=three is not valid*"])
+
+
+def test_missing_model_folder_fails_the_test_with_the_path(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-checkpoint"
+    pytester.makepyfile("def test_x(model):\n    pass\n")
+    result = pytester.runpytest("--finetune-model", str(missing))
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*model folder '{missing}' does not exist*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_missing_dev_tsv_fails_the_test_with_the_fix(pytester: pytest.Pytester, glue_folder) -> None:
+    folder = glue_folder()
+    (folder / "dev.tsv").unlink()
+    pytester.makepyfile("def test_x(mrpc_dataset):\n    pass\n")
+    result = pytester.runpytest("--finetune-data", str(folder))
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*has no dev.tsv (the validation split); a GLUE folder needs train.tsv and dev.tsv*"])
+
+
+def test_unreachable_hub_says_how_to_work_offline(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    pytester.makepyfile("""
+        def test_data(mrpc_dataset):
+            pass
+
+        def test_model(model):
+            pass
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # offline mode is read at import
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*could not load dataset 'nyu-mll/glue' from the Hugging Face Hub*--finetune-data PATH*",
+            "*could not load the model of 'bert-base-uncased' from the Hugging Face Hub*--finetune-model PATH*",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("remove", "message"),
+    [
+        ("model.safetensors", "*could not load the model of checkpoint folder '*' (OSError: *"),
+        ("config.json", "*is not a checkpoint folder (no config.json)*"),
+    ],
+)
+def test_incomplete_checkpoint_folder_fails_the_test(
+    pytester: pytest.Pytester, tiny_checkpoint: Path, remove: str, message: str
+) -> None:
+    broken = pytester.path / "broken-checkpoint"
+    shutil.copytree(tiny_checkpoint, broken)
+    (broken / remove).unlink()
+    pytester.makepyfile("def test_x(model):\n    pass\n")
+    result = pytester.runpytest("--finetune-model", str(broken))
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([message])
+    result.stdout.no_fnmatch_line("*Traceback*")

@@ -1,0 +1,299 @@
+"""Unit tests of ``pytest_finetune.recipe`` (keyword conversion, layering, fingerprints) and ``compat``."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from transformers import TrainingArguments
+from transformers.trainer_utils import IntervalStrategy
+
+from pytest_finetune import compat
+from pytest_finetune.errors import FinetuneError
+from pytest_finetune.recipe import (
+    ACCEPTED_KEYWORDS,
+    HOUSEKEEPING_TRAINING_ARGS,
+    RECIPE_FIELDS,
+    SEED_TRAINING_ARGS,
+    TASKS,
+    Recipe,
+    build_recipe,
+    convert_value,
+    looks_like_path,
+)
+
+#: The ``TrainingArguments`` fields of the installed transformers.
+FIELDS = frozenset(field.name for field in dataclasses.fields(TrainingArguments) if field.init)
+WHERE = "ini finetune_training_args"
+
+
+def strategy_values(field: str) -> list[str]:
+    """The allowed values of a strategy field, read from its enum annotation."""
+    arms = typing.get_args(compat.training_arg_type(field))
+    enums = [arm for arm in arms if isinstance(arm, type) and issubclass(arm, enum.Enum)]
+    assert len(enums) == 1, f"{field} is not annotated with one enum"
+    return [member.value for member in enums[0]]
+
+
+@pytest.mark.parametrize(
+    "key, text, expected",
+    [
+        ("max_steps", "3", 3),
+        ("max_steps", " -1 ", -1),
+        ("seed", "7", 7),
+        ("learning_rate", "5e-5", 5e-5),
+        ("num_train_epochs", "2", 2.0),
+        ("fp16", "true", True),
+        ("fp16", "False", False),
+        ("trust_remote_code", "yes", True),
+        ("eval_strategy", "epoch", "epoch"),
+        ("eval_strategy", "no", "no"),
+        ("lr_scheduler_kwargs", '{"num_cycles": 2, "power": 0.5}', {"num_cycles": 2, "power": 0.5}),
+        ("lr_scheduler_kwargs", "none", None),
+        ("model", "prajjwal1/bert-tiny", "prajjwal1/bert-tiny"),
+    ],
+)
+def test_convert_from_text(key: str, text: str, expected: Any) -> None:
+    converted = convert_value(key, text, where=WHERE, from_text=True)
+    assert converted == expected
+    assert type(converted) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("learning_rate", 1, 1.0),
+        ("num_train_epochs", 3, 3.0),
+        ("learning_rate", 2e-5, 2e-5),
+        ("max_steps", 10, 10),
+        ("seed", 0, 0),
+        ("fp16", False, False),
+        ("eval_strategy", "steps", "steps"),
+        ("lr_scheduler_kwargs", {"num_cycles": 2}, {"num_cycles": 2}),
+        ("data", "./data/mrpc", "./data/mrpc"),
+    ],
+)
+def test_convert_python_value(key: str, value: Any, expected: Any) -> None:
+    converted = convert_value(key, value, where="marker finetune", from_text=False)
+    assert converted == expected
+    assert type(converted) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "key, value, from_text, reason",
+    [
+        ("max_steps", "3.0", True, "invalid literal for int"),
+        ("max_steps", "three", True, "invalid literal for int"),
+        ("learning_rate", "fast", True, "could not convert string to float"),
+        ("fp16", "maybe", True, "expected true or false"),
+        ("learning_rate", "5e-5", False, "expected float, got str"),
+        ("learning_rate", True, False, "expected float, got bool"),
+        ("max_steps", True, False, "expected int, got bool"),
+        ("max_steps", 3.0, False, "expected int, got float"),
+        ("seed", "42", False, "expected int, got str"),
+        ("fp16", "true", False, "expected bool, got str"),
+        ("trust_remote_code", 1, False, "expected bool, got int"),
+        ("model", 3, False, "expected str, got int"),
+    ],
+)
+def test_convert_rejects_wrong_values(key: str, value: Any, from_text: bool, reason: str) -> None:
+    with pytest.raises(FinetuneError, match=rf"^{re.escape(WHERE)}: {key}=.* is not valid: .*{re.escape(reason)}"):
+        convert_value(key, value, where=WHERE, from_text=from_text)
+
+
+@pytest.mark.parametrize("from_text", [True, False], ids=["text", "python"])
+@pytest.mark.parametrize(
+    "key, field",
+    [
+        ("eval_strategy", "eval_strategy"),
+        ("logging_strategy", "logging_strategy"),
+        ("save_strategy", "save_strategy"),
+        ("evaluation_strategy", "eval_strategy"),  # the legacy spelling checks the same values
+    ],
+)
+def test_invalid_strategy_lists_allowed_values(key: str, field: str, from_text: bool) -> None:
+    with pytest.raises(FinetuneError, match=rf"^{re.escape(WHERE)}: {key}=.*epoc.* is not valid") as raised:
+        convert_value(key, "epoc", where=WHERE, from_text=from_text)
+    for allowed in strategy_values(field):
+        assert repr(allowed) in str(raised.value)
+
+
+@pytest.mark.parametrize("key", ["eval_strategy", "evaluation_strategy"])
+def test_strategy_enum_member_gives_its_value(key: str) -> None:
+    assert convert_value(key, IntervalStrategy.EPOCH, where=WHERE) == "epoch"
+
+
+def test_invalid_strategy_message_does_not_offer_any_string() -> None:
+    """'epoc' is a str: a message saying "... or str" contradicts the rejection."""
+    with pytest.raises(FinetuneError) as raised:
+        convert_value("eval_strategy", "epoc", where=WHERE, from_text=True)
+    assert not re.search(r"\bor str\b", str(raised.value)), str(raised.value)
+
+
+@pytest.mark.parametrize("from_text", [True, False], ids=["text", "python"])
+@pytest.mark.parametrize("key", ["learning_rat", "epochs", "output_dir_x"])
+def test_unknown_keyword_is_named_with_its_source(key: str, from_text: bool) -> None:
+    where = "marker finetune of test_model"
+    with pytest.raises(FinetuneError, match=rf"^{re.escape(where)}: unknown keyword {re.escape(repr(key))}"):
+        convert_value(key, "1", where=where, from_text=from_text)
+
+
+def test_every_field_and_legacy_spelling_is_accepted() -> None:
+    assert ACCEPTED_KEYWORDS >= {*RECIPE_FIELDS, *FIELDS, "evaluation_strategy", "group_by_length", "no_cuda"}
+
+
+@pytest.mark.parametrize("text, expected", [("true", True), ("off", False)])
+def test_legacy_bool_spelling_converts_from_text(text: str, expected: bool) -> None:
+    assert convert_value("group_by_length", text, where=WHERE, from_text=True) is expected
+
+
+def test_build_recipe_without_layers_is_the_seed_recipe() -> None:
+    recipe = build_recipe([])
+    assert recipe == Recipe()
+    assert dict(recipe.training_args) == SEED_TRAINING_ARGS | HOUSEKEEPING_TRAINING_ARGS
+
+
+def test_later_layers_win() -> None:
+    recipe = build_recipe(
+        [
+            ("ini", {"learning_rate": 1e-4, "model": "ini-model", "max_steps": 8, "seed": 1}),
+            ("env", {"learning_rate": 3e-5, "data": "./env-data"}),
+            ("cli", {"model": "cli-model", "seed": 2}),
+            ("marker", {"learning_rate": 2e-5}),
+        ]
+    )
+    assert (recipe.model, recipe.data, recipe.seed) == ("cli-model", "./env-data", 2)
+    assert recipe.training_args["learning_rate"] == 2e-5
+    assert recipe.training_args["max_steps"] == 8  # untouched by later layers
+    assert recipe.training_args["per_device_train_batch_size"] == SEED_TRAINING_ARGS["per_device_train_batch_size"]
+
+
+def test_a_later_legacy_spelling_overrides_the_new_one() -> None:
+    recipe = build_recipe([("ini", {"eval_strategy": "no"}), ("cli", {"evaluation_strategy": "steps"})])
+    assert recipe.training_args["eval_strategy"] == "steps"
+    assert "evaluation_strategy" not in recipe.training_args
+
+
+@pytest.mark.parametrize("task", ["sst2", "MRPC", ""])
+def test_unknown_task_lists_the_known_tasks(task: str) -> None:
+    known = ", ".join(sorted(TASKS))
+    with pytest.raises(FinetuneError, match=rf"^cli: unknown task {re.escape(repr(task))}; known tasks: {known}$"):
+        build_recipe([("ini", {"task": "mrpc"}), ("cli", {"task": task})])
+
+
+@pytest.mark.parametrize("from_text", [True, False], ids=["text", "python"])
+def test_seed_goes_to_the_recipe(from_text: bool) -> None:
+    value = convert_value("seed", "7" if from_text else 7, where=WHERE, from_text=from_text)
+    recipe = build_recipe([("cli", {"seed": value})])
+    assert recipe.seed == 7
+    assert "seed" not in recipe.training_args
+
+
+def _installed(given: Mapping[str, Any], otherwise: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` where the installed TrainingArguments has those fields, else ``otherwise``."""
+    return dict(given) if set(given) <= FIELDS else dict(otherwise)
+
+
+@pytest.mark.parametrize(
+    "given, otherwise",
+    [
+        ({"group_by_length": True}, {"train_sampling_strategy": "group_by_length"}),
+        ({"group_by_length": False}, {"train_sampling_strategy": "random"}),
+        ({"train_sampling_strategy": "group_by_length"}, {"group_by_length": True}),
+        ({"evaluation_strategy": "steps"}, {"eval_strategy": "steps"}),
+        ({"no_cuda": True}, {"use_cpu": True}),
+    ],
+)
+def test_legacy_spellings_are_translated_for_the_installed_transformers(
+    tmp_path: Path, given: dict[str, Any], otherwise: dict[str, Any]
+) -> None:
+    expected = _installed(given, otherwise)
+    assert compat.translate_training_args(given) == expected
+    recipe = build_recipe([("marker", given)])
+    assert {key: recipe.training_args[key] for key in expected} == expected
+    assert set(recipe.training_args) <= FIELDS
+    TrainingArguments(output_dir=str(tmp_path), **recipe.training_args)  # the installed version takes them
+
+
+def test_training_arg_type_of_legacy_and_current_names() -> None:
+    assert compat.training_arg_type("max_steps") is int
+    assert compat.training_arg_type("group_by_length") is bool
+    assert set(strategy_values("eval_strategy")) >= {"no", "steps", "epoch"}
+
+
+def test_fingerprint_is_stable_for_equal_recipes() -> None:
+    layers = [("ini", {"max_steps": 4, "learning_rate": 1e-4}), ("cli", {"seed": 3, "model": "m"})]
+    reordered = [("ini", {"learning_rate": 1e-4, "max_steps": 4}), ("cli", {"model": "m", "seed": 3})]
+    first, second = build_recipe(layers), build_recipe(reordered)
+    assert first == second
+    assert hash(first) == hash(second)
+    assert first.fingerprint == second.fingerprint
+    assert re.fullmatch(r"[0-9a-f]{16}", first.fingerprint)
+    assert Recipe().fingerprint == build_recipe([]).fingerprint
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"learning_rate": 3e-5},
+        {"max_steps": 4},
+        {"eval_strategy": "no"},
+        {"per_device_train_batch_size": 16},
+        {"seed": 1},
+        {"model": "other"},
+        {"data": "./data"},
+        {"trust_remote_code": True},
+    ],
+)
+def test_fingerprint_changes_with_any_setting(change: dict[str, Any]) -> None:
+    changed = build_recipe([("ini", {"max_steps": 2}), ("cli", change)])
+    assert changed.fingerprint != build_recipe([("ini", {"max_steps": 2})]).fingerprint
+
+
+def test_converted_int_for_a_float_field_keeps_the_fingerprint() -> None:
+    epochs = convert_value("num_train_epochs", int(SEED_TRAINING_ARGS["num_train_epochs"]), where="marker")
+    assert build_recipe([("marker", {"num_train_epochs": epochs})]).fingerprint == build_recipe([]).fingerprint
+
+
+@pytest.mark.parametrize("field, value", [("seed", 1), ("model", "other"), ("training_args", {}), ("task", "sst2")])
+def test_recipe_is_frozen(field: str, value: Any) -> None:
+    recipe = build_recipe([])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(recipe, field, value)
+
+
+def test_training_args_are_read_only() -> None:
+    recipe = build_recipe([])
+    with pytest.raises(TypeError):
+        recipe.training_args["learning_rate"] = 1.0  # type: ignore[index]
+    assert recipe.training_args["learning_rate"] == SEED_TRAINING_ARGS["learning_rate"]
+
+
+@pytest.mark.parametrize("data, source", [(None, TASKS["mrpc"].hub_dataset), ("./local/mrpc", "./local/mrpc")])
+def test_data_source(data: str | None, source: str) -> None:
+    recipe = build_recipe([("cli", {"data": data})])
+    assert recipe.data_source == source
+    assert f"data={source}" in recipe.describe()
+
+
+@pytest.mark.parametrize(
+    "source, is_path",
+    [
+        ("./data", True),
+        ("../data", True),
+        ("/abs/data", True),
+        ("~/data", True),
+        ("a/b/c", True),
+        ("C:\\data", True),
+        ("nyu-mll/glue", False),
+        ("glue", False),
+    ],
+)
+def test_looks_like_path(source: str, is_path: bool) -> None:
+    assert looks_like_path(source) is is_path
