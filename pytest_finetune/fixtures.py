@@ -3,26 +3,30 @@
 Each fixture builds one thing from the fixtures before it, so a downstream
 ``conftest.py`` can replace any one of them (say ``tokenized_mrpc``, to test a new
 preprocessing step) and everything after it picks up the replacement.
+
+torch, transformers and datasets are imported inside the fixtures that use them, so
+that a pytest run that fine-tunes nothing does not pay for importing them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
-import numpy as np
 import pytest
-from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
-from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from .data import load_raw_dataset
-from .metrics import MetricsFunction, make_compute_metrics
-from .models import load_model, load_tokenizer
 from .options import SKIP_REASON
 from .recipe import Recipe
 from .session import SESSION_KEY
-from .training import FinetuneResult, build_training_arguments, run_finetune, training_arguments_kwargs
+
+if TYPE_CHECKING:
+    import datasets
+    import numpy as np
+    from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    from .metrics import MetricsFunction
+    from .training import FinetuneResult
 
 # Fixtures whose definitions decide what ``finetune_result`` trains.
 _TRAINING_FIXTURES = (
@@ -55,12 +59,16 @@ def mrpc_dataset(finetune_recipe: Recipe) -> datasets.DatasetDict:
     ``sentence1``, ``sentence2``, ``label`` and ``idx``, from the recipe's Hub dataset,
     GLUE TSV folder or csv/json/jsonl/parquet files.
     """
+    from .data import load_raw_dataset
+
     return load_raw_dataset(finetune_recipe.data_source, finetune_recipe.task_spec)
 
 
 @pytest.fixture
 def tokenizer(finetune_recipe: Recipe) -> PreTrainedTokenizerBase:
     """The recipe model's tokenizer (``AutoTokenizer.from_pretrained``)."""
+    from .models import load_tokenizer
+
     return load_tokenizer(finetune_recipe)
 
 
@@ -80,6 +88,8 @@ def tokenized_mrpc(mrpc_dataset: datasets.DatasetDict, tokenizer: PreTrainedToke
 @pytest.fixture
 def data_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
     """Dynamic padding: ``DataCollatorWithPadding(tokenizer)`` pads each batch to its longest pair."""
+    from transformers import DataCollatorWithPadding
+
     return DataCollatorWithPadding(tokenizer=tokenizer)
 
 
@@ -88,6 +98,8 @@ def model(finetune_recipe: Recipe) -> PreTrainedModel:
     """A fresh ``AutoModelForSequenceClassification`` of the recipe's checkpoint for
     each test, with a new classification head (``num_labels=2``) seeded by the recipe's seed.
     """
+    from .models import load_model
+
     return load_model(finetune_recipe)
 
 
@@ -96,6 +108,8 @@ def compute_metrics(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     """``compute_metrics`` for ``Trainer``: accuracy and F1 as GLUE MRPC scores them
     (offline), plus what ``pytest_finetune_metrics`` hooks add.
     """
+    from .metrics import make_compute_metrics
+
     ihook = request.node.ihook
 
     def extra_metrics(logits: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
@@ -113,6 +127,8 @@ def training_args(request: pytest.FixtureRequest, finetune_recipe: Recipe, tmp_p
     batch 8, 3 epochs; no checkpoints saved, no trackers), writing under ``tmp_path``;
     ``pytest_finetune_adjust_training_args`` hooks may change them.
     """
+    from .training import build_training_arguments, training_arguments_kwargs
+
     kwargs = training_arguments_kwargs(finetune_recipe, tmp_path / "trainer")
     request.node.ihook.pytest_finetune_adjust_training_args(recipe=finetune_recipe, training_args=kwargs)
     return build_training_arguments(kwargs)
@@ -128,6 +144,8 @@ def trainer(
     compute_metrics: MetricsFunction,
 ) -> Trainer:
     """A ``transformers.Trainer`` configured with the fixtures above, not yet trained."""
+    from transformers import Trainer
+
     return Trainer(
         model=model,
         args=training_args,
@@ -153,6 +171,8 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
         pytest.skip(SKIP_REASON)
     key = (finetune_recipe.fingerprint, _fixture_definitions(request))
     if key not in session.results:
+        from .training import run_finetune
+
         result = run_finetune(request.getfixturevalue("trainer"), finetune_recipe)
         request.node.ihook.pytest_finetune_result(result=result)
         session.results[key] = result

@@ -9,10 +9,12 @@ scikit-learn).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from transformers import EvalPrediction
+
+if TYPE_CHECKING:
+    from transformers import EvalPrediction
 
 
 def accuracy_and_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -31,7 +33,7 @@ def accuracy_and_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, fl
     }
 
 
-MetricsFunction = Callable[[EvalPrediction], dict[str, float]]
+MetricsFunction = Callable[["EvalPrediction"], dict[str, float]]
 
 
 def make_compute_metrics(extra: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None) -> MetricsFunction:

@@ -17,7 +17,6 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import compat
 from .errors import FinetuneError
 
 
@@ -109,11 +108,6 @@ class Recipe:
         return f"{self.task} | model={self.model} | data={self.data_source} | seed={self.seed}"
 
 
-#: Every keyword a marker, ``--finetune-set`` or ini line may use: the recipe's fields
-#: and the training arguments (in either transformers spelling).
-ACCEPTED_KEYWORDS = frozenset(RECIPE_FIELDS) | compat.ACCEPTED_NAMES
-
-
 def build_recipe(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> Recipe:
     """Apply keyword layers, lowest priority first, to the seed recipe.
 
@@ -129,6 +123,8 @@ def build_recipe(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> Recipe:
                     raise FinetuneError(f"{where}: unknown task {value!r}; known tasks: {', '.join(sorted(TASKS))}")
                 fields[key] = value
             else:
+                from . import compat  # transformers is imported only once a training argument is set
+
                 training_args.update(compat.translate_training_args({key: value}))
     training_args.pop("seed", None)  # the recipe's seed is the one source of truth
     return Recipe(**fields, training_args=types.MappingProxyType(dict(sorted(training_args.items()))))
@@ -146,12 +142,17 @@ def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) 
     parsed (``"3"`` -> 3, ``"true"`` -> True, JSON for dicts and lists); other values
     must already have the right Python type.
     """
-    if key not in ACCEPTED_KEYWORDS:
-        raise FinetuneError(
-            f"{where}: unknown keyword {key!r}; use a recipe field ({', '.join(RECIPE_FIELDS)}) "
-            "or a transformers.TrainingArguments field such as learning_rate, num_train_epochs, max_steps"
-        )
-    hint = RECIPE_FIELDS.get(key) or compat.training_arg_type(key)
+    if key in RECIPE_FIELDS:
+        hint = RECIPE_FIELDS[key]
+    else:
+        from . import compat  # transformers is imported only once a training argument is set
+
+        if key not in compat.ACCEPTED_NAMES:
+            raise FinetuneError(
+                f"{where}: unknown keyword {key!r}; use a recipe field ({', '.join(RECIPE_FIELDS)}) "
+                "or a transformers.TrainingArguments field such as learning_rate, num_train_epochs, max_steps"
+            )
+        hint = compat.training_arg_type(key)
     try:
         return _convert(hint, value, from_text)
     except (TypeError, ValueError) as error:

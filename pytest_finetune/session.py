@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .options import Layer, marker_layer, python_layer, session_layers
 from .recipe import Recipe, build_recipe
-from .training import FinetuneResult
+
+if TYPE_CHECKING:
+    from .training import FinetuneResult
 
 _RECIPE_KEY = pytest.StashKey[Recipe]()
 

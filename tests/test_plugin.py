@@ -169,18 +169,16 @@ def test_bad_marker_is_a_collection_error_naming_test_and_keyword(
 
 
 def test_unknown_task_in_marker_is_a_collection_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_bad="""
+    pytester.makepyfile(test_bad="""
         import pytest
 
         @pytest.mark.finetune(task="sst9")
         def test_x(finetune_recipe):
             pass
-        """
-    )
+        """)
     result = pytester.runpytest()
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*test_bad.py::test_x: @pytest.mark.finetune: unknown task 'sst9'; known tasks: mrpc*"])
+    result.stdout.fnmatch_lines(["*test_bad.py::test_x: @pytest.mark.finetune: unknown task 'sst9'; known tasks: mrpc"])
     result.stdout.no_fnmatch_line("*Traceback*")
 
 
@@ -264,3 +262,19 @@ def test_incomplete_checkpoint_folder_fails_the_test(
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([message])
     result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_a_run_that_fine_tunes_nothing_imports_no_ml_library(pytester: pytest.Pytester) -> None:
+    """The plugin loads with every pytest run: torch and friends must wait until needed."""
+    pytester.makepyfile("""
+        import sys, pytest
+
+        @pytest.mark.finetune(model="some/checkpoint", seed=3)
+        def test_marked():
+            pass
+
+        def test_plain():
+            assert not {"torch", "transformers", "datasets"} & set(sys.modules)
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)

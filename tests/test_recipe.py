@@ -17,9 +17,7 @@ from transformers.trainer_utils import IntervalStrategy
 from pytest_finetune import compat
 from pytest_finetune.errors import FinetuneError
 from pytest_finetune.recipe import (
-    ACCEPTED_KEYWORDS,
     HOUSEKEEPING_TRAINING_ARGS,
-    RECIPE_FIELDS,
     SEED_TRAINING_ARGS,
     TASKS,
     Recipe,
@@ -145,7 +143,7 @@ def test_unknown_keyword_is_named_with_its_source(key: str, from_text: bool) -> 
 
 
 def test_every_field_and_legacy_spelling_is_accepted() -> None:
-    assert ACCEPTED_KEYWORDS >= {*RECIPE_FIELDS, *FIELDS, "evaluation_strategy", "group_by_length", "no_cuda"}
+    assert compat.ACCEPTED_NAMES >= {*FIELDS, "evaluation_strategy", "group_by_length", "no_cuda"}
 
 
 @pytest.mark.parametrize("text, expected", [("true", True), ("off", False)])
