@@ -73,4 +73,5 @@ def pytest_fixture_setup(
     try:
         return (yield)
     except FinetuneError as error:
-        pytest.fail(str(error), pytrace=False)
+        failure = error
+    pytest.fail(str(failure), pytrace=False)  # outside the except: no "during handling" chain

@@ -211,8 +211,10 @@ def test_missing_model_folder_fails_the_test_with_the_path(pytester: pytest.Pyte
     pytester.makepyfile("def test_x(model):\n    pass\n")
     result = pytester.runpytest("--finetune-model", str(missing))
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([f"*model folder '{missing}' does not exist*"])
-    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.fnmatch_lines(
+        ["*ERROR at setup of test_x*", f"model folder '{missing}' does not exist (resolved to {missing})", "*= short*"]
+    )
+    result.stdout.no_fnmatch_line("*During handling*")
 
 
 def test_missing_dev_tsv_fails_the_test_with_the_fix(pytester: pytest.Pytester, glue_folder) -> None:
