@@ -14,12 +14,9 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+_HINTS = typing.get_type_hints(TrainingArguments)
 _FIELD_TYPES: dict[str, Any] = {
-    field.name: hint
-    for field, hint in (
-        (f, typing.get_type_hints(TrainingArguments)[f.name]) for f in dataclasses.fields(TrainingArguments)
-    )
-    if field.init
+    field.name: _HINTS[field.name] for field in dataclasses.fields(TrainingArguments) if field.init
 }
 
 # Spellings some transformers version uses -> (the other spelling, value mapping, type).

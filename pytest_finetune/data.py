@@ -24,9 +24,10 @@ from pathlib import Path
 import datasets
 
 from .errors import FinetuneError
-from .recipe import Task, looks_like_path
+from .recipe import Task, local_path, offline_help
 
-COLUMNS = ("sentence1", "sentence2", "label", "idx")
+REQUIRED_COLUMNS = ("sentence1", "sentence2", "label")
+COLUMNS = (*REQUIRED_COLUMNS, "idx")
 GLUE_TSV_HEADER = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
 _GLUE_TSV_RENAMES = {"Quality": "label", "#1 String": "sentence1", "#2 String": "sentence2"}
 _GLUE_TSV_FEATURES = datasets.Features(
@@ -38,31 +39,23 @@ _CSV_TEXT_AS_WRITTEN = {"keep_default_na": False, "na_filter": False}
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 _SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "dev")}
 
-HUB_HELP = (
-    "to work offline, point the recipe at local files: --finetune-data PATH (or ini finetune_data, "
-    "env PYTEST_FINETUNE_DATA, marker data=...) with a GLUE TSV folder (train.tsv, dev.tsv) or "
-    "train/validation csv, json, jsonl or parquet files"
-)
-
 
 def load_raw_dataset(source: str, task: Task) -> datasets.DatasetDict:
     """Load ``source`` (a local folder or a Hub id) as train/validation sentence pairs."""
-    path = Path(source).expanduser()
-    if path.is_dir():
+    path = local_path(source, "data folder")
+    if path is None:
+        raw = _load_hub(source, task)
+        where = f"Hub dataset {source!r}"
+    elif path.is_dir():
         if (path / "train.tsv").exists() or (path / "dev.tsv").exists():
             raw = _load_glue_tsv(path)
         else:
             raw = _load_files(path)
         where = str(path)
-    elif path.exists():
+    else:
         raise FinetuneError(
             f"data {source!r} is a file; point data at the folder holding the train and validation files"
         )
-    elif looks_like_path(source):
-        raise FinetuneError(f"data folder {source!r} does not exist (resolved to {path.resolve()})")
-    else:
-        raw = _load_hub(source, task)
-        where = f"Hub dataset {source!r}"
     return _normalise(raw, where, task)
 
 
@@ -102,6 +95,8 @@ def _check_tsv_rows(file: Path) -> None:
                     f"{file}, line {line_number}: {len(row)} tab-separated fields, expected "
                     f"{len(GLUE_TSV_HEADER)}; fix or remove that row"
                 )
+            if not row[0].strip().lstrip("-").isdigit():
+                raise FinetuneError(f"{file}, line {line_number}: label {row[0]!r} is not an integer (0 or 1)")
 
 
 def _load_files(folder: Path) -> datasets.DatasetDict:
@@ -148,7 +143,8 @@ def _load_hub(dataset_id: str, task: Task) -> datasets.DatasetDict:
     except Exception as error:  # datasets raises many types for "not reachable"/"not found"
         raise FinetuneError(
             f"could not load dataset {dataset_id!r} from the Hugging Face Hub "
-            f"({type(error).__name__}: {error}); {HUB_HELP}"
+            f"({type(error).__name__}: {error}); {offline_help('--finetune-data')}: a GLUE TSV folder "
+            "(train.tsv, dev.tsv) or train/validation csv, json, jsonl or parquet files"
         ) from None
 
 
@@ -159,7 +155,7 @@ def _normalise(raw: datasets.DatasetDict, where: str, task: Task) -> datasets.Da
         if split not in raw:
             raise FinetuneError(f"{where} has no {split!r} split (it has {', '.join(raw)})")
         dataset = raw[split]
-        missing = [column for column in COLUMNS[:3] if column not in dataset.column_names]
+        missing = [column for column in REQUIRED_COLUMNS if column not in dataset.column_names]
         if missing:
             raise FinetuneError(
                 f"{where}, {split} split: missing column(s) {', '.join(missing)} "
@@ -168,6 +164,9 @@ def _normalise(raw: datasets.DatasetDict, where: str, task: Task) -> datasets.Da
         if "idx" not in dataset.column_names:
             dataset = dataset.add_column("idx", list(range(len(dataset))))
         dataset = dataset.select_columns(list(COLUMNS))
+        label_type = getattr(dataset.features["label"], "dtype", "int64")  # ClassLabel has no dtype: ints
+        if not label_type.startswith(("int", "uint")):
+            raise FinetuneError(f"{where}, {split} split: labels are {label_type}, not integers; write them as 0 and 1")
         labels = set(dataset.unique("label"))
         unexpected = labels - set(range(task.num_labels))
         if unexpected:

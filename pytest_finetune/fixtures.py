@@ -10,6 +10,7 @@ that a pytest run that fine-tunes nothing does not pay for importing them.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,8 +113,8 @@ def compute_metrics(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
 
     ihook = request.node.ihook
 
-    def extra_metrics(logits: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
-        extra: dict[str, float] = {}
+    def extra_metrics(logits: np.ndarray, label_ids: np.ndarray) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
         for metrics in ihook.pytest_finetune_metrics(recipe=finetune_recipe, logits=logits, label_ids=label_ids):
             extra.update(metrics or {})
         return extra
@@ -143,7 +144,8 @@ def trainer(
     tokenizer: PreTrainedTokenizerBase,
     compute_metrics: MetricsFunction,
 ) -> Trainer:
-    """A ``transformers.Trainer`` configured with the fixtures above, not yet trained."""
+    """A ``transformers.Trainer`` configured with the fixtures above, not yet trained
+    (except in a test whose ``finetune_result`` trained it)."""
     from transformers import Trainer
 
     return Trainer(
@@ -163,27 +165,31 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     ``eval_loss``), ``.history`` (one row per epoch), ``.predictions`` (validation
     logits and labels) and ``.train_runtime``.
 
-    Trains once per session for each recipe and set of fixture definitions: tests that
-    share both share one fine-tune. Needs ``--finetune``; the test is skipped without it.
+    Trains once per session for each recipe and set of fixtures and hooks: tests that
+    share them share one fine-tune, each getting its own copy of the result. The
+    ``trainer`` of the test that triggers the training is the one trained. Needs
+    ``--finetune``; the test is skipped without it.
     """
     session = request.config.stash[SESSION_KEY]
     if not session.enabled:
         pytest.skip(SKIP_REASON)
-    key = (finetune_recipe.fingerprint, _fixture_definitions(request))
+    key = _training_key(request, finetune_recipe)
     if key not in session.results:
         from .training import run_finetune
 
-        result = run_finetune(request.getfixturevalue("trainer"), finetune_recipe)
-        request.node.ihook.pytest_finetune_result(result=result)
-        session.results[key] = result
-    return session.results[key]
+        session.results[key] = run_finetune(request.getfixturevalue("trainer"), finetune_recipe)
+        request.node.ihook.pytest_finetune_result(result=session.results[key])
+    return copy.deepcopy(session.results[key])  # a test that edits its result cannot change another's
 
 
-def _fixture_definitions(request: pytest.FixtureRequest) -> tuple[str, ...]:
-    """Where the training fixtures that serve this test are defined.
+def _training_key(request: pytest.FixtureRequest, recipe: Recipe) -> tuple[Any, ...]:
+    """What decides a fine-tune beyond the recipe, so tests share one only when it is the same:
 
-    Two tests share a fine-tune only when the same definitions serve them, so a
-    ``conftest.py`` that overrides, say, ``tokenized_mrpc`` gets its own training.
+    - where the training fixtures that serve this test are defined (a ``conftest.py``
+      that overrides ``tokenized_mrpc`` gets its own training);
+    - the parameters of parametrized training fixtures;
+    - which ``pytest_finetune_adjust_training_args`` and ``pytest_finetune_metrics``
+      implementations apply to the test (conftest hooks are per directory).
     """
     manager = request._fixturemanager  # no public API lists the definitions that serve a node
     definitions = []
@@ -192,4 +198,15 @@ def _fixture_definitions(request: pytest.FixtureRequest) -> tuple[str, ...]:
         if fixture_defs:
             function = fixture_defs[-1].func
             definitions.append(f"{name}={function.__module__}.{function.__qualname__}@{fixture_defs[-1].baseid}")
-    return tuple(definitions)
+    callspec = getattr(request.node, "callspec", None)
+    params = sorted(
+        (name, repr(value))
+        for name, value in (callspec.params.items() if callspec else ())
+        if name in _TRAINING_FIXTURES
+    )
+    hooks = request.node.ihook
+    implementations = [
+        (hook.name, tuple(impl.plugin_name for impl in hook.get_hookimpls()))
+        for hook in (hooks.pytest_finetune_adjust_training_args, hooks.pytest_finetune_metrics)
+    ]
+    return recipe.fingerprint, tuple(definitions), tuple(params), tuple(implementations)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import FinetuneError
+
 if TYPE_CHECKING:
     from transformers import EvalPrediction
 
@@ -35,6 +37,11 @@ def accuracy_and_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, fl
 
 MetricsFunction = Callable[["EvalPrediction"], dict[str, float]]
 
+#: Keys ``Trainer`` adds to an evaluation that measure speed, not quality.
+SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")
+#: Names an extra metric may not take: the GLUE scores and what ``Trainer`` logs itself.
+RESERVED_NAMES = frozenset({"accuracy", "f1", "loss", "epoch", "step", *SPEED_KEYS})
+
 
 def make_compute_metrics(extra: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None) -> MetricsFunction:
     """A ``compute_metrics`` for ``Trainer``: argmax of the logits, then GLUE MRPC's metric.
@@ -49,7 +56,24 @@ def make_compute_metrics(extra: Callable[[np.ndarray, np.ndarray], dict[str, Any
         label_ids = np.asarray(eval_prediction.label_ids)
         scores = accuracy_and_f1(np.argmax(logits, axis=-1), label_ids)
         if extra is not None:
-            scores.update(extra(logits, label_ids))
+            scores.update(_checked_extra(extra(logits, label_ids)))
         return scores
 
     return compute_metrics
+
+
+def _checked_extra(extra: dict[str, Any]) -> dict[str, float]:
+    """Extra metrics as floats, refusing a reserved name or a value that is not a number."""
+    checked = {}
+    for name, value in extra.items():
+        if name in RESERVED_NAMES or name.startswith("eval_"):
+            raise FinetuneError(
+                f"pytest_finetune_metrics hook: the metric name {name!r} is taken; "
+                f"choose another than {', '.join(sorted(RESERVED_NAMES))} or an eval_ prefix"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise FinetuneError(
+                f"pytest_finetune_metrics hook: metric {name!r} is {value!r}, not a number; return floats"
+            )
+        checked[name] = float(value)
+    return checked

@@ -8,12 +8,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from .errors import FinetuneError
-from .recipe import Recipe, looks_like_path
-
-OFFLINE_HELP = (
-    "to work offline, point the recipe at a local checkpoint folder: --finetune-model PATH "
-    "(or ini finetune_model, env PYTEST_FINETUNE_MODEL, marker model=...)"
-)
+from .recipe import Recipe, local_path, offline_help
 
 
 def load_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
@@ -44,20 +39,17 @@ def load_model(recipe: Recipe) -> PreTrainedModel:
 
 
 def _check_source(model: str) -> None:
-    path = Path(model).expanduser()
-    if path.exists():
-        if not path.is_dir() or not (path / "config.json").exists():
-            raise FinetuneError(
-                f"model {model!r} is not a checkpoint folder (no config.json); point model at the folder "
-                "that save_pretrained wrote"
-            )
-    elif looks_like_path(model):
-        raise FinetuneError(f"model folder {model!r} does not exist (resolved to {path.resolve()})")
+    path = local_path(model, "model folder")
+    if path is not None and not (path / "config.json").is_file():
+        raise FinetuneError(
+            f"model {model!r} is not a checkpoint folder (no config.json); point model at the folder "
+            "that save_pretrained wrote"
+        )
 
 
 def _load_error(what: str, model: str, error: Exception) -> FinetuneError:
     local = Path(model).expanduser().exists()
     where = f"checkpoint folder {model!r}" if local else f"{model!r} from the Hugging Face Hub"
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    hint = "" if local else f"; {OFFLINE_HELP}"
+    hint = "" if local else f"; {offline_help('--finetune-model')}: a checkpoint folder"
     return FinetuneError(f"could not load the {what} of {where} ({type(error).__name__}: {first_line}){hint}")

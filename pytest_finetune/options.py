@@ -4,9 +4,10 @@ Each source becomes a *layer*: ``(where, {keyword: value})``, checked and conver
 :func:`pytest_finetune.recipe.convert_value`. Priority, lowest first: ini file <
 environment < command line < marker < ``pytest_finetune_adjust_recipe`` hook.
 
-Relative model and data paths are resolved against the rootdir (ini file, marker) or
-the directory pytest was started in (command line, environment), when such a path
-exists; otherwise the value stays as written (a Hub id).
+Relative model and data paths are resolved against the ini file's folder (ini file),
+the rootdir (marker, hook) or the directory pytest was started in (command line,
+environment); a value that neither exists there nor can only be a path stays as
+written, a Hub id.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from .errors import FinetuneError
-from .recipe import convert_value
+from .recipe import convert_value, looks_like_path
 
 Layer = tuple[str, dict[str, Any]]
 
@@ -63,8 +64,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="KEY=VALUE",
         help="set a recipe keyword for every recipe, e.g. --finetune-set max_steps=50 (repeatable)",
     )
-    parser.addini("finetune_model", "checkpoint for every recipe: a Hub id or a folder (relative to rootdir)")
-    parser.addini("finetune_data", "data for every recipe: a Hub dataset id or a folder (relative to rootdir)")
+    parser.addini("finetune_model", "checkpoint for every recipe: a Hub id or a folder (relative to the ini file)")
+    parser.addini("finetune_data", "data for every recipe: a Hub dataset id or a folder (relative to the ini file)")
     parser.addini("finetune_task", "task for every recipe (default: mrpc)")
     parser.addini(
         "finetune_training_args",
@@ -91,22 +92,29 @@ def session_layers(config: pytest.Config) -> list[Layer]:
     for assignment in config.getoption("--finetune-set"):
         key, value = _split_assignment(assignment, "--finetune-set")
         cli[key] = value
+    ini_folder = config.inipath.parent if config.inipath else config.rootpath
     return [
-        _text_layer("ini file", ini, config.rootpath),
+        _text_layer("ini file", ini, ini_folder),
         _text_layer("environment", env, config.invocation_params.dir),
         _text_layer("command line", cli, config.invocation_params.dir),
     ]
 
 
+_MARKER_LAYER = pytest.StashKey[Layer]()
+
+
 def marker_layer(item: pytest.Item) -> Layer:
-    """The keywords of ``item``'s ``finetune`` markers, the closest marker winning."""
-    where = f"{item.nodeid}: @pytest.mark.{MARKER}"
-    overrides: dict[str, Any] = {}
-    for mark in reversed(list(item.iter_markers(MARKER))):
-        if mark.args:
-            raise FinetuneError(f"{where} takes keyword arguments only, got {mark.args!r}")
-        overrides.update(mark.kwargs)
-    return python_layer(where, overrides, item.config.rootpath)
+    """The keywords of ``item``'s ``finetune`` markers, the closest marker winning
+    (checked once per test, at collection)."""
+    if _MARKER_LAYER not in item.stash:
+        where = f"{item.nodeid}: @pytest.mark.{MARKER}"
+        overrides: dict[str, Any] = {}
+        for mark in reversed(list(item.iter_markers(MARKER))):
+            if mark.args:
+                raise FinetuneError(f"{where} takes keyword arguments only, got {mark.args!r}")
+            overrides.update(mark.kwargs)
+        item.stash[_MARKER_LAYER] = python_layer(where, overrides, item.config.rootpath)
+    return item.stash[_MARKER_LAYER]
 
 
 def python_layer(where: str, overrides: Mapping[str, Any], base: Path) -> Layer:
@@ -128,8 +136,16 @@ def _split_assignment(text: str, where: str) -> tuple[str, str]:
 
 
 def _resolve_paths(overrides: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make relative model and data paths absolute against ``base``.
+
+    A value is a path when it exists under ``base`` or can only be a path (``./x``,
+    ``a/b/c``); anything else (``bert-base-uncased``, ``org/name``) stays a Hub id.
+    """
     for key in _PATH_KEYS:
         value = overrides.get(key)
-        if isinstance(value, str) and (base / Path(value).expanduser()).exists():
-            overrides[key] = str((base / Path(value).expanduser()).resolve())
+        if not isinstance(value, str):
+            continue
+        candidate = base / Path(value).expanduser()
+        if candidate.exists() or looks_like_path(value):
+            overrides[key] = str(candidate.resolve())
     return overrides

@@ -15,6 +15,7 @@ import json
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from .errors import FinetuneError
@@ -82,6 +83,9 @@ class Recipe:
         hash=False,
     )
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Recipe:
+        return self  # immutable: copies of a result share their recipe
+
     @property
     def task_spec(self) -> Task:
         """The :class:`Task` this recipe names."""
@@ -126,13 +130,35 @@ def build_recipe(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> Recipe:
                 from . import compat  # transformers is imported only once a training argument is set
 
                 training_args.update(compat.translate_training_args({key: value}))
-    training_args.pop("seed", None)  # the recipe's seed is the one source of truth
     return Recipe(**fields, training_args=types.MappingProxyType(dict(sorted(training_args.items()))))
 
 
 def looks_like_path(source: str) -> bool:
     """Whether a model or data value can only be meant as a path (Hub ids are ``name`` or ``org/name``)."""
     return source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source
+
+
+def local_path(source: str, what: str) -> Path | None:
+    """The local path ``source`` names, or ``None`` for a Hub id.
+
+    A value that can only be a path (see :func:`looks_like_path`) but does not exist
+    is an error naming ``what`` (``"model folder"``, ``"data folder"``).
+    """
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    if looks_like_path(source):
+        raise FinetuneError(f"{what} {source!r} does not exist (resolved to {path.resolve()})")
+    return None
+
+
+def offline_help(option: str) -> str:
+    """How to point a recipe at local files instead of the Hub, for ``--finetune-model`` or ``--finetune-data``."""
+    key = option.removeprefix("--finetune-")
+    return (
+        f"to work offline, point the recipe at local files: {option} PATH "
+        f"(or ini finetune_{key}, env PYTEST_FINETUNE_{key.upper()}, marker {key}=...)"
+    )
 
 
 def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) -> Any:
@@ -144,6 +170,11 @@ def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) 
     """
     if key in RECIPE_FIELDS:
         hint = RECIPE_FIELDS[key]
+    elif key == "output_dir":
+        raise FinetuneError(
+            f"{where}: output_dir is chosen by pytest-finetune (a temporary folder per test); "
+            "to write elsewhere, set it in a pytest_finetune_adjust_training_args hook"
+        )
     else:
         from . import compat  # transformers is imported only once a training argument is set
 
@@ -182,8 +213,10 @@ def _convert(hint: Any, value: Any, from_text: bool) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         arms = [arm for arm in typing.get_args(hint) if arm is not type(None)]
+        # "null" is always None; "none" only where no string is allowed (report_to="none" is a value).
+        none_words = ("null",) if str in arms else ("none", "null")
         if len(arms) < len(typing.get_args(hint)) and (
-            value is None or (from_text and str(value).lower() in ("none", "null"))
+            value is None or (from_text and str(value).strip().lower() in none_words)
         ):
             return None
         if any(isinstance(arm, type) and issubclass(arm, enum.Enum) for arm in arms):

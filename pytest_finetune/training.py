@@ -11,10 +11,8 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PredictionOutput
 
 from .errors import FinetuneError
+from .metrics import SPEED_KEYS
 from .recipe import Recipe
-
-# Keys of Trainer's evaluation output that measure speed, not quality.
-_SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")
 
 
 def training_arguments_kwargs(recipe: Recipe, output_dir: Path) -> dict[str, Any]:
@@ -77,7 +75,7 @@ def final_metrics(evaluation: Mapping[str, float]) -> dict[str, float]:
     metrics = {}
     for key, value in evaluation.items():
         name = key.removeprefix("eval_")
-        if name in _SPEED_KEYS:
+        if name in SPEED_KEYS:
             continue
         metrics["eval_loss" if name == "loss" else name] = float(value)
     return metrics
@@ -91,9 +89,16 @@ def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if "loss" in entry:
             training_loss = entry["loss"]
         elif "eval_loss" in entry:
-            row = {"epoch": entry["epoch"], "training_loss": training_loss, "validation_loss": entry["eval_loss"]}
+            row = {
+                "epoch": entry["epoch"],
+                "step": int(entry["step"]),
+                "training_loss": training_loss,
+                "validation_loss": entry["eval_loss"],
+            }
             row.update(
-                (name, value) for name, value in final_metrics(entry).items() if name not in ("eval_loss", "epoch")
+                (name, value)
+                for name, value in final_metrics(entry).items()
+                if name not in ("eval_loss", "epoch", "step")
             )
             rows.append(row)
             training_loss = None

@@ -185,6 +185,23 @@ def _tsv_label(label: int, split: str) -> BadCase:
     return build
 
 
+def _tsv_text_label(tmp_path: Path) -> tuple[str, str]:
+    rows: list[Sequence[object]] = list(make_rows(4))
+    rows[2] = ("yes", rows[2][1], rows[2][2])
+    write_glue_tsv(tmp_path / "train.tsv", rows)
+    write_glue_tsv(tmp_path / "dev.tsv", make_rows(4))
+    return str(tmp_path), rf"{re.escape(str(tmp_path / 'train.tsv'))}, line 4: label 'yes' is not an integer"
+
+
+def _jsonl_float_labels(tmp_path: Path) -> tuple[str, str]:
+    write_table(tmp_path / "train.jsonl", [record | {"label": 1.0} for record in records(make_rows(4))])
+    write_table(tmp_path / "dev.jsonl", records(make_rows(4)))
+    return (
+        str(tmp_path),
+        rf"{re.escape(str(tmp_path))}, train split: labels are float64, not integers; write them as 0 and 1",
+    )
+
+
 def _jsonl_label(tmp_path: Path) -> tuple[str, str]:
     write_table(tmp_path / "train.jsonl", records(make_rows(6)))
     write_table(tmp_path / "dev.jsonl", records([(2, "a b", "c d"), (0, "e", "f")]))
@@ -248,6 +265,8 @@ def _unreadable(tmp_path: Path) -> tuple[str, str]:
             for column in ("sentence1", "sentence2", "label")
         ),
         pytest.param(_csv_without("label", ("train",)), id="csv-no-label-in-train-only"),
+        pytest.param(_tsv_text_label, id="tsv-text-label"),
+        pytest.param(_jsonl_float_labels, id="jsonl-float-labels"),
         pytest.param(_relative_missing, id="relative-missing"),
         pytest.param(_absolute_missing, id="absolute-missing"),
         pytest.param(_a_file, id="a-file"),

@@ -39,6 +39,8 @@ def test_every_fixture_is_documented(pytester: pytest.Pytester) -> None:
     output = result.stdout.str()
     for name in FIXTURES:
         assert f"\n{name} -- " in output, f"{name} is not listed by --fixtures"
+        section = output.split(f"\n{name} -- ")[1].split("\n\n")[0]
+        assert "no docstring available" not in section, f"{name} has no docstring"
     for name, words in {
         "finetune_recipe": "resolved fine-tuning recipe",
         "tokenized_mrpc": "truncation=True",
@@ -138,6 +140,7 @@ def test_finetune_result_trains_and_reports_the_seed_table(finetune_project: pyt
             assert {"accuracy", "f1", "eval_loss"} <= set(finetune_result.metrics)
             assert 0.0 <= finetune_result.metrics["accuracy"] <= 1.0
             assert [row["epoch"] for row in finetune_result.history] == [1.0, 2.0]
+            assert [row["step"] for row in finetune_result.history] == [6, 12]  # 48 pairs, batch 8
             for row in finetune_result.history:
                 assert {"epoch", "training_loss", "validation_loss", "accuracy", "f1"} <= set(row)
                 assert row["training_loss"] > 0 and row["validation_loss"] > 0
@@ -289,4 +292,64 @@ def test_trainer_without_validation_split_fails_clearly(finetune_project: pytest
     result = finetune_project.runpytest("--finetune")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*the trainer needs one eval_dataset, the validation split*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_each_test_gets_its_own_copy_of_a_shared_result(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile("""
+        import pytest
+
+        @pytest.mark.finetune
+        def test_edits(finetune_result):
+            finetune_result.metrics["accuracy"] = -1.0
+            finetune_result.history.clear()
+
+        @pytest.mark.finetune
+        def test_sees_the_original(finetune_result):
+            assert finetune_result.metrics["accuracy"] >= 0.0
+            assert len(finetune_result.history) == 1
+        """)
+    finetune_project.runpytest("--finetune").assert_outcomes(passed=2)
+
+
+def test_directory_hooks_get_their_own_training(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makeconftest(COUNTING_CONFTEST)
+    finetune_project.makepyfile(test_top="""
+        import pytest
+
+        @pytest.mark.finetune
+        def test_top(finetune_result):
+            assert "positive_rate" not in finetune_result.metrics
+        """)
+    sub = finetune_project.mkpydir("sub")
+    (sub / "conftest.py").write_text(
+        "import numpy as np\n\n"
+        "def pytest_finetune_metrics(recipe, logits, label_ids):\n"
+        "    return {'positive_rate': np.mean(np.argmax(logits, axis=-1) == 1)}\n"
+    )
+    (sub / "test_sub.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.finetune\n"
+        "def test_sub(finetune_result):\n"
+        "    assert 0.0 <= finetune_result.metrics['positive_rate'] <= 1.0\n"
+    )
+    finetune_project.runpytest("--finetune").assert_outcomes(passed=2)
+    assert len(trainings(finetune_project)) == 2
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [
+        ("{'accuracy': 1.0}", "*pytest_finetune_metrics hook: the metric name 'accuracy' is taken*"),
+        ("{'note': 'good'}", "*pytest_finetune_metrics hook: metric 'note' is 'good', not a number*"),
+    ],
+)
+def test_bad_hook_metrics_fail_the_test_naming_the_hook(
+    finetune_project: pytest.Pytester, returned: str, message: str
+) -> None:
+    finetune_project.makeconftest(f"def pytest_finetune_metrics(recipe, logits, label_ids):\n    return {returned}\n")
+    finetune_project.makepyfile("import pytest\n\n@pytest.mark.finetune\ndef test_x(finetune_result):\n    pass\n")
+    result = finetune_project.runpytest("--finetune")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([message])
     result.stdout.no_fnmatch_line("*Traceback*")

@@ -10,7 +10,6 @@ import pytest
 
 RECIPE_DUMP = """
 import json
-import shutil
 
 def test_recipe(finetune_recipe):
     with open("recipe.json", "w") as handle:
@@ -22,7 +21,7 @@ def run_and_read_recipe(pytester: pytest.Pytester, *args: str) -> dict:
     """Run a session whose one test dumps its recipe; return that recipe."""
     result = pytester.runpytest(*args)
     result.assert_outcomes(passed=1)
-    return json.loads((pytester.path / "recipe.json").read_text())
+    return json.loads(Path("recipe.json").read_text())  # written in the folder pytest ran in
 
 
 def test_plugin_is_loaded_through_its_entry_point(pytester: pytest.Pytester) -> None:
@@ -132,6 +131,45 @@ def test_closest_marker_wins(pytester: pytest.Pytester) -> None:
     pytester.runpytest("--finetune").assert_outcomes(passed=1)
 
 
+def test_class_marker_applies_below_the_function_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.finetune(seed=5, max_steps=3)
+        class TestRecipes:
+            def test_class_only(self, finetune_recipe):
+                assert (finetune_recipe.seed, finetune_recipe.training_args["max_steps"]) == (5, 3)
+
+            @pytest.mark.finetune(seed=6)
+            def test_function_wins(self, finetune_recipe):
+                assert (finetune_recipe.seed, finetune_recipe.training_args["max_steps"]) == (6, 3)
+        """)
+    pytester.runpytest("--finetune").assert_outcomes(passed=2)
+
+
+def test_command_line_beats_environment(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(RECIPE_DUMP)
+    monkeypatch.setenv("PYTEST_FINETUNE_DATA", "env/data")
+    assert run_and_read_recipe(pytester)["data"] == "env/data"
+    assert run_and_read_recipe(pytester, "--finetune-data", "cli/data")["data"] == "cli/data"
+
+
+def test_relative_paths_resolve_against_the_ini_folder_and_the_invocation_folder(pytester: pytest.Pytester) -> None:
+    """ini values are relative to the ini file, command-line values to where pytest was started."""
+    for folder in ("ckpt", "sub/ckpt", "sub/data"):
+        (pytester.path / folder).mkdir(parents=True)
+    pytester.makeini("[pytest]\nfinetune_model = ckpt\nfinetune_data = ./not-there\n")
+    (pytester.path / "sub" / "test_dump.py").write_text(RECIPE_DUMP)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(pytester.path / "sub")
+        from_ini = run_and_read_recipe(pytester)
+        from_cli = run_and_read_recipe(pytester, "--finetune-model", "ckpt", "--finetune-data", "data")
+    assert from_ini["model"] == str(pytester.path / "ckpt")
+    assert from_ini["data"] == str(pytester.path / "not-there")  # a path even though missing
+    assert from_cli["model"] == str(pytester.path / "sub" / "ckpt")
+    assert from_cli["data"] == str(pytester.path / "sub" / "data")
+
+
 def test_hub_ids_stay_as_written(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(RECIPE_DUMP)
     recipe = run_and_read_recipe(pytester, "--finetune-model", "prajjwal1/bert-tiny", "--finetune-data", "glue")
@@ -235,13 +273,17 @@ def test_unreachable_hub_says_how_to_work_offline(pytester: pytest.Pytester, mon
 
         def test_model(model):
             pass
+
+        def test_tokenizer(tokenizer):
+            pass
         """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # offline mode is read at import
-    result.assert_outcomes(errors=2)
+    result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines(
         [
             "*could not load dataset 'nyu-mll/glue' from the Hugging Face Hub*--finetune-data PATH*",
             "*could not load the model of 'bert-base-uncased' from the Hugging Face Hub*--finetune-model PATH*",
+            "*could not load the tokenizer of 'bert-base-uncased' from the Hugging Face Hub*--finetune-model PATH*",
         ]
     )
 

@@ -53,7 +53,9 @@ def strategy_values(field: str) -> list[str]:
         ("eval_strategy", "epoch", "epoch"),
         ("eval_strategy", "no", "no"),
         ("lr_scheduler_kwargs", '{"num_cycles": 2, "power": 0.5}', {"num_cycles": 2, "power": 0.5}),
-        ("lr_scheduler_kwargs", "none", None),
+        ("lr_scheduler_kwargs", "null", None),
+        ("report_to", "none", ["none"]),  # "none" means no trackers here, not None (which means all)
+        ("gradient_accumulation_steps", "4", 4),
         ("model", "prajjwal1/bert-tiny", "prajjwal1/bert-tiny"),
     ],
 )
@@ -132,6 +134,11 @@ def test_invalid_strategy_message_does_not_offer_any_string() -> None:
     with pytest.raises(FinetuneError) as raised:
         convert_value("eval_strategy", "epoc", where=WHERE, from_text=True)
     assert not re.search(r"\bor str\b", str(raised.value)), str(raised.value)
+
+
+def test_output_dir_is_refused_with_the_hook_to_use() -> None:
+    with pytest.raises(FinetuneError, match=r"^cli: output_dir is chosen by pytest-finetune.*adjust_training_args"):
+        convert_value("output_dir", "/tmp/run", where="cli", from_text=True)
 
 
 @pytest.mark.parametrize("from_text", [True, False], ids=["text", "python"])
