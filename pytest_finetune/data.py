@@ -26,7 +26,8 @@ import datasets
 from .errors import FinetuneError
 from .recipe import Task, local_path, offline_help
 
-REQUIRED_COLUMNS = ("sentence1", "sentence2", "label")
+TEXT_COLUMNS = ("sentence1", "sentence2")
+REQUIRED_COLUMNS = (*TEXT_COLUMNS, "label")
 COLUMNS = (*REQUIRED_COLUMNS, "idx")
 GLUE_TSV_HEADER = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
 _GLUE_TSV_RENAMES = {"Quality": "label", "#1 String": "sentence1", "#2 String": "sentence2"}
@@ -125,12 +126,12 @@ def _load_files(folder: Path) -> datasets.DatasetDict:
 
 def _load_file(file: Path) -> datasets.Dataset:
     builder = FILE_BUILDERS[file.suffix]
-    options = {**_CSV_TEXT_AS_WRITTEN, "converters": {"sentence1": str, "sentence2": str}} if builder == "csv" else {}
+    options = {**_CSV_TEXT_AS_WRITTEN, "converters": dict.fromkeys(TEXT_COLUMNS, str)} if builder == "csv" else {}
     try:
         dataset = datasets.load_dataset(builder, data_files={"data": str(file)}, split="data", **options)
     except Exception as error:  # the builders raise several types for unreadable files
         raise FinetuneError(f"could not read {str(file)!r} ({type(error).__name__}: {error})") from None
-    for column in ("sentence1", "sentence2"):  # json and parquet keep their own types
+    for column in TEXT_COLUMNS:  # json and parquet keep their own types
         if column in dataset.column_names and dataset.features[column] != datasets.Value("string"):
             dataset = dataset.cast_column(column, datasets.Value("string"))
     return dataset
@@ -158,8 +159,8 @@ def _normalise(raw: datasets.DatasetDict, where: str, task: Task) -> datasets.Da
         missing = [column for column in REQUIRED_COLUMNS if column not in dataset.column_names]
         if missing:
             raise FinetuneError(
-                f"{where}, {split} split: missing column(s) {', '.join(missing)} "
-                f"(it has {', '.join(dataset.column_names)}); the task {task.name!r} needs sentence1, sentence2, label"
+                f"{where}, {split} split: missing column(s) {', '.join(missing)} (it has "
+                f"{', '.join(dataset.column_names)}); the task {task.name!r} needs {', '.join(REQUIRED_COLUMNS)}"
             )
         if "idx" not in dataset.column_names:
             dataset = dataset.add_column("idx", list(range(len(dataset))))

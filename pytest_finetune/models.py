@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, set_seed
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
@@ -13,11 +11,11 @@ from .recipe import Recipe, local_path, offline_help
 
 def load_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
     """``AutoTokenizer`` for ``recipe.model``."""
-    _check_source(recipe.model)
+    local = _checked_source(recipe.model)
     try:
         return AutoTokenizer.from_pretrained(recipe.model, trust_remote_code=recipe.trust_remote_code)
     except (OSError, ValueError) as error:
-        raise _load_error("tokenizer", recipe.model, error) from None
+        raise _load_error("tokenizer", recipe.model, local, error) from None
 
 
 def load_model(recipe: Recipe) -> PreTrainedModel:
@@ -26,7 +24,7 @@ def load_model(recipe: Recipe) -> PreTrainedModel:
     The global seed is set first, so the new classification head is the same for the
     same seed.
     """
-    _check_source(recipe.model)
+    local = _checked_source(recipe.model)
     set_seed(recipe.seed)
     try:
         return AutoModelForSequenceClassification.from_pretrained(
@@ -35,20 +33,21 @@ def load_model(recipe: Recipe) -> PreTrainedModel:
             trust_remote_code=recipe.trust_remote_code,
         )
     except (OSError, ValueError, RuntimeError) as error:
-        raise _load_error("model", recipe.model, error) from None
+        raise _load_error("model", recipe.model, local, error) from None
 
 
-def _check_source(model: str) -> None:
+def _checked_source(model: str) -> bool:
+    """Whether ``model`` is a local checkpoint folder (checked) rather than a Hub id."""
     path = local_path(model, "model folder")
     if path is not None and not (path / "config.json").is_file():
         raise FinetuneError(
             f"model {model!r} is not a checkpoint folder (no config.json); point model at the folder "
             "that save_pretrained wrote"
         )
+    return path is not None
 
 
-def _load_error(what: str, model: str, error: Exception) -> FinetuneError:
-    local = Path(model).expanduser().exists()
+def _load_error(what: str, model: str, local: bool, error: Exception) -> FinetuneError:
     where = f"checkpoint folder {model!r}" if local else f"{model!r} from the Hugging Face Hub"
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     hint = "" if local else f"; {offline_help('--finetune-model')}: a checkpoint folder"

@@ -22,7 +22,6 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by being in this
     training_args,
 )
 from .options import MARKER, MARKER_HELP, SKIP_REASON, add_options, marker_layer
-from .recipe import build_recipe
 from .session import SESSION_KEY, FinetuneSession
 
 
@@ -50,7 +49,7 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) 
     for item in items:
         if isinstance(item, pytest.Item) and item.get_closest_marker(MARKER):
             try:
-                build_recipe([marker_layer(item)])
+                marker_layer(item)
             except FinetuneError as error:
                 raise collector.CollectError(str(error)) from None
     return collected

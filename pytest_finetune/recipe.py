@@ -53,6 +53,9 @@ HOUSEKEEPING_TRAINING_ARGS: dict[str, Any] = {
     "disable_tqdm": True,
 }
 
+#: The training arguments a recipe starts from (read-only).
+DEFAULT_TRAINING_ARGS: Mapping[str, Any] = types.MappingProxyType({**SEED_TRAINING_ARGS, **HOUSEKEEPING_TRAINING_ARGS})
+
 #: Keywords that are fields of the recipe itself, with their types.
 RECIPE_FIELDS: dict[str, Any] = {
     "task": str,
@@ -78,10 +81,7 @@ class Recipe:
     data: str | None = None
     seed: int = 42
     trust_remote_code: bool = False
-    training_args: Mapping[str, Any] = dataclasses.field(
-        default_factory=lambda: types.MappingProxyType({**SEED_TRAINING_ARGS, **HOUSEKEEPING_TRAINING_ARGS}),
-        hash=False,
-    )
+    training_args: Mapping[str, Any] = dataclasses.field(default_factory=lambda: DEFAULT_TRAINING_ARGS, hash=False)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Recipe:
         return self  # immutable: copies of a result share their recipe
@@ -115,16 +115,14 @@ class Recipe:
 def build_recipe(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> Recipe:
     """Apply keyword layers, lowest priority first, to the seed recipe.
 
-    Each layer is ``(where, {keyword: value})``; ``where`` names the source for error
-    messages. Values must already be converted (see :func:`convert_value`).
+    Each layer is ``(where, {keyword: value})`` with values already checked and
+    converted by :func:`convert_value`.
     """
     fields: dict[str, Any] = {}
-    training_args = {**SEED_TRAINING_ARGS, **HOUSEKEEPING_TRAINING_ARGS}
-    for where, overrides in layers:
+    training_args = dict(DEFAULT_TRAINING_ARGS)
+    for _, overrides in layers:
         for key, value in overrides.items():
             if key in RECIPE_FIELDS:
-                if key == "task" and value not in TASKS:
-                    raise FinetuneError(f"{where}: unknown task {value!r}; known tasks: {', '.join(sorted(TASKS))}")
                 fields[key] = value
             else:
                 from . import compat  # transformers is imported only once a training argument is set
@@ -185,10 +183,13 @@ def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) 
             )
         hint = compat.training_arg_type(key)
     try:
-        return _convert(hint, value, from_text)
+        converted = _convert(hint, value, from_text)
     except (TypeError, ValueError) as error:
         shown = f"{value!r}" if not from_text else f"{value}"
         raise FinetuneError(f"{where}: {key}={shown} is not valid: {error}") from None
+    if key == "task" and converted not in TASKS:
+        raise FinetuneError(f"{where}: unknown task {converted!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return converted
 
 
 def _type_name(hint: Any) -> str:

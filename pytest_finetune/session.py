@@ -28,9 +28,7 @@ class FinetuneSession:
     @classmethod
     def from_config(cls, config: pytest.Config) -> FinetuneSession:
         """Read ``--finetune`` and the ini/environment/command-line layers (checked here)."""
-        layers = session_layers(config)
-        build_recipe(layers)  # reject a bad task now, as a usage error
-        return cls(enabled=config.getoption("--finetune"), layers=layers)
+        return cls(enabled=config.getoption("--finetune"), layers=session_layers(config))
 
     def recipe_for(self, item: pytest.Item) -> Recipe:
         """``item``'s recipe: session layers, its marker, then the adjust-recipe hook."""

@@ -17,6 +17,7 @@ from transformers.trainer_utils import IntervalStrategy
 from pytest_finetune import compat
 from pytest_finetune.errors import FinetuneError
 from pytest_finetune.recipe import (
+    DEFAULT_TRAINING_ARGS,
     HOUSEKEEPING_TRAINING_ARGS,
     SEED_TRAINING_ARGS,
     TASKS,
@@ -161,7 +162,7 @@ def test_legacy_bool_spelling_converts_from_text(text: str, expected: bool) -> N
 def test_build_recipe_without_layers_is_the_seed_recipe() -> None:
     recipe = build_recipe([])
     assert recipe == Recipe()
-    assert dict(recipe.training_args) == SEED_TRAINING_ARGS | HOUSEKEEPING_TRAINING_ARGS
+    assert dict(recipe.training_args) == SEED_TRAINING_ARGS | HOUSEKEEPING_TRAINING_ARGS == dict(DEFAULT_TRAINING_ARGS)
 
 
 def test_later_layers_win() -> None:
@@ -185,11 +186,12 @@ def test_a_later_legacy_spelling_overrides_the_new_one() -> None:
     assert "evaluation_strategy" not in recipe.training_args
 
 
+@pytest.mark.parametrize("from_text", [True, False], ids=["text", "python"])
 @pytest.mark.parametrize("task", ["sst2", "MRPC", ""])
-def test_unknown_task_lists_the_known_tasks(task: str) -> None:
+def test_unknown_task_lists_the_known_tasks(task: str, from_text: bool) -> None:
     known = ", ".join(sorted(TASKS))
     with pytest.raises(FinetuneError, match=rf"^cli: unknown task {re.escape(repr(task))}; known tasks: {known}$"):
-        build_recipe([("ini", {"task": "mrpc"}), ("cli", {"task": task})])
+        convert_value("task", task, where="cli", from_text=from_text)
 
 
 @pytest.mark.parametrize("from_text", [True, False], ids=["text", "python"])
