@@ -29,6 +29,14 @@ REAL_MRPC_DIR = Path(
 Row = tuple[int, str, str]
 
 
+def assert_fails_clearly(result: pytest.RunResult, *lines: str) -> None:
+    """The session reports one error showing ``lines``, with no traceback or exception chain."""
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(list(lines))
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*During handling*")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _datasets_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep the ``datasets`` cache of this test run out of the user's home."""

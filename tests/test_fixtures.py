@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import assert_fails_clearly
 
 FIXTURES = (
     "finetune_recipe",
@@ -254,8 +255,7 @@ def test_bad_hook_overrides_fail_the_test_naming_the_hook(finetune_project: pyte
     finetune_project.makeconftest("def pytest_finetune_adjust_recipe(recipe, item):\n    return {'epochs': 1}\n")
     finetune_project.makepyfile("def test_x(finetune_recipe):\n    pass\n")
     result = finetune_project.runpytest()
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*test_x: pytest_finetune_adjust_recipe hook: unknown keyword 'epochs'*"])
+    assert_fails_clearly(result, "*test_x: pytest_finetune_adjust_recipe hook: unknown keyword 'epochs'*")
 
 
 def test_training_arguments_rejected_by_transformers_fail_clearly(finetune_project: pytest.Pytester) -> None:
@@ -267,9 +267,7 @@ def test_training_arguments_rejected_by_transformers_fail_clearly(finetune_proje
             pass
         """)
     result = finetune_project.runpytest("--finetune")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*transformers.TrainingArguments rejected the recipe's training arguments*"])
-    result.stdout.no_fnmatch_line("*Traceback*")
+    assert_fails_clearly(result, "*transformers.TrainingArguments rejected the recipe's training arguments*")
 
 
 def test_trainer_without_validation_split_fails_clearly(finetune_project: pytest.Pytester) -> None:
@@ -290,9 +288,7 @@ def test_trainer_without_validation_split_fails_clearly(finetune_project: pytest
             pass
         """)  # without evaluation during training, Trainer itself accepts it
     result = finetune_project.runpytest("--finetune")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*the trainer needs one eval_dataset, the validation split*"])
-    result.stdout.no_fnmatch_line("*Traceback*")
+    assert_fails_clearly(result, "*the trainer needs one eval_dataset, the validation split*")
 
 
 def test_each_test_gets_its_own_copy_of_a_shared_result(finetune_project: pytest.Pytester) -> None:
@@ -350,6 +346,4 @@ def test_bad_hook_metrics_fail_the_test_naming_the_hook(
     finetune_project.makeconftest(f"def pytest_finetune_metrics(recipe, logits, label_ids):\n    return {returned}\n")
     finetune_project.makepyfile("import pytest\n\n@pytest.mark.finetune\ndef test_x(finetune_result):\n    pass\n")
     result = finetune_project.runpytest("--finetune")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([message])
-    result.stdout.no_fnmatch_line("*Traceback*")
+    assert_fails_clearly(result, message)
