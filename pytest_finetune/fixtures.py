@@ -23,6 +23,7 @@ from .session import SESSION_KEY
 if TYPE_CHECKING:
     import datasets
     import numpy as np
+    from syrupy.assertion import SnapshotAssertion
     from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
@@ -175,11 +176,36 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
         pytest.skip(SKIP_REASON)
     key = _training_key(request, finetune_recipe)
     if key not in session.results:
+        from .progress import terminal_progress
         from .training import run_finetune
 
-        session.results[key] = run_finetune(request.getfixturevalue("trainer"), finetune_recipe)
+        progress = terminal_progress(request.config, request.node.nodeid)
+        trainer = request.getfixturevalue("trainer")
+        session.results[key] = run_finetune(trainer, finetune_recipe, callbacks=[progress] if progress else [])
         request.node.ihook.pytest_finetune_result(result=session.results[key])
     return copy.deepcopy(session.results[key])  # a test that edits its result cannot change another's
+
+
+@pytest.fixture
+def finetune_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """This test's baseline, compared within tolerance: ``assert result == finetune_snapshot``
+    with a ``FinetuneResult`` or a dict of metrics (``trainer.evaluate()``'s, say).
+
+    Stored as JSON under ``baselines/`` (ini ``finetune_baseline_dir``), one file per test;
+    ``--snapshot-update`` records and refreshes it. A ``finetune``-marked test is compared
+    this way automatically after its body.
+    """
+    from .baselines import BaselineExtension, BaselineSettings
+
+    session = request.config.stash[SESSION_KEY]
+    settings = BaselineSettings(
+        tolerances=session.tolerances_for(request.node),
+        update=session.update,
+        root=session.baseline_dir,
+        rootdir=request.config.rootpath,
+        invocation_dir=request.config.invocation_params.dir,
+    )
+    return snapshot.use_extension(BaselineExtension.configured(settings))
 
 
 def _training_key(request: pytest.FixtureRequest, recipe: Recipe) -> tuple[Any, ...]:

@@ -8,7 +8,7 @@ scikit-learn).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,8 +39,22 @@ MetricsFunction = Callable[["EvalPrediction"], dict[str, float]]
 
 #: Keys ``Trainer`` adds to an evaluation that measure speed, not quality.
 SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")
+#: Keys ``Trainer`` logs with an evaluation that are neither scores nor speed.
+PROGRESS_KEYS = ("epoch", "step")
 #: Names an extra metric may not take: the GLUE scores and what ``Trainer`` logs itself.
-RESERVED_NAMES = frozenset({"accuracy", "f1", "loss", "epoch", "step", *SPEED_KEYS})
+RESERVED_NAMES = frozenset({"accuracy", "f1", "loss", *PROGRESS_KEYS, *SPEED_KEYS})
+
+
+def final_metrics(evaluation: Mapping[str, float]) -> dict[str, float]:
+    """The scores of an evaluation (``Trainer.evaluate``, ``.predict``, a log entry):
+    ``eval_accuracy`` -> ``accuracy`` (``eval_loss`` keeps its name); speed and progress keys dropped."""
+    metrics = {}
+    for key, value in evaluation.items():
+        name = key.removeprefix("eval_")
+        if name in SPEED_KEYS or name in PROGRESS_KEYS:
+            continue
+        metrics["eval_loss" if name == "loss" else name] = float(value)
+    return metrics
 
 
 def make_compute_metrics(extra: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None) -> MetricsFunction:

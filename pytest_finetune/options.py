@@ -21,16 +21,20 @@ import pytest
 
 from .errors import FinetuneError
 from .recipe import convert_value, looks_like_path
+from .tolerances import Setting, check_setting, parse_setting
 
 Layer = tuple[str, dict[str, Any]]
 
 MARKER = "finetune"
 SKIP_REASON = "fine-tuning tests need --finetune"
 MARKER_HELP = (
-    "finetune(**overrides): a fine-tuning test, run only with --finetune. Keyword arguments "
-    "override its recipe: task, model, data, seed, trust_remote_code or any "
+    "finetune(tolerance=None, **overrides): a fine-tuning test, run only with --finetune and "
+    "compared with its baseline after its body. tolerance: a number or {metric: number}. Other "
+    "keyword arguments override its recipe: task, model, data, seed, trust_remote_code or any "
     "transformers.TrainingArguments field (num_train_epochs, max_steps, learning_rate, ...)."
 )
+#: The marker keyword that sets the gate's tolerance rather than the recipe.
+TOLERANCE_KEYWORD = "tolerance"
 
 # The settings with their own ini key, environment variable and option.
 _NAMED_SETTINGS = {
@@ -64,6 +68,23 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="KEY=VALUE",
         help="set a recipe keyword for every recipe, e.g. --finetune-set max_steps=50 (repeatable)",
     )
+    group.addoption(
+        "--finetune-tolerance",
+        action="append",
+        default=[],
+        metavar="TOLERANCE",
+        help="allowed change of the gated metrics against their baselines: 0.02 for all, "
+        "or METRIC=0.02 for one (repeatable; default accuracy=0.01 f1=0.01)",
+    )
+    group.addoption(
+        "--finetune-strict",
+        action="store_true",
+        help="fail on any change beyond tolerance, improvements included",
+    )
+    group.addoption("--finetune-report", metavar="PATH", help="write the fine-tuning report as JSON to PATH")
+    group.addoption(
+        "--finetune-report-md", metavar="PATH", help="write the fine-tuning report as Markdown (a CI job summary)"
+    )
     parser.addini("finetune_model", "checkpoint for every recipe: a Hub id or a folder (relative to the ini file)")
     parser.addini("finetune_data", "data for every recipe: a Hub dataset id or a folder (relative to the ini file)")
     parser.addini("finetune_task", "task for every recipe (default: mrpc)")
@@ -71,6 +92,15 @@ def add_options(parser: pytest.Parser) -> None:
         "finetune_training_args",
         "recipe keywords for every recipe, one KEY=VALUE per line (e.g. num_train_epochs=1)",
         type="linelist",
+    )
+    parser.addini(
+        "finetune_tolerance",
+        "allowed change of gated metrics: 0.02 for all, METRIC=0.02 for one (several allowed)",
+        type="args",
+    )
+    parser.addini(
+        "finetune_baseline_dir",
+        "folder of the baseline files (relative to the ini file; default: baselines/ at the rootdir)",
     )
 
 
@@ -100,21 +130,68 @@ def session_layers(config: pytest.Config) -> list[Layer]:
     ]
 
 
-_MARKER_LAYER = pytest.StashKey[Layer]()
+#: Options whose value is a path: written apart from the flag, an existing path misleads pytest.
+_PATH_OPTIONS = ("--finetune-model", "--finetune-data", "--finetune-report", "--finetune-report-md")
 
 
-def marker_layer(item: pytest.Item) -> Layer:
-    """The keywords of ``item``'s ``finetune`` markers, the closest marker winning
-    (checked once per test, at collection)."""
-    if _MARKER_LAYER not in item.stash:
+def check_path_options(config: pytest.Config) -> None:
+    """Refuse ``--finetune-model /elsewhere``: ask for ``--finetune-model=/elsewhere``.
+
+    pytest looks for the rootdir and ini file before it loads plugins, so it takes the
+    value of a plugin option written apart for a test path. A path below the directory
+    pytest runs in is harmless; one outside it can make pytest miss the project's ini
+    file, and with it the project's settings.
+    """
+    here = config.invocation_params.dir
+    args = [str(arg) for arg in config.invocation_params.args]
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag not in _PATH_OPTIONS:
+            continue
+        path = (here / value).resolve()
+        if path.exists() and not path.is_relative_to(here.resolve()):
+            raise FinetuneError(
+                f"write {flag}={value} (with '='): written apart, pytest takes {value!r} for a test path "
+                f"when it looks for the rootdir and ini file (it chose rootdir {config.rootpath}, "
+                f"ini file {config.inipath or 'none'})"
+            )
+
+
+def session_tolerances(config: pytest.Config) -> list[Setting]:
+    """The tolerance settings of the ini file, then the command line."""
+    ini = [parse_setting(text, "ini finetune_tolerance") for text in config.getini("finetune_tolerance")]
+    cli = [parse_setting(text, "--finetune-tolerance") for text in config.getoption("--finetune-tolerance")]
+    return [*ini, *cli]
+
+
+def baseline_dir(config: pytest.Config) -> Path:
+    """The baseline folder: ini ``finetune_baseline_dir`` (relative to the ini file), else
+    ``baselines/`` at the rootdir."""
+    configured = config.getini("finetune_baseline_dir")
+    if not configured:
+        return config.rootpath / "baselines"
+    ini_folder = config.inipath.parent if config.inipath else config.rootpath
+    return (ini_folder / Path(configured).expanduser()).resolve()
+
+
+_MARKER_SETTINGS = pytest.StashKey[tuple[Layer, list[Setting]]]()
+
+
+def marker_settings(item: pytest.Item) -> tuple[Layer, list[Setting]]:
+    """The recipe layer and the tolerance settings of ``item``'s ``finetune`` markers,
+    farthest first so that the closest marker wins (checked once per test, at collection)."""
+    if _MARKER_SETTINGS not in item.stash:
         where = f"{item.nodeid}: @pytest.mark.{MARKER}"
         overrides: dict[str, Any] = {}
+        tolerances: list[Setting] = []
         for mark in reversed(list(item.iter_markers(MARKER))):
             if mark.args:
                 raise FinetuneError(f"{where} takes keyword arguments only, got {mark.args!r}")
-            overrides.update(mark.kwargs)
-        item.stash[_MARKER_LAYER] = python_layer(where, overrides, item.config.rootpath)
-    return item.stash[_MARKER_LAYER]
+            keywords = dict(mark.kwargs)
+            if TOLERANCE_KEYWORD in keywords:
+                tolerances.append(check_setting(keywords.pop(TOLERANCE_KEYWORD), where))
+            overrides.update(keywords)
+        item.stash[_MARKER_SETTINGS] = (python_layer(where, overrides, item.config.rootpath), tolerances)
+    return item.stash[_MARKER_SETTINGS]
 
 
 def python_layer(where: str, overrides: Mapping[str, Any], base: Path) -> Layer:

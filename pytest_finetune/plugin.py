@@ -7,13 +7,15 @@ from typing import Any
 
 import pytest
 
-from . import hookspecs
+from . import gate, hookspecs
+from .baselines import write_atomically
 from .errors import FinetuneError
 from .fixtures import (  # noqa: F401  (fixtures are registered by being in this module)
     compute_metrics,
     data_collator,
     finetune_recipe,
     finetune_result,
+    finetune_snapshot,
     model,
     mrpc_dataset,
     tokenized_mrpc,
@@ -21,7 +23,8 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by being in this
     trainer,
     training_args,
 )
-from .options import MARKER, MARKER_HELP, SKIP_REASON, add_options, marker_layer
+from .options import MARKER, MARKER_HELP, SKIP_REASON, add_options, marker_settings
+from .report import report_json, report_markdown, summary_lines
 from .session import SESSION_KEY, FinetuneSession
 
 
@@ -49,19 +52,59 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) 
     for item in items:
         if isinstance(item, pytest.Item) and item.get_closest_marker(MARKER):
             try:
-                marker_layer(item)
+                marker_settings(item)
             except FinetuneError as error:
                 raise collector.CollectError(str(error)) from None
     return collected
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.stash[SESSION_KEY].enabled:
-        return
-    skip = pytest.mark.skip(reason=SKIP_REASON)
+    """Without ``--finetune`` marked tests are skipped; with it, each gets its result and baseline."""
+    enabled = config.stash[SESSION_KEY].enabled
     for item in items:
-        if item.get_closest_marker(MARKER):
-            item.add_marker(skip)
+        if not item.get_closest_marker(MARKER):
+            continue
+        if not enabled:
+            item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+        elif isinstance(item, pytest.Function):
+            gate.require_fixtures(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    """After a marked test's body passes, compare its result with its baseline."""
+    body_passed = False
+    try:
+        outcome = yield
+        body_passed = True
+    finally:
+        failure = gate.conclude(item, compare=body_passed and item.get_closest_marker(MARKER) is not None)
+    if failure:
+        pytest.fail(failure, pytrace=False)
+    return outcome
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    if item.get_closest_marker(MARKER):
+        gate.keep(item)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    entries = config.stash[SESSION_KEY].entries
+    if entries:
+        terminalreporter.write_sep("-", "fine-tuning baselines")
+        for line in summary_lines(entries, verbose=config.get_verbosity() > 0):
+            terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    entries = config.stash[SESSION_KEY].entries
+    for option, render in (("--finetune-report", report_json), ("--finetune-report-md", report_markdown)):
+        path = config.getoption(option)
+        if path:
+            write_atomically(config.invocation_params.dir / path, render(entries))
 
 
 @pytest.hookimpl(wrapper=True)

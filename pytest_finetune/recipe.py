@@ -53,6 +53,12 @@ HOUSEKEEPING_TRAINING_ARGS: dict[str, Any] = {
     "disable_tqdm": True,
 }
 
+#: Training arguments that change how a run is logged or saved, never what it computes.
+#: A baseline's recipe leaves them out, so changing one does not count as a new recipe.
+RECORDING_ARGS = frozenset(
+    {*HOUSEKEEPING_TRAINING_ARGS, "logging_steps", "logging_first_step", "save_steps", "save_total_limit", "run_name"}
+)
+
 #: The training arguments a recipe starts from (read-only).
 DEFAULT_TRAINING_ARGS: Mapping[str, Any] = types.MappingProxyType({**SEED_TRAINING_ARGS, **HOUSEKEEPING_TRAINING_ARGS})
 
@@ -100,6 +106,11 @@ class Recipe:
         """A JSON-ready view, keys sorted."""
         as_dict = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         return dict(sorted((as_dict | {"training_args": dict(sorted(self.training_args.items()))}).items()))
+
+    @property
+    def defining_training_args(self) -> dict[str, Any]:
+        """The training arguments that decide what is computed (all but :data:`RECORDING_ARGS`)."""
+        return {key: value for key, value in self.training_args.items() if key not in RECORDING_ARGS}
 
     @property
     def fingerprint(self) -> str:
@@ -154,7 +165,7 @@ def offline_help(option: str) -> str:
     """How to point a recipe at local files instead of the Hub, for ``--finetune-model`` or ``--finetune-data``."""
     key = option.removeprefix("--finetune-")
     return (
-        f"to work offline, point the recipe at local files: {option} PATH "
+        f"to work offline, point the recipe at local files: {option}=PATH "
         f"(or ini finetune_{key}, env PYTEST_FINETUNE_{key.upper()}, marker {key}=...)"
     )
 

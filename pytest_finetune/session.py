@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .options import Layer, marker_layer, python_layer, session_layers
+from .options import (
+    Layer,
+    baseline_dir,
+    check_path_options,
+    marker_settings,
+    python_layer,
+    session_layers,
+    session_tolerances,
+)
 from .recipe import Recipe, build_recipe
+from .tolerances import Setting, Tolerances, build_tolerances
 
 if TYPE_CHECKING:
+    from .report import ReportEntry
     from .training import FinetuneResult
 
 _RECIPE_KEY = pytest.StashKey[Recipe]()
@@ -22,18 +33,33 @@ class FinetuneSession:
 
     enabled: bool
     layers: list[Layer]
+    tolerance_settings: list[Setting]
+    strict: bool
+    #: Whether baselines are written (syrupy's ``--snapshot-update``).
+    update: bool
+    baseline_dir: Path
     #: Finished fine-tunes by training key (see ``fixtures.finetune_result``).
     results: dict[Any, FinetuneResult] = dataclasses.field(default_factory=dict)
+    #: Each fine-tuning test's comparison with its baseline, for the reports.
+    entries: list[ReportEntry] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> FinetuneSession:
-        """Read ``--finetune`` and the ini/environment/command-line layers (checked here)."""
-        return cls(enabled=config.getoption("--finetune"), layers=session_layers(config))
+        """Read the options, ini keys and environment (checked here)."""
+        check_path_options(config)
+        return cls(
+            enabled=config.getoption("--finetune"),
+            layers=session_layers(config),
+            tolerance_settings=session_tolerances(config),
+            strict=config.getoption("--finetune-strict"),
+            update=bool(config.getoption("--snapshot-update")),
+            baseline_dir=baseline_dir(config),
+        )
 
     def recipe_for(self, item: pytest.Item) -> Recipe:
         """``item``'s recipe: session layers, its marker, then the adjust-recipe hook."""
         if _RECIPE_KEY not in item.stash:
-            layers = [*self.layers, marker_layer(item)]
+            layers = [*self.layers, marker_settings(item)[0]]
             recipe = build_recipe(layers)
             # pluggy calls the last registered implementation (the closest conftest) first;
             # apply it last so that it wins.
@@ -46,6 +72,10 @@ class FinetuneSession:
                     )
             item.stash[_RECIPE_KEY] = build_recipe(layers)
         return item.stash[_RECIPE_KEY]
+
+    def tolerances_for(self, item: pytest.Item) -> Tolerances:
+        """``item``'s tolerances: the defaults, the ini file, the command line, then its marker."""
+        return build_tolerances([*self.tolerance_settings, *marker_settings(item)[1]], strict=self.strict)
 
 
 SESSION_KEY = pytest.StashKey[FinetuneSession]()

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PredictionOutput
 
 from .errors import FinetuneError
-from .metrics import SPEED_KEYS
+from .metrics import final_metrics
+from .provenance import environment
 from .recipe import Recipe
 
 
@@ -41,7 +43,8 @@ class FinetuneResult:
       ``training_loss`` is ``None`` where none was logged since the last row;
     - ``predictions``: ``Trainer.predict``'s output on the validation split
       (``.predictions`` holds the logits, ``.label_ids`` the labels);
-    - ``train_runtime``: seconds spent in ``Trainer.train``.
+    - ``train_runtime``: seconds spent in ``Trainer.train``;
+    - ``environment``: library versions, device and dtype (see :func:`provenance.environment`).
     """
 
     recipe: Recipe
@@ -49,16 +52,22 @@ class FinetuneResult:
     history: list[dict[str, Any]]
     predictions: PredictionOutput
     train_runtime: float
+    environment: dict[str, Any]
 
 
-def run_finetune(trainer: Trainer, recipe: Recipe) -> FinetuneResult:
-    """Train, then predict on the validation split once for the final metrics and logits."""
+def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCallback] = ()) -> FinetuneResult:
+    """Train (with ``callbacks`` added, e.g. progress, in place of transformers' log printer),
+    then predict on the validation split once for the final metrics and logits."""
     validation = trainer.eval_dataset
     if validation is None or isinstance(validation, dict):
         raise FinetuneError(
             "the trainer needs one eval_dataset, the validation split (a conftest trainer fixture "
             "that sets none, or a dict of several, cannot be scored)"
         )
+    if callbacks:
+        trainer.remove_callback(PrinterCallback)  # its log dicts would repeat what progress shows
+    for callback in callbacks:
+        trainer.add_callback(callback)
     train_output = trainer.train()
     prediction = trainer.predict(validation, metric_key_prefix="eval")
     return FinetuneResult(
@@ -67,18 +76,17 @@ def run_finetune(trainer: Trainer, recipe: Recipe) -> FinetuneResult:
         history=epoch_history(trainer.state.log_history),
         predictions=prediction,
         train_runtime=float(train_output.metrics["train_runtime"]),
+        environment=environment(device=trainer.args.device.type, dtype=_dtype(trainer)),
     )
 
 
-def final_metrics(evaluation: Mapping[str, float]) -> dict[str, float]:
-    """``eval_accuracy`` -> ``accuracy`` (``eval_loss`` keeps its name); speed keys dropped."""
-    metrics = {}
-    for key, value in evaluation.items():
-        name = key.removeprefix("eval_")
-        if name in SPEED_KEYS:
-            continue
-        metrics["eval_loss" if name == "loss" else name] = float(value)
-    return metrics
+def _dtype(trainer: Trainer) -> str:
+    """The arithmetic precision: the mixed-precision setting, else the model's parameter dtype."""
+    if trainer.args.bf16:
+        return "bfloat16"
+    if trainer.args.fp16:
+        return "float16"
+    return str(getattr(trainer.model, "dtype", None)).removeprefix("torch.")
 
 
 def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -95,11 +103,7 @@ def epoch_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "training_loss": training_loss,
                 "validation_loss": entry["eval_loss"],
             }
-            row.update(
-                (name, value)
-                for name, value in final_metrics(entry).items()
-                if name not in ("eval_loss", "epoch", "step")
-            )
+            row.update((name, value) for name, value in final_metrics(entry).items() if name != "eval_loss")
             rows.append(row)
             training_loss = None
     return rows

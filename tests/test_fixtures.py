@@ -18,6 +18,7 @@ FIXTURES = (
     "training_args",
     "trainer",
     "finetune_result",
+    "finetune_snapshot",
 )
 
 # A conftest.py that counts trainings in trainings.jsonl through the result hook.
@@ -47,6 +48,7 @@ def test_every_fixture_is_documented(pytester: pytest.Pytester) -> None:
         "tokenized_mrpc": "truncation=True",
         "data_collator": "DataCollatorWithPadding",
         "finetune_result": "fine-tuned and evaluated",
+        "finetune_snapshot": "compared within tolerance",
     }.items():
         section = output.split(f"\n{name} -- ")[1].split("\n\n")[0]
         assert words in section, f"{name}'s docstring is not shown"
@@ -129,7 +131,7 @@ def test_same_seed_gives_the_same_head(finetune_project: pytest.Pytester) -> Non
             assert torch.equal(heads[1], heads[2])
             assert not torch.equal(heads[1], model.classifier.weight)
         """)
-    finetune_project.runpytest("--finetune").assert_outcomes(passed=3)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=3)
 
 
 def test_finetune_result_trains_and_reports_the_seed_table(finetune_project: pytest.Pytester) -> None:
@@ -151,7 +153,7 @@ def test_finetune_result_trains_and_reports_the_seed_table(finetune_project: pyt
             assert finetune_result.train_runtime > 0
             assert finetune_result.recipe.training_args["num_train_epochs"] == 2.0
         """)
-    finetune_project.runpytest("--finetune").assert_outcomes(passed=1)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
 
 
 def test_tests_sharing_a_recipe_share_one_training(finetune_project: pytest.Pytester) -> None:
@@ -175,7 +177,7 @@ def test_tests_sharing_a_recipe_share_one_training(finetune_project: pytest.Pyte
         def test_other_seed(finetune_result):
             assert finetune_result.recipe.seed == 7
         """)
-    finetune_project.runpytest("--finetune").assert_outcomes(passed=4)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=4)
     assert sorted(run["seed"] for run in trainings(finetune_project)) == [7, 42]
 
 
@@ -204,7 +206,7 @@ def test_conftest_override_flows_into_the_trainer_and_its_own_training(finetune_
         "    assert len(trainer.eval_dataset) == 8\n"
         "    assert len(finetune_result.predictions.label_ids) == 8\n"
     )
-    finetune_project.runpytest("--finetune").assert_outcomes(passed=2)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
     assert sorted(run["n_eval"] for run in trainings(finetune_project)) == [8, 24]
 
 
@@ -238,8 +240,9 @@ def pytest_finetune_metrics(recipe, logits, label_ids):
         def test_untouched(finetune_recipe):
             assert finetune_recipe.seed == 10
         """)
-    finetune_project.runpytest("--finetune").assert_outcomes(passed=2)
-    assert trainings(finetune_project) == [{"seed": 11, "n_eval": 24}]
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
+    # a marked test fine-tunes (for its baseline) even when its body asks for no result
+    assert trainings(finetune_project) == [{"seed": 11, "n_eval": 24}, {"seed": 10, "n_eval": 24}]
 
 
 def test_closest_conftest_hook_wins(finetune_project: pytest.Pytester) -> None:
@@ -266,7 +269,7 @@ def test_training_arguments_rejected_by_transformers_fail_clearly(finetune_proje
         def test_x(training_args):
             pass
         """)
-    result = finetune_project.runpytest("--finetune")
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
     assert_fails_clearly(result, "*transformers.TrainingArguments rejected the recipe's training arguments*")
 
 
@@ -287,7 +290,7 @@ def test_trainer_without_validation_split_fails_clearly(finetune_project: pytest
         def test_x(finetune_result):
             pass
         """)  # without evaluation during training, Trainer itself accepts it
-    result = finetune_project.runpytest("--finetune")
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
     assert_fails_clearly(result, "*the trainer needs one eval_dataset, the validation split*")
 
 
@@ -305,7 +308,7 @@ def test_each_test_gets_its_own_copy_of_a_shared_result(finetune_project: pytest
             assert finetune_result.metrics["accuracy"] >= 0.0
             assert len(finetune_result.history) == 1
         """)
-    finetune_project.runpytest("--finetune").assert_outcomes(passed=2)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
 
 
 def test_directory_hooks_get_their_own_training(finetune_project: pytest.Pytester) -> None:
@@ -329,7 +332,7 @@ def test_directory_hooks_get_their_own_training(finetune_project: pytest.Pyteste
         "def test_sub(finetune_result):\n"
         "    assert 0.0 <= finetune_result.metrics['positive_rate'] <= 1.0\n"
     )
-    finetune_project.runpytest("--finetune").assert_outcomes(passed=2)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
     assert len(trainings(finetune_project)) == 2
 
 
@@ -345,5 +348,5 @@ def test_bad_hook_metrics_fail_the_test_naming_the_hook(
 ) -> None:
     finetune_project.makeconftest(f"def pytest_finetune_metrics(recipe, logits, label_ids):\n    return {returned}\n")
     finetune_project.makepyfile("import pytest\n\n@pytest.mark.finetune\ndef test_x(finetune_result):\n    pass\n")
-    result = finetune_project.runpytest("--finetune")
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
     assert_fails_clearly(result, message)

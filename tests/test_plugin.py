@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def test_plugin_is_loaded_through_its_entry_point(pytester: pytest.Pytester) -> 
 
 def test_marker_is_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.finetune(**overrides): a fine-tuning test, run only with --finetune*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.finetune(tolerance=None, **overrides): a fine-tuning test, run only*"])
 
 
 def test_marked_tests_skip_without_the_switch(pytester: pytest.Pytester) -> None:
@@ -51,15 +52,15 @@ def test_marked_tests_skip_without_the_switch(pytester: pytest.Pytester) -> None
     result.stdout.fnmatch_lines(["SKIPPED * fine-tuning tests need --finetune"])
 
 
-def test_switch_runs_marked_tests(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("""
+def test_switch_runs_marked_tests(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile("""
         import pytest
 
         @pytest.mark.finetune
         def test_marked():
             pass
         """)
-    pytester.runpytest("--finetune").assert_outcomes(passed=1)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
 
 
 def test_finetune_result_skips_unmarked_tests_without_the_switch(pytester: pytest.Pytester) -> None:
@@ -82,9 +83,12 @@ def test_default_recipe_is_the_seed_recipe(pytester: pytest.Pytester) -> None:
 
 
 def test_layers_rise_from_ini_to_environment_to_command_line_to_marker(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path, glue_folder: Callable[..., Path]
 ) -> None:
-    for name in ("ini_model", "env_model", "cli_model", "marker_model", "ini_data", "env_data"):
+    # the winners of the marked run fine-tune for real; the others are never loaded
+    shutil.copytree(tiny_checkpoint, pytester.path / "marker_model")
+    shutil.copytree(glue_folder(), pytester.path / "env_data")
+    for name in ("ini_model", "env_model", "cli_model", "ini_data"):
         (pytester.path / name).mkdir()
     pytester.makeini("""
         [pytest]
@@ -103,7 +107,13 @@ def test_layers_rise_from_ini_to_environment_to_command_line_to_marker(
     monkeypatch.setenv("PYTEST_FINETUNE_MODEL", "env_model")
     monkeypatch.setenv("PYTEST_FINETUNE_DATA", "env_data")
     recipe = run_and_read_recipe(
-        pytester, "--finetune", "--finetune-model", "cli_model", "--finetune-set", "learning_rate=2e-4"
+        pytester,
+        "--finetune",
+        "--snapshot-update",
+        "--finetune-model",
+        "cli_model",
+        "--finetune-set",
+        "learning_rate=2e-4",
     )
     assert recipe["model"] == str(pytester.path / "marker_model")  # marker beats all
     assert recipe["data"] == str(pytester.path / "env_data")  # environment beats ini
@@ -118,8 +128,8 @@ def test_layers_rise_from_ini_to_environment_to_command_line_to_marker(
     assert run_and_read_recipe(pytester, "--finetune-model", "cli_model")["model"] == str(pytester.path / "cli_model")
 
 
-def test_closest_marker_wins(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("""
+def test_closest_marker_wins(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile("""
         import json, pytest
 
         pytestmark = pytest.mark.finetune(max_steps=5, learning_rate=1e-4)
@@ -129,11 +139,11 @@ def test_closest_marker_wins(pytester: pytest.Pytester) -> None:
             assert finetune_recipe.training_args["max_steps"] == 9
             assert finetune_recipe.training_args["learning_rate"] == 1e-4
         """)
-    pytester.runpytest("--finetune").assert_outcomes(passed=1)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
 
 
-def test_class_marker_applies_below_the_function_marker(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("""
+def test_class_marker_applies_below_the_function_marker(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile("""
         import pytest
 
         @pytest.mark.finetune(seed=5, max_steps=3)
@@ -145,7 +155,7 @@ def test_class_marker_applies_below_the_function_marker(pytester: pytest.Pyteste
             def test_function_wins(self, finetune_recipe):
                 assert (finetune_recipe.seed, finetune_recipe.training_args["max_steps"]) == (6, 3)
         """)
-    pytester.runpytest("--finetune").assert_outcomes(passed=2)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
 
 
 def test_command_line_beats_environment(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -257,7 +267,7 @@ def test_missing_dev_tsv_fails_the_test_with_the_fix(pytester: pytest.Pytester, 
     folder = glue_folder()
     (folder / "dev.tsv").unlink()
     pytester.makepyfile("def test_x(mrpc_dataset):\n    pass\n")
-    result = pytester.runpytest("--finetune-data", str(folder))
+    result = pytester.runpytest(f"--finetune-data={folder}")
     assert_fails_clearly(result, "*has no dev.tsv (the validation split); a GLUE folder needs train.tsv and dev.tsv*")
 
 
@@ -278,9 +288,9 @@ def test_unreachable_hub_says_how_to_work_offline(pytester: pytest.Pytester, mon
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines(
         [
-            "*could not load dataset 'nyu-mll/glue' from the Hugging Face Hub*--finetune-data PATH*",
-            "*could not load the model of 'bert-base-uncased' from the Hugging Face Hub*--finetune-model PATH*",
-            "*could not load the tokenizer of 'bert-base-uncased' from the Hugging Face Hub*--finetune-model PATH*",
+            "*could not load dataset 'nyu-mll/glue' from the Hugging Face Hub*--finetune-data=PATH*",
+            "*could not load the model of 'bert-base-uncased' from the Hugging Face Hub*--finetune-model=PATH*",
+            "*could not load the tokenizer of 'bert-base-uncased' from the Hugging Face Hub*--finetune-model=PATH*",
         ]
     )
 
@@ -317,3 +327,19 @@ def test_a_run_that_fine_tunes_nothing_imports_no_ml_library(pytester: pytest.Py
         """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, skipped=1)
+
+
+def test_a_path_option_written_apart_that_moves_the_rootdir_is_refused(
+    pytester: pytest.Pytester, tiny_checkpoint: Path
+) -> None:
+    """pytest finds the rootdir before plugins load, so ``--finetune-model /elsewhere`` would hide the ini file."""
+    pytester.makeini("[pytest]\nfinetune_training_args = max_steps=3\n")
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest("--finetune-model", str(tiny_checkpoint))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: write --finetune-model={tiny_checkpoint} (with '='): written apart, pytest takes*for a test path*"]
+    )
+    pytester.runpytest(f"--finetune-model={tiny_checkpoint}").assert_outcomes(passed=1)
+    (pytester.path / "ckpt").mkdir()
+    pytester.runpytest("--finetune-model", "ckpt").assert_outcomes(passed=1)  # inside the project: harmless

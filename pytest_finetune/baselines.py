@@ -1,0 +1,295 @@
+"""Baselines: what is stored for a fine-tuning test, and the syrupy extension that stores it.
+
+One JSON file per test, under the baseline folder (``baselines/`` at the rootdir, or ini
+``finetune_baseline_dir``), at a path that mirrors the test module and the test name:
+``baselines/tests/test_quality/test_mrpc[bert].json``. A record holds the recipe, the
+metrics, the per-epoch history, the environment and the date; keys sorted, floats
+rounded to 6 places. Files are replaced atomically, so a crash leaves the old file or
+the new one, never half of one.
+
+syrupy does the bookkeeping (``--snapshot-update``, unused baselines); this module
+decides what "matches" means: within tolerance, for the same recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+from .errors import FinetuneError
+from .provenance import display_source, source_identity
+from .tolerances import Tolerances
+from .verdicts import Verdict, compare
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from syrupy.data import SnapshotCollection
+    from syrupy.location import PyTestLocation
+    from syrupy.types import PropertyFilter, PropertyMatcher, SerializableData, SerializedData
+
+    from .recipe import Recipe
+    from .training import FinetuneResult
+
+#: Bumped when the layout of a record changes incompatibly.
+FORMAT = 1
+#: Keys that differ from run to run without the run being different; ``--snapshot-update``
+#: does not rewrite a baseline for them alone.
+VOLATILE_KEYS = ("date", "train_runtime")
+_DECIMALS = 6
+
+
+class BaselineError(FinetuneError):
+    """A baseline file that cannot be used; the message names the file and what is wrong."""
+
+
+#: Passed to a ``finetune_snapshot`` comparison to say "this test still owns its baseline"
+#: when it failed before it could compare: the baseline counts as used and is left as it is.
+KEEP = object()
+_KEEP_TEXT = "<baseline kept: the test failed before comparing>"
+
+
+def result_record(result: FinetuneResult, rootdir: Path) -> dict[str, Any]:
+    """What a baseline stores for a fine-tune (without the date)."""
+    return {
+        "format": FORMAT,
+        "recipe": recipe_record(result.recipe, rootdir),
+        "metrics": _rounded(result.metrics),
+        "history": [_rounded(row) for row in result.history],
+        "environment": result.environment,
+        "train_runtime": round(result.train_runtime, 1),
+    }
+
+
+def recipe_record(recipe: Recipe, rootdir: Path) -> dict[str, Any]:
+    """The recipe as a baseline shows it: model and data by display name and by identity."""
+    return {
+        "task": recipe.task,
+        "model": display_source(recipe.model, rootdir),
+        "model_id": source_identity(recipe.model),
+        "data": display_source(recipe.data_source, rootdir),
+        "data_id": source_identity(recipe.data_source),
+        "seed": recipe.seed,
+        "training_args": dict(sorted(recipe.defining_training_args.items())),
+    }
+
+
+def metrics_record(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """What a baseline stores for a plain dict of metrics (``trainer.evaluate()``'s, say)."""
+    from .metrics import final_metrics  # numpy: imported once a fine-tune compares
+
+    values = final_metrics({name: _number(value, f"metric {name!r}") for name, value in metrics.items()})
+    _check_finite(values)
+    return {"format": FORMAT, "metrics": _rounded(values)}
+
+
+def parse_baseline(text: str, location: str, gated: tuple[str, ...]) -> dict[str, Any]:
+    """A stored record, checked: a JSON object whose ``metrics`` are finite numbers,
+    including every gated metric. Anything else is a :class:`BaselineError`."""
+    fix = "fix it, or delete it and record it again with --snapshot-update"
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BaselineError(f"baseline {location} is not valid JSON ({error}); {fix}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+        raise BaselineError(f'baseline {location} has no "metrics" object; {fix}')
+    for name, value in record["metrics"].items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise BaselineError(f"baseline {location}: metric {name!r} is {value!r}, not a finite number; {fix}")
+    missing = [name for name in gated if name not in record["metrics"]]
+    if missing:
+        raise BaselineError(f"baseline {location} lacks the gated metric(s) {', '.join(missing)}; {fix}")
+    if not isinstance(record.get("recipe", {}), dict):
+        raise BaselineError(f'baseline {location}: "recipe" is not an object; {fix}')
+    return record
+
+
+def same_record(current: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """Equal but for :data:`VOLATILE_KEYS`: ``--snapshot-update`` leaves such a baseline alone."""
+
+    def stable(record: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in record.items() if key not in VOLATILE_KEYS}
+
+    return stable(current) == stable(stored)
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineSettings:
+    """What a :class:`BaselineExtension` needs to know of the session."""
+
+    tolerances: Tolerances = Tolerances()
+    #: Whether baselines are written (syrupy's ``--snapshot-update``).
+    update: bool = False
+    #: The baseline folder.
+    root: Path = Path("baselines")
+    #: pytest's rootdir: test modules' paths are mirrored relative to it.
+    rootdir: Path = Path(".")
+    #: Where pytest was started: messages show paths relative to it.
+    invocation_dir: Path = Path(".")
+
+
+def baseline_folder(test_location: PyTestLocation, root: Path, rootdir: Path) -> Path:
+    """Where a test's baseline lives: ``root``, then the test module's path relative to the
+    rootdir (``..`` spelled ``_up_`` so that nothing lands outside ``root``), then its name."""
+    module = Path(test_location.filepath)
+    relative = Path(os.path.relpath(module.parent, rootdir))
+    parts = ["_up_" if part == ".." else part for part in relative.parts if part != "."]
+    return root.joinpath(*parts, module.stem)
+
+
+class BaselineExtension(SingleFileSnapshotExtension):
+    """syrupy extension: one JSON baseline per test, compared within tolerance.
+
+    Use :meth:`configured` for a class bound to one comparison policy and baseline
+    folder (syrupy instantiates extension classes itself). After a comparison,
+    :attr:`verdict` holds the verdict and :attr:`problem` a baseline that could not be read.
+    """
+
+    file_extension = "json"
+    _write_mode = WriteMode.TEXT
+
+    settings = BaselineSettings()
+
+    def __init__(self) -> None:
+        self.verdict: Verdict | None = None
+        self.problem: BaselineError | None = None
+        self._last_read = "(no file read)"  # the baseline being compared, for messages
+
+    @classmethod
+    @functools.cache
+    def configured(cls, settings: BaselineSettings) -> type[BaselineExtension]:
+        """A subclass bound to ``settings`` (syrupy instantiates extension classes itself).
+
+        One class per distinct settings: syrupy groups discovery and writes by class. The
+        subclass keeps this class's name so that pytest-xdist's controller, which
+        re-imports extensions by name, finds one.
+        """
+        configured = type(cls.__name__, (cls,), {"settings": settings})
+        configured.__qualname__ = cls.__qualname__
+        return configured
+
+    @classmethod
+    def dirname(cls, *, test_location: PyTestLocation) -> str:
+        return str(baseline_folder(test_location, cls.settings.root, cls.settings.rootdir))
+
+    def serialize(
+        self,
+        data: SerializableData,
+        *,
+        exclude: PropertyFilter | None = None,
+        include: PropertyFilter | None = None,
+        matcher: PropertyMatcher | None = None,
+    ) -> SerializedData:
+        """A :class:`FinetuneResult` or a dict of metrics as baseline JSON, dated today."""
+        from .training import FinetuneResult
+
+        if data is KEEP:
+            return _KEEP_TEXT
+        if isinstance(data, FinetuneResult):
+            _check_finite(data.metrics)
+            record = result_record(data, self.settings.rootdir)
+        elif isinstance(data, Mapping):
+            record = metrics_record(data)
+        else:
+            raise TypeError(
+                f"finetune_snapshot compares a FinetuneResult or a dict of metrics, not {type(data).__name__}"
+            )
+        record["date"] = datetime.date.today().isoformat()
+        return to_json(record)
+
+    def matches(self, *, serialized_data: SerializedData, snapshot_data: SerializedData) -> bool:
+        """Within tolerance for the same recipe; with ``--snapshot-update``, equal but for the date."""
+        if serialized_data == _KEEP_TEXT:
+            return True
+        current = json.loads(str(serialized_data))
+        try:
+            baseline = parse_baseline(str(snapshot_data), self._last_read, self.settings.tolerances.metrics)
+        except BaselineError as error:
+            self.problem = error
+            return False
+        self.verdict = compare(current, baseline, self.settings.tolerances)
+        if self.settings.update:
+            return same_record(current, baseline)
+        return not self.verdict.outcome.failed
+
+    def diff_lines(self, serialized_data: SerializedData, snapshot_data: SerializedData) -> Iterator[str]:
+        """The verdict table (shown by ``assert value == finetune_snapshot``)."""
+        from .report import verdict_lines
+
+        if self.problem is not None:
+            yield str(self.problem)
+        elif self.verdict is not None:
+            yield from verdict_lines(self.verdict)
+        else:
+            yield "no baseline yet: record it with pytest --finetune --snapshot-update"
+
+    def read_snapshot_data_from_location(
+        self, *, snapshot_location: str, snapshot_name: str, session_id: str
+    ) -> SerializableData | None:
+        self._last_read = shown_path(snapshot_location, self.settings.invocation_dir)
+        try:
+            return Path(snapshot_location).read_bytes().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+
+    @classmethod
+    def write_snapshot_collection(
+        cls, *, snapshot_collection: SnapshotCollection, name_order: dict[str, int] | None = None
+    ) -> None:
+        """Write through a temporary file in the same folder, fsync'd, then ``os.replace``."""
+        data = next(iter(snapshot_collection)).data
+        write_atomically(Path(snapshot_collection.location), str(data))
+
+
+def to_json(record: Mapping[str, Any]) -> str:
+    """Baseline JSON: keys sorted, two-space indent, a final newline."""
+    return json.dumps(record, sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that readers see the old file or the new one, never part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def shown_path(location: str | Path, invocation_dir: Path) -> str:
+    """A path as messages show it: relative to where pytest was started, as a user types it."""
+    return Path(os.path.relpath(location, invocation_dir)).as_posix()
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"finetune_snapshot: {what} is {value!r}, not a number")
+    return float(value)
+
+
+def _check_finite(metrics: Mapping[str, float]) -> None:
+    broken = {name: value for name, value in metrics.items() if not math.isfinite(value)}
+    if broken:
+        shown = ", ".join(f"{name}={value}" for name, value in broken.items())
+        raise BaselineError(
+            f"the run's metrics are not finite ({shown}): training diverged; nothing was compared or stored"
+        )
+
+
+def _rounded(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: round(value, _DECIMALS) if isinstance(value, float) else value for name, value in values.items()}

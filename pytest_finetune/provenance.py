@@ -1,0 +1,71 @@
+"""Where a result came from: content digests of local checkpoints and data, and the environment.
+
+A baseline names its model and data by content, so that the same checkpoint or data
+folder at another path (a colleague's clone, a CI runner's virtualenv) is the same recipe,
+and a changed file is not.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+#: Files that can change what a checkpoint or data folder holds (READMEs and licences cannot).
+_CONTENT_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model", ".tsv", ".csv", ".jsonl", ".parquet")
+_CHUNK = 1 << 20
+
+
+@functools.lru_cache(maxsize=64)
+def content_digest(path: str) -> str:
+    """sha256 of a file, or of a folder's top-level content files (names and bytes, in name order)."""
+    root = Path(path)
+    files = (
+        [root] if root.is_file() else sorted(p for p in root.iterdir() if p.is_file() and p.suffix in _CONTENT_SUFFIXES)
+    )
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def display_source(source: str, rootdir: Path) -> str:
+    """A model or data source as a baseline shows it: a Hub id as written, a local path
+    relative to the rootdir when inside it, else its last two parts (machine paths vary)."""
+    path = Path(source)
+    if not path.is_absolute():
+        return source
+    try:
+        return path.relative_to(rootdir).as_posix() or "."
+    except ValueError:
+        return ".../" + "/".join(path.parts[-2:])
+
+
+def source_identity(source: str) -> str:
+    """What makes two sources the same: the content digest of a local path, else the Hub id."""
+    return content_digest(source) if os.path.isabs(source) and os.path.exists(source) else source
+
+
+def environment(device: str, dtype: str) -> dict[str, Any]:
+    """The library versions, device and dtype a result was computed with."""
+    import datasets
+    import torch
+    import transformers
+
+    described = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "device": device,
+        "dtype": dtype,
+    }
+    if device == "cpu":
+        described["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return described

@@ -1,0 +1,270 @@
+"""What the user reads: the verdict table of a failing test, the end-of-session table,
+the per-epoch history, and the same as JSON, Markdown (a CI job summary) and JUnit properties.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .verdicts import MetricRow, Outcome, Verdict
+
+#: The outcomes that fail a test: failing verdicts, and a baseline that is missing or unreadable.
+FAILING_OUTCOMES = frozenset({"no baseline", "invalid baseline", "error", *(o.value for o in Outcome if o.failed)})
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportEntry:
+    """One fine-tuning test's comparison with its baseline, as the reports show it.
+
+    ``outcome`` is a verdict (``passed``, ``improved``, ``regressed``, ``changed``,
+    ``missing metric``, ``recipe changed``) or what happened to the baseline
+    (``recorded``, ``updated``, ``no baseline``, ``invalid baseline``, ``error``).
+    ``record`` is this run's record (see :mod:`pytest_finetune.baselines`).
+    """
+
+    nodeid: str
+    outcome: str
+    baseline: str
+    #: The metrics with a tolerance, in name order.
+    gated: tuple[str, ...] = ()
+    verdict: Verdict | None = None
+    record: dict[str, Any] | None = None
+    message: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in FAILING_OUTCOMES
+
+    @property
+    def rows(self) -> tuple[MetricRow, ...]:
+        """The verdict's rows, or this run's metrics alone when there was nothing to compare."""
+        if self.verdict is not None and self.verdict.rows:
+            return self.verdict.rows
+        metrics = (self.record or {}).get("metrics", {})
+        return tuple(MetricRow(name, None, value, None, "") for name, value in sorted(metrics.items()))
+
+
+# ---------------------------------------------------------------- one test
+
+
+def verdict_lines(verdict: Verdict) -> list[str]:
+    """The table of one comparison: metric, baseline, current, delta, allowed, verdict."""
+    lines: list[str] = []
+    if verdict.recipe_changes:
+        lines.append("recipe changed since the baseline was recorded; metrics not compared:")
+        rows = [(change.key, _text(change.baseline), _text(change.current)) for change in verdict.recipe_changes]
+        lines += _aligned(("key", "baseline", "current"), rows, right=())
+    else:
+        lines += _aligned(("metric", "baseline", "current", "delta", "allowed", "verdict"), _metric_cells(verdict.rows))
+    lines += [f"note: {note}" for note in verdict.notes]
+    return lines
+
+
+def failure_message(entry: ReportEntry) -> str:
+    """The message of a test the gate fails: what happened, the table, and what to do."""
+    if entry.message:
+        return entry.message
+    assert entry.verdict is not None
+    head = f"{entry.nodeid}: {entry.outcome} against the baseline {entry.baseline}"
+    advice = {
+        "recipe changed": "if the new recipe is intended, record its baseline: pytest --finetune --snapshot-update",
+        "missing metric": "the run no longer produces a gated metric; produce it or drop its tolerance",
+    }.get(entry.outcome, "if this change is intended, raise or lower the baseline: pytest --finetune --snapshot-update")
+    return "\n".join([head, "", *verdict_lines(entry.verdict), "", advice])
+
+
+def pass_note(entry: ReportEntry) -> str | None:
+    """The one line a passing test gets in the summary when there is something to say."""
+    if entry.outcome == "improved":
+        return "improved: run with --snapshot-update to raise the baseline"
+    if entry.outcome == "recorded":
+        return f"baseline recorded: {entry.baseline}"
+    if entry.outcome == "updated":
+        return f"baseline updated: {entry.baseline}"
+    return None
+
+
+def history_lines(record: dict[str, Any]) -> list[str]:
+    """The seed's per-epoch table: epoch, training loss, validation loss and the scores."""
+    history = record.get("history") or []
+    if not history:
+        return []
+    scores = [key for key in history[0] if key not in ("epoch", "step", "training_loss", "validation_loss")]
+    headers = ("epoch", "training loss", "validation loss", *scores)
+    rows = [
+        (
+            f"{row['epoch']:.2f}",
+            "no log" if row["training_loss"] is None else f"{row['training_loss']:.4f}",
+            f"{row['validation_loss']:.4f}",
+            *(f"{row[key]:.4f}" for key in scores),
+        )
+        for row in history
+    ]
+    return _aligned(headers, rows, right=range(len(headers)))
+
+
+# ---------------------------------------------------------------- the session
+
+
+def summary_lines(entries: Sequence[ReportEntry], *, verbose: bool) -> list[str]:
+    """The end-of-session table: test, model, gated metrics against the baseline, verdict, train time."""
+    metrics = _gated_metrics(entries)
+    rows = [
+        (
+            entry.nodeid,
+            str((entry.record or {}).get("recipe", {}).get("model", "-")),
+            *(_against_baseline(entry, name) for name in metrics),
+            entry.outcome,
+            _train_time(entry),
+        )
+        for entry in entries
+    ]
+    lines = _aligned(("test", "model", *metrics, "verdict", "train"), rows, right=range(2, 3 + len(metrics)))
+    for entry in entries:
+        note = pass_note(entry)
+        if note:
+            lines.append(f"{entry.nodeid}: {note}")
+    if verbose:
+        for entry in entries:
+            table = history_lines(entry.record or {})
+            if table:
+                lines += ["", f"{entry.nodeid}: per-epoch history", *table]
+    return lines
+
+
+def report_json(entries: Sequence[ReportEntry]) -> str:
+    """The session's entries as JSON (``--finetune-report``)."""
+    tests = [
+        {
+            "test": entry.nodeid,
+            "outcome": entry.outcome,
+            "failed": entry.failed,
+            "baseline": entry.baseline,
+            "message": entry.message,
+            "metrics": {
+                row.metric: {
+                    "baseline": row.baseline,
+                    "current": row.current,
+                    "delta": row.delta,
+                    "allowed": row.allowed,
+                    "verdict": row.verdict,
+                }
+                for row in entry.rows
+            },
+            "recipe_changes": (
+                [dataclasses.asdict(change) for change in entry.verdict.recipe_changes] if entry.verdict else []
+            ),
+            "notes": list(entry.verdict.notes) if entry.verdict else [],
+            "record": entry.record,
+        }
+        for entry in entries
+    ]
+    summary: dict[str, int] = {}
+    for entry in entries:
+        summary[entry.outcome] = summary.get(entry.outcome, 0) + 1
+    return json.dumps({"summary": summary, "tests": tests}, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def report_markdown(entries: Sequence[ReportEntry]) -> str:
+    """The session's entries as Markdown for a CI job summary (``--finetune-report-md``)."""
+    metrics = _gated_metrics(entries)
+    failed = sum(entry.failed for entry in entries)
+    lines = [
+        "## Fine-tuning baselines",
+        "",
+        f"{len(entries)} test(s), {failed} failed.",
+        "",
+        _markdown_row(("test", "model", *metrics, "verdict", "train")),
+        _markdown_row(("---", "---", *("---:" for _ in metrics), "---", "---:")),
+    ]
+    for entry in entries:
+        model = str((entry.record or {}).get("recipe", {}).get("model", "-"))
+        verdict = f"**{entry.outcome}**" if entry.failed else entry.outcome
+        cells = (f"`{entry.nodeid}`", model, *(_against_baseline(entry, name) for name in metrics))
+        lines.append(_markdown_row((*cells, verdict, _train_time(entry))))
+    for entry in entries:
+        if entry.failed or entry.outcome == "improved":
+            lines += ["", f"### `{entry.nodeid}`: {entry.outcome}", ""]
+            if entry.message:
+                lines += ["```", entry.message, "```"]
+            elif entry.verdict:
+                lines += ["```", *verdict_lines(entry.verdict), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def junit_properties(entry: ReportEntry) -> list[tuple[str, Any]]:
+    """``(name, value)`` pairs for ``item.user_properties``: they become JUnit XML ``<property>`` tags."""
+    properties: list[tuple[str, Any]] = [("finetune.outcome", entry.outcome)]
+    for row in entry.rows:
+        properties.append((f"finetune.{row.metric}", row.current))
+        if row.baseline is not None:
+            properties.append((f"finetune.{row.metric}.baseline", row.baseline))
+    return properties
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _metric_cells(rows: Iterable[MetricRow]) -> list[tuple[str, ...]]:
+    return [
+        (
+            row.metric,
+            _number(row.baseline),
+            _number(row.current),
+            "-" if row.delta is None else f"{row.delta:+.4f}",
+            "-" if row.allowed is None else f"{row.allowed:.4f}",
+            row.verdict,
+        )
+        for row in rows
+    ]
+
+
+def _gated_metrics(entries: Sequence[ReportEntry]) -> list[str]:
+    names: list[str] = []
+    for entry in entries:
+        names += [name for name in entry.gated if name not in names]
+    return names
+
+
+def _against_baseline(entry: ReportEntry, metric: str) -> str:
+    row = next((row for row in entry.rows if row.metric == metric), None)
+    if row is None or row.current is None:
+        return "-"
+    if row.delta is None:
+        return f"{row.current:.4f}"
+    return f"{row.current:.4f} ({row.delta:+.4f})"
+
+
+def _train_time(entry: ReportEntry) -> str:
+    runtime = (entry.record or {}).get("train_runtime")
+    return "-" if runtime is None else f"{runtime:.0f} s"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _text(value: Any) -> str:
+    return "(absent)" if value is None else str(value)
+
+
+def _aligned(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Iterable[int] = range(1, 5)) -> list[str]:
+    """``headers`` and ``rows`` as text columns, the ``right`` ones right-aligned."""
+    right = set(right)
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            str(cell).rjust(width) if index in right else str(cell).ljust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=False))
+        ]
+        return "  ".join(padded).rstrip()
+
+    return [line(headers), *(line(row) for row in rows)]
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"

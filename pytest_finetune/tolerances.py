@@ -1,0 +1,108 @@
+"""How far each metric may move from its baseline: the rules, apart from the comparison.
+
+A tolerance is an absolute amount per metric. Scores (accuracy, F1, ...) fail only when
+they drop by more than it, losses (any metric whose name ends in ``loss``) only when
+they rise by more than it; in strict mode a move beyond it either way fails. Metrics
+without a tolerance are recorded and shown, never gated.
+
+Settings come, lowest priority first, from ini ``finetune_tolerance``, the command line
+``--finetune-tolerance`` and the test's ``finetune(tolerance=...)`` marker. Each setting is
+a number (applies to every gated metric) or ``{metric: number}`` (sets or adds those
+metrics); as text, ``0.02`` or ``f1=0.015``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import FinetuneError
+
+#: The gated metrics and their default tolerance. MRPC's dev split has 408 pairs, so one
+#: pair is 0.0025 of accuracy: 0.01 lets about four pairs flip (numeric noise between
+#: library versions and kernels) and catches any drop of a point or more. A CPU run of a
+#: fixed recipe and seed repeats exactly, so noise needs no wider default.
+DEFAULT_TOLERANCES: Mapping[str, float] = {"accuracy": 0.01, "f1": 0.01}
+
+#: A tolerance setting: one number for every gated metric, or a number per metric.
+Setting = float | Mapping[str, float]
+
+
+def lower_is_better(metric: str) -> bool:
+    """Losses improve by going down; every other metric by going up."""
+    return metric.endswith("loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerances:
+    """The allowed absolute change per gated metric, and whether gains beyond it fail too."""
+
+    allowed: tuple[tuple[str, float], ...] = tuple(DEFAULT_TOLERANCES.items())
+    strict: bool = False
+
+    def __getitem__(self, metric: str) -> float | None:
+        return dict(self.allowed).get(metric)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The gated metrics, in name order."""
+        return tuple(sorted(name for name, _ in self.allowed))
+
+    def apply(self, setting: Setting) -> Tolerances:
+        """A copy with ``setting`` (already checked by :func:`check_setting`) applied."""
+        if isinstance(setting, Mapping):
+            updated = dict(self.allowed) | dict(setting)
+        else:
+            updated = {name: float(setting) for name, _ in self.allowed}
+        return dataclasses.replace(self, allowed=tuple(sorted(updated.items())))
+
+
+def build_tolerances(settings: Iterable[Setting], *, strict: bool = False) -> Tolerances:
+    """The defaults with ``settings`` applied in order (later ones win)."""
+    tolerances = Tolerances(strict=strict)
+    for setting in settings:
+        tolerances = tolerances.apply(setting)
+    return tolerances
+
+
+def check_setting(value: Any, where: str) -> Setting:
+    """``value`` as a tolerance setting, or a :class:`FinetuneError` naming ``where``."""
+    if isinstance(value, Mapping):
+        if not value:
+            raise FinetuneError(f"{where}: tolerance {{}} names no metric; e.g. tolerance={{'f1': 0.015}}")
+        return {
+            _check_name(name, where): _check_amount(amount, f"{where}: tolerance of {name!r}")
+            for name, amount in value.items()
+        }
+    return _check_amount(value, f"{where}: tolerance")
+
+
+def parse_setting(text: str, where: str) -> Setting:
+    """A setting written as text: ``0.02`` (every gated metric) or ``f1=0.015``."""
+    name, sep, amount = text.partition("=")
+    if sep:
+        return check_setting({name.strip(): _parse_amount(amount, f"{where}: {text!r}")}, where)
+    return check_setting(_parse_amount(text, f"{where}: {text!r}"), where)
+
+
+def _parse_amount(text: str, where: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise FinetuneError(f"{where} is not a number; write 0.02 or METRIC=0.02") from None
+
+
+def _check_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise FinetuneError(f"{where}: tolerance keys are metric names such as 'accuracy', got {name!r}")
+    return name.strip()
+
+
+def _check_amount(amount: Any, where: str) -> float:
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        raise FinetuneError(f"{where} must be a number such as 0.01, got {amount!r}")
+    if not math.isfinite(amount) or amount < 0:
+        raise FinetuneError(f"{where} must be a finite number >= 0 (an absolute change such as 0.01), got {amount!r}")
+    return float(amount)

@@ -1,0 +1,160 @@
+"""Compare a run's record with its baseline: recipe first, then each metric against its tolerance.
+
+Records are the dictionaries :mod:`pytest_finetune.baselines` stores (``recipe``,
+``metrics``, ``history``, ``environment``); this module only reads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from .tolerances import Tolerances, lower_is_better
+
+# Rounding guard: baselines keep 6 decimals, so a delta equal to the tolerance may carry 1e-17 noise.
+_EPSILON = 1e-9
+
+
+class Outcome(enum.StrEnum):
+    """The verdict on a run, as the report words it."""
+
+    PASSED = "passed"
+    IMPROVED = "improved"
+    REGRESSED = "regressed"
+    CHANGED = "changed"  # strict mode: moved beyond tolerance, either way
+    MISSING_METRIC = "missing metric"
+    RECIPE_CHANGED = "recipe changed"
+
+    @property
+    def failed(self) -> bool:
+        return self not in (Outcome.PASSED, Outcome.IMPROVED)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricRow:
+    """One line of the verdict table. ``allowed`` is ``None`` for a metric that is not gated."""
+
+    metric: str
+    baseline: float | None
+    current: float | None
+    allowed: float | None
+    verdict: str
+
+    @property
+    def delta(self) -> float | None:
+        if self.baseline is None or self.current is None:
+            return None
+        return self.current - self.baseline
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeChange:
+    """A recipe key whose value differs between the baseline and this run."""
+
+    key: str
+    baseline: Any
+    current: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The comparison of one run with its baseline."""
+
+    outcome: Outcome
+    rows: tuple[MetricRow, ...] = ()
+    recipe_changes: tuple[RecipeChange, ...] = ()
+    #: Differences worth a reader's attention that do not decide the outcome (another device, say).
+    notes: tuple[str, ...] = ()
+
+
+def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], tolerances: Tolerances) -> Verdict:
+    """The verdict on ``current`` against ``baseline`` (both checked records).
+
+    A changed recipe is reported without comparing metrics: numbers of another recipe
+    say nothing about this one. A record without a recipe (a plain dict of metrics was
+    compared) skips that check.
+    """
+    notes = environment_notes(current.get("environment"), baseline.get("environment"))
+    if "recipe" in current and "recipe" in baseline:
+        changes = recipe_changes(current["recipe"], baseline["recipe"])
+        if changes:
+            return Verdict(Outcome.RECIPE_CHANGED, recipe_changes=changes, notes=notes)
+    rows = metric_rows(current["metrics"], baseline["metrics"], tolerances)
+    verdicts = {row.verdict for row in rows}
+    for outcome in (Outcome.MISSING_METRIC, Outcome.REGRESSED, Outcome.CHANGED, Outcome.IMPROVED):
+        if outcome.value in verdicts:
+            return Verdict(outcome, rows=rows, notes=notes)
+    return Verdict(Outcome.PASSED, rows=rows, notes=notes)
+
+
+def metric_rows(
+    current: Mapping[str, float], baseline: Mapping[str, float], tolerances: Tolerances
+) -> tuple[MetricRow, ...]:
+    """One row per metric in either record or in the tolerances: gated ones first."""
+    names = sorted(set(current) | set(baseline) | set(tolerances.metrics), key=lambda n: (tolerances[n] is None, n))
+    return tuple(_row(name, current.get(name), baseline.get(name), tolerances) for name in names)
+
+
+def _row(name: str, current: float | None, baseline: float | None, tolerances: Tolerances) -> MetricRow:
+    allowed = tolerances[name]
+    if allowed is None:
+        verdict = "not gated"
+    elif current is None:
+        verdict = Outcome.MISSING_METRIC.value
+    elif baseline is None:
+        verdict = "new"  # a baseline lacking a gated metric is refused before it gets here
+    else:
+        delta = current - baseline
+        worse = delta > 0 if lower_is_better(name) else delta < 0
+        if abs(delta) <= allowed + _EPSILON:
+            verdict = "ok"
+        elif tolerances.strict:
+            verdict = Outcome.CHANGED.value
+        else:
+            verdict = Outcome.REGRESSED.value if worse else Outcome.IMPROVED.value
+    return MetricRow(name, baseline, current, allowed, verdict)
+
+
+#: Recipe keys compared by identity (content digest or Hub id) rather than as displayed.
+_IDENTITY_KEYS = {"model": "model_id", "data": "data_id"}
+
+
+def recipe_changes(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> tuple[RecipeChange, ...]:
+    """The recipe keys that differ, training arguments one by one.
+
+    A model or data folder at another path with the same content is the same; the same
+    path with other content is a change (shown by its digests).
+    """
+    now, then = _flat_recipe(current), _flat_recipe(baseline)
+    changes = []
+    for key in sorted(now.keys() | then.keys()):
+        identity = _IDENTITY_KEYS.get(key)
+        if identity is None:
+            if now.get(key) != then.get(key):
+                changes.append(RecipeChange(key, then.get(key), now.get(key)))
+        elif current.get(identity) != baseline.get(identity):
+            shown = key if now.get(key) != then.get(key) else identity
+            changes.append(RecipeChange(key, baseline.get(shown), current.get(shown)))
+    return tuple(changes)
+
+
+def _flat_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    flat = {
+        key: value for key, value in recipe.items() if key != "training_args" and key not in _IDENTITY_KEYS.values()
+    }
+    flat.update((f"training_args.{key}", value) for key, value in recipe.get("training_args", {}).items())
+    return flat
+
+
+def environment_notes(current: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """A note when the device or dtype differs: metrics then move by about a seed's spread."""
+    if not current or not baseline:
+        return ()
+    moved = [key for key in ("device", "dtype") if current.get(key) != baseline.get(key)]
+    if not moved:
+        return ()
+    was = ", ".join(f"{key} {baseline.get(key)}" for key in moved)
+    now = ", ".join(f"{key} {current.get(key)}" for key in moved)
+    return (f"baseline recorded with {was}; this run used {now}: expect differences of about a seed's spread",)

@@ -1,0 +1,353 @@
+"""Baselines as a team uses them: record, gate, regress, improve, change the recipe, break the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import save_tiny_checkpoint
+
+QUALITY_TEST = """
+import pytest
+
+@pytest.mark.finetune
+def test_quality():
+    "The marker alone: fine-tune, then compare with the baseline."
+"""
+BASELINE = Path("baselines/test_quality/test_quality.json")
+
+
+@pytest.fixture
+def project(finetune_project: pytest.Pytester) -> pytest.Pytester:
+    """A project with one marked test whose baseline is recorded."""
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    return finetune_project
+
+
+def read_baseline(project: pytest.Pytester, relative: Path = BASELINE) -> dict:
+    return json.loads((project.path / relative).read_text())
+
+
+def shift_baseline(project: pytest.Pytester, **shifts: float) -> dict:
+    """Move stored metrics by ``shifts`` (a baseline 0.05 above the run makes the run a 0.05 drop)."""
+    record = read_baseline(project)
+    for name, shift in shifts.items():
+        record["metrics"][name] = round(record["metrics"][name] + shift, 6)
+    (project.path / BASELINE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def test_record_then_pass(project: pytest.Pytester) -> None:
+    text = (project.path / BASELINE).read_text()
+    record = json.loads(text)
+    assert text == json.dumps(record, indent=2, sort_keys=True) + "\n"  # sorted, readable
+    assert set(record) == {"date", "environment", "format", "history", "metrics", "recipe", "train_runtime"}
+    assert set(record["metrics"]) == {"accuracy", "eval_loss", "f1"}
+    assert all(value == round(value, 6) for value in record["metrics"].values())
+    assert record["recipe"]["training_args"]["max_steps"] == 4
+    assert "save_strategy" not in record["recipe"]["training_args"]  # housekeeping does not define a run
+    assert record["recipe"]["model_id"].startswith("sha256:")
+    assert {"python", "torch", "transformers", "datasets", "device", "dtype"} <= set(record["environment"])
+    assert len(record["history"]) == 1
+
+    result = project.runpytest("--finetune")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*fine-tuning baselines*", "test_quality.py::test_quality *passed*"])
+    assert (project.path / BASELINE).read_text() == text
+
+    project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    assert (project.path / BASELINE).read_text() == text  # unchanged run: not rewritten, date kept
+
+
+def test_a_drop_beyond_tolerance_fails_with_the_table(project: pytest.Pytester) -> None:
+    before = shift_baseline(project, accuracy=0.05)
+    stored = (project.path / BASELINE).read_text()
+    result = project.runpytest("--finetune")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_quality.py::test_quality: regressed against the baseline baselines/test_quality/test_quality.json",
+            "metric*baseline*current*delta*allowed*verdict",
+            f"accuracy*{before['metrics']['accuracy']:.4f}*-0.0500*0.0100*regressed",
+            "f1*ok",
+            "eval_loss*not gated",
+            "*pytest --finetune --snapshot-update*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert (project.path / BASELINE).read_text() == stored
+
+
+def test_a_drop_within_tolerance_passes(project: pytest.Pytester) -> None:
+    shift_baseline(project, accuracy=0.009)
+    project.runpytest("--finetune").assert_outcomes(passed=1)
+
+
+def test_an_improvement_passes_and_says_how_to_raise_the_baseline(project: pytest.Pytester) -> None:
+    shift_baseline(project, f1=-0.05)
+    result = project.runpytest("--finetune")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_quality*improved: run with --snapshot-update to raise the baseline"])
+
+    result = project.runpytest("--finetune", "--snapshot-update")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*baseline updated: baselines/test_quality/test_quality.json"])
+    result = project.runpytest("--finetune")
+    result.assert_outcomes(passed=1)
+    assert "improved" not in result.stdout.str()
+
+
+def test_strict_fails_an_improvement(project: pytest.Pytester) -> None:
+    shift_baseline(project, f1=-0.05)
+    result = project.runpytest("--finetune", "--finetune-strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*: changed against the baseline*", "f1*+0.0500*0.0100*changed"])
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        ("marker", "@pytest.mark.finetune(tolerance=0.06)"),
+        ("marker dict", "@pytest.mark.finetune(tolerance={'accuracy': 0.06})"),
+        ("command line", "--finetune-tolerance=accuracy=0.06"),
+        ("ini", "finetune_tolerance = 0.06"),
+    ],
+    ids=lambda how: how[0],
+)
+def test_tolerance_settings(project: pytest.Pytester, how: tuple[str, str]) -> None:
+    shift_baseline(project, accuracy=0.05)
+    where, setting = how
+    args = ["--finetune"]
+    if where.startswith("marker"):
+        project.makepyfile(test_quality=QUALITY_TEST.replace("@pytest.mark.finetune", setting))
+    elif where == "command line":
+        args.append(setting)
+    else:
+        ini = (project.path / "tox.ini").read_text().replace("[pytest]", f"[pytest]\n{setting}")
+        (project.path / "tox.ini").write_text(ini)
+    result = project.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_quality.py::test_quality*passed*"])
+
+
+def test_the_marker_beats_the_command_line(project: pytest.Pytester) -> None:
+    shift_baseline(project, accuracy=0.05)
+    project.makepyfile(
+        test_quality=QUALITY_TEST.replace("@pytest.mark.finetune", "@pytest.mark.finetune(tolerance=0.01)")
+    )
+    project.runpytest("--finetune", "--finetune-tolerance=0.5").assert_outcomes(failed=1)
+
+
+def test_losses_fail_on_a_rise_only(project: pytest.Pytester) -> None:
+    gate_loss = "--finetune-tolerance=eval_loss=0.01"
+    shift_baseline(project, eval_loss=-0.05)  # the run's loss is 0.05 higher
+    result = project.runpytest("--finetune", gate_loss)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["eval_loss*+0.0500*0.0100*regressed"])
+    shift_baseline(project, eval_loss=0.1)  # now 0.05 lower
+    result = project.runpytest("--finetune", gate_loss)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*improved: run with --snapshot-update*"])
+
+
+def test_a_missing_baseline_fails_with_the_command_that_records_it(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    result = finetune_project.runpytest("--finetune")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_quality.py::test_quality: no baseline at baselines/test_quality/test_quality.json; "
+            "record it with: pytest --finetune --snapshot-update test_quality.py::test_quality"
+        ]
+    )
+    assert not (finetune_project.path / "baselines").exists()
+
+
+def test_another_model_is_a_changed_recipe(project: pytest.Pytester) -> None:
+    other = save_tiny_checkpoint(project.path / "other-model", seed=1)
+    stored = (project.path / BASELINE).read_text()
+    result = project.runpytest("--finetune", "--finetune-model", str(other))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*: recipe changed against the baseline*",
+            "recipe changed since the baseline was recorded; metrics not compared:",
+            "key*baseline*current",
+            "model*other-model",
+            "*record its baseline: pytest --finetune --snapshot-update",
+        ]
+    )
+    assert (project.path / BASELINE).read_text() == stored
+
+
+def test_a_training_argument_is_part_of_the_recipe(project: pytest.Pytester) -> None:
+    result = project.runpytest("--finetune", "--finetune-set", "learning_rate=1e-3")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["training_args.learning_rate*5e-05*0.001"])
+
+
+def test_the_same_checkpoint_elsewhere_is_the_same_recipe(project: pytest.Pytester) -> None:
+    model = read_baseline(project)["recipe"]["model"]
+    ini = (project.path / "tox.ini").read_text()
+    original = next(line.split("=", 1)[1].strip() for line in ini.splitlines() if line.startswith("finetune_model"))
+    moved = project.path / "moved" / "checkpoint"
+    shutil.copytree(original, moved)
+    project.runpytest("--finetune", "--finetune-model", str(moved)).assert_outcomes(passed=1)
+    assert model != ".../moved/checkpoint"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"metrics": {"accuracy": 0.5}, "recipe": {}}', "lacks the gated metric(s) f1"),
+        ('{"metrics": {"accuracy": "high", "f1": 0.5}}', "metric 'accuracy' is 'high', not a finite number"),
+        ('{"metrics": {"accuracy": NaN, "f1": 0.5}}', "metric 'accuracy' is nan, not a finite number"),
+        ("[1, 2]", 'has no "metrics" object'),
+    ],
+    ids=["not-json", "lacks-metric", "not-a-number", "nan", "not-an-object"],
+)
+def test_a_broken_baseline_fails_naming_the_file_and_stays(
+    project: pytest.Pytester, content: str, problem: str
+) -> None:
+    (project.path / BASELINE).write_text(content)
+    result = project.runpytest("--finetune")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*test_quality: baseline baselines/test_quality/test_quality.json*{problem}*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert (project.path / BASELINE).read_text() == content
+
+
+def test_bad_tolerances_are_usage_errors(finetune_project: pytest.Pytester) -> None:
+    for value, message in (
+        ("-0.1", "*--finetune-tolerance: tolerance must be a finite number >= 0*got -0.1"),
+        ("fast", "*--finetune-tolerance: 'fast' is not a number; write 0.02 or METRIC=0.02"),
+        ("f1=nan", "*tolerance of 'f1' must be a finite number >= 0*"),
+    ):
+        result = finetune_project.runpytest("--finetune", f"--finetune-tolerance={value}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+@pytest.mark.parametrize("value", ["'tight'", "-1", "{'f1': True}", "{}"])
+def test_a_bad_marker_tolerance_is_a_collection_error(finetune_project: pytest.Pytester, value: str) -> None:
+    finetune_project.makepyfile(
+        test_quality=QUALITY_TEST.replace("@pytest.mark.finetune", f"@pytest.mark.finetune(tolerance={value})")
+    )
+    result = finetune_project.runpytest()  # checked even without --finetune
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*test_quality.py::test_quality: @pytest.mark.finetune*tolerance*"])
+
+
+def test_the_body_may_compare_by_itself(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_flow="""
+        import pytest
+
+        @pytest.mark.finetune
+        def test_own_flow(trainer, finetune_result, finetune_snapshot):
+            assert trainer.evaluate() == finetune_snapshot
+        """)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    record = read_baseline(finetune_project, Path("baselines/test_flow/test_own_flow.json"))
+    assert set(record) == {"date", "format", "metrics"}  # a dict of metrics: no recipe to check
+    assert set(record["metrics"]) == {"accuracy", "eval_loss", "f1"}  # speed and epoch keys dropped
+    finetune_project.runpytest("--finetune").assert_outcomes(passed=1)
+
+    record["metrics"]["f1"] += 0.2
+    (finetune_project.path / "baselines/test_flow/test_own_flow.json").write_text(json.dumps(record))
+    result = finetune_project.runpytest("--finetune")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*assert * == *", "*f1*-0.2000*0.0100*regressed*"])
+
+
+def test_unused_baselines_are_reported_then_removed_by_update(project: pytest.Pytester) -> None:
+    stale = project.path / "baselines/test_quality/test_removed.json"
+    shutil.copy(project.path / BASELINE, stale)
+    result = project.runpytest("--finetune")
+    result.stdout.fnmatch_lines(["*1 snapshot unused*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert stale.exists()
+    project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    assert not stale.exists()
+    assert (project.path / BASELINE).exists()
+
+
+def test_skipped_runs_leave_baselines_alone(project: pytest.Pytester) -> None:
+    result = project.runpytest("--snapshot-update")  # no --finetune: the test skips
+    result.assert_outcomes(skipped=1)
+    assert (project.path / BASELINE).exists()
+
+
+def test_a_failing_test_keeps_its_baseline(project: pytest.Pytester) -> None:
+    stored = (project.path / BASELINE).read_text()
+    project.makepyfile(test_quality=QUALITY_TEST + "    raise RuntimeError('the body broke')\n")
+    result = project.runpytest("--finetune", "--snapshot-update")
+    result.assert_outcomes(failed=1)
+    result.stdout.no_fnmatch_line("*unused*")
+    assert (project.path / BASELINE).read_text() == stored
+
+
+def test_parametrize_ids_cannot_write_outside_the_baseline_folder(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_ids="""
+        import pytest
+
+        @pytest.mark.finetune
+        @pytest.mark.parametrize("name", ["../../escape", "/abs/path", "ok"])
+        def test_case(name):
+            pass
+        """)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=3)
+    written = sorted(p.relative_to(finetune_project.path).as_posix() for p in finetune_project.path.rglob("*.json"))
+    assert written == [
+        "baselines/test_ids/test_case[....escape].json",
+        "baselines/test_ids/test_case[abspath].json",
+        "baselines/test_ids/test_case[ok].json",
+    ]
+    finetune_project.runpytest("--finetune").assert_outcomes(passed=3)
+
+
+def test_the_baseline_folder_can_move(finetune_project: pytest.Pytester) -> None:
+    ini = (finetune_project.path / "tox.ini").read_text()
+    (finetune_project.path / "tox.ini").write_text(
+        ini.replace("[pytest]", "[pytest]\nfinetune_baseline_dir = ci/gates")
+    )
+    finetune_project.mkpydir("suite")
+    (finetune_project.path / "suite" / "test_deep.py").write_text(QUALITY_TEST)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    assert (finetune_project.path / "ci/gates/suite/test_deep/test_quality.json").exists()
+    assert not (finetune_project.path / "baselines").exists()
+
+
+def test_an_interrupted_update_leaves_earlier_baselines_whole(project: pytest.Pytester) -> None:
+    stored = (project.path / BASELINE).read_text()
+    shift_baseline(project, accuracy=0.3)  # to be rewritten by the update below
+    project.makepyfile(test_zz_interrupt="""
+        import pytest
+
+        @pytest.mark.finetune
+        def test_interrupt():
+            raise KeyboardInterrupt
+        """)
+    result = project.runpytest("--finetune", "--snapshot-update", no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert (project.path / BASELINE).read_text() == stored  # rewritten whole before the interrupt
+    leftovers = [p.name for p in (project.path / "baselines").rglob("*") if p.is_file() and p.suffix != ".json"]
+    assert leftovers == []
+
+
+def test_a_diverged_run_fails_and_stores_nothing(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makeconftest("""
+        def pytest_finetune_metrics(recipe, logits, label_ids):
+            return {"stability": float("nan")}
+        """)
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*test_quality: the run's metrics are not finite (stability=nan): training diverged; nothing was compared*"]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert not (finetune_project.path / BASELINE).exists()

@@ -1,0 +1,129 @@
+"""Tolerances, the comparison and atomic writes, unit by unit (answers known by construction)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_finetune.baselines import write_atomically
+from pytest_finetune.errors import FinetuneError
+from pytest_finetune.tolerances import Tolerances, build_tolerances, check_setting, parse_setting
+from pytest_finetune.verdicts import Outcome, compare, recipe_changes
+
+RECIPE = {
+    "task": "mrpc",
+    "model": "a/model",
+    "model_id": "sha256:1",
+    "data": "d",
+    "data_id": "sha256:2",
+    "seed": 42,
+    "training_args": {"learning_rate": 5e-5},
+}
+
+
+def record(**metrics: float) -> dict:
+    return {"recipe": RECIPE, "metrics": metrics, "environment": {"device": "cpu", "dtype": "float32"}}
+
+
+def test_defaults_gate_accuracy_and_f1_at_one_point() -> None:
+    assert dict(Tolerances().allowed) == {"accuracy": 0.01, "f1": 0.01}
+
+
+def test_settings_apply_in_order() -> None:
+    tolerances = build_tolerances([0.05, {"f1": 0.02, "eval_loss": 0.1}, parse_setting("accuracy=0.03", "here")])
+    assert dict(tolerances.allowed) == {"accuracy": 0.03, "f1": 0.02, "eval_loss": 0.1}
+    assert dict(build_tolerances([{"eval_loss": 0.1}, 0.5]).allowed) == {"accuracy": 0.5, "f1": 0.5, "eval_loss": 0.5}
+
+
+@pytest.mark.parametrize("value", [-0.01, float("nan"), float("inf"), "0.1", True, None, {"f1": -1}, {"": 0.1}, {}])
+def test_bad_settings_name_the_place(value: object) -> None:
+    with pytest.raises(FinetuneError, match="^marker here: "):
+        check_setting(value, "marker here")
+
+
+@pytest.mark.parametrize(
+    ("baseline", "current", "outcome"),
+    [
+        (0.80, 0.80, Outcome.PASSED),
+        (0.80, 0.79, Outcome.PASSED),  # exactly the tolerance
+        (0.80, 0.789, Outcome.REGRESSED),
+        (0.80, 0.811, Outcome.IMPROVED),
+    ],
+)
+def test_scores_fail_on_a_drop_only(baseline: float, current: float, outcome: Outcome) -> None:
+    verdict = compare(record(accuracy=current, f1=0.5), record(accuracy=baseline, f1=0.5), Tolerances())
+    assert verdict.outcome is outcome
+    assert verdict.rows[0].metric == "accuracy"
+    assert verdict.rows[0].delta == pytest.approx(current - baseline)
+
+
+def test_losses_fail_on_a_rise_only() -> None:
+    tolerances = build_tolerances([{"eval_loss": 0.01}])
+    up = compare(record(accuracy=0.8, f1=0.8, eval_loss=0.6), record(accuracy=0.8, f1=0.8, eval_loss=0.5), tolerances)
+    down = compare(record(accuracy=0.8, f1=0.8, eval_loss=0.4), record(accuracy=0.8, f1=0.8, eval_loss=0.5), tolerances)
+    assert (up.outcome, down.outcome) == (Outcome.REGRESSED, Outcome.IMPROVED)
+
+
+def test_strict_fails_both_ways() -> None:
+    strict = Tolerances(strict=True)
+    verdict = compare(record(accuracy=0.9, f1=0.8), record(accuracy=0.8, f1=0.8), strict)
+    assert verdict.outcome is Outcome.CHANGED and verdict.outcome.failed
+
+
+def test_a_regression_outweighs_an_improvement_and_ungated_metrics_are_shown() -> None:
+    verdict = compare(record(accuracy=0.9, f1=0.7, extra=1.0), record(accuracy=0.8, f1=0.8, extra=0.0), Tolerances())
+    assert verdict.outcome is Outcome.REGRESSED
+    assert [(row.metric, row.verdict) for row in verdict.rows] == [
+        ("accuracy", "improved"),
+        ("f1", "regressed"),
+        ("extra", "not gated"),
+    ]
+
+
+def test_a_gated_metric_the_run_lacks_fails() -> None:
+    verdict = compare(record(accuracy=0.8), record(accuracy=0.8, f1=0.8), Tolerances())
+    assert verdict.outcome is Outcome.MISSING_METRIC
+
+
+def test_recipe_changes_compare_model_and_data_by_identity() -> None:
+    moved = RECIPE | {"model": "b/model"}  # same content elsewhere
+    assert recipe_changes(moved, RECIPE) == ()
+    edited = RECIPE | {"model_id": "sha256:9"}  # same path, new content
+    (change,) = recipe_changes(edited, RECIPE)
+    assert (change.key, change.baseline, change.current) == ("model", "sha256:1", "sha256:9")
+    retrained = RECIPE | {"seed": 1, "training_args": {"learning_rate": 1e-3, "max_steps": 5}}
+    assert [c.key for c in recipe_changes(retrained, RECIPE)] == [
+        "seed",
+        "training_args.learning_rate",
+        "training_args.max_steps",
+    ]
+    verdict = compare(record(accuracy=0.1, f1=0.1) | {"recipe": retrained}, record(accuracy=0.8, f1=0.8), Tolerances())
+    assert verdict.outcome is Outcome.RECIPE_CHANGED and verdict.rows == ()
+
+
+def test_another_device_or_dtype_is_noted_not_failed() -> None:
+    current = record(accuracy=0.8, f1=0.8) | {"environment": {"device": "cuda", "dtype": "bfloat16"}}
+    verdict = compare(current, record(accuracy=0.8, f1=0.8), Tolerances())
+    assert verdict.outcome is Outcome.PASSED
+    assert verdict.notes == (
+        "baseline recorded with device cpu, dtype float32; this run used device cuda, dtype bfloat16: "
+        "expect differences of about a seed's spread",
+    )
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "baseline.json"
+    write_atomically(target, "old\n")
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomically(target, "new\n")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["baseline.json"]
