@@ -351,3 +351,13 @@ def test_a_diverged_run_fails_and_stores_nothing(finetune_project: pytest.Pytest
     )
     result.stdout.no_fnmatch_line("*Traceback*")
     assert not (finetune_project.path / BASELINE).exists()
+
+
+def test_an_update_of_a_selection_leaves_the_other_baselines(project: pytest.Pytester) -> None:
+    project.makepyfile(test_quality=QUALITY_TEST + "\n\n@pytest.mark.finetune(seed=3)\ndef test_other():\n    pass\n")
+    project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
+    other = project.path / "baselines/test_quality/test_other.json"
+    stored = other.read_text()
+    project.runpytest("--finetune", "--snapshot-update", "-k", "not other").assert_outcomes(passed=1, deselected=1)
+    project.runpytest("--finetune", "--snapshot-update", "test_quality.py::test_quality").assert_outcomes(passed=1)
+    assert other.read_text() == stored
