@@ -168,21 +168,16 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
 
     Trains once per session for each recipe and set of fixtures and hooks: tests that
     share them share one fine-tune, each getting its own copy of the result. The
-    ``trainer`` of the test that triggers the training is the one trained. Needs
-    ``--finetune``; the test is skipped without it.
+    ``trainer`` of the test that triggers the training is the one trained. Across
+    sessions, a result stored in the result cache for the same inputs is served instead
+    (``.from_cache``). Needs ``--finetune``; the test is skipped without it.
     """
     session = request.config.stash[SESSION_KEY]
     if not session.enabled:
         pytest.skip(SKIP_REASON)
     key = _training_key(request, finetune_recipe)
     if key not in session.results:
-        from .progress import terminal_progress
-        from .training import run_finetune
-
-        progress = terminal_progress(request.config, request.node.nodeid)
-        trainer = request.getfixturevalue("trainer")
-        session.results[key] = run_finetune(trainer, finetune_recipe, callbacks=[progress] if progress else [])
-        request.node.ihook.pytest_finetune_result(result=session.results[key])
+        session.results[key] = _fine_tune(request, finetune_recipe)
     return copy.deepcopy(session.results[key])  # a test that edits its result cannot change another's
 
 
@@ -208,6 +203,40 @@ def finetune_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertio
     return snapshot.use_extension(BaselineExtension.configured(settings))
 
 
+def _fine_tune(request: pytest.FixtureRequest, recipe: Recipe) -> FinetuneResult:
+    """The result from the result cache, or a fine-tune of the test's ``trainer`` (then stored)."""
+    from .progress import terminal_progress
+    from .training import run_finetune
+
+    session = request.config.stash[SESSION_KEY]
+    trainer = request.getfixturevalue("trainer")
+    inputs = _cache_inputs(request, recipe, trainer) if session.cache else None
+    if session.cache and inputs:
+        from .cache import cache_key
+
+        cached = session.cache.load(cache_key(inputs), recipe)
+        if cached is not None:
+            return cached
+    progress = terminal_progress(request.config, request.node.nodeid)
+    result = run_finetune(trainer, recipe, callbacks=[progress] if progress else [])
+    request.node.ihook.pytest_finetune_result(result=result)
+    if session.cache and inputs:
+        session.cache.store(cache_key(inputs), result, inputs)
+    return result
+
+
+def _serving_definitions(request: pytest.FixtureRequest) -> dict[str, list[Any]]:
+    """The definitions of the training fixtures that serve this test, each with the ones it overrides."""
+    manager = request._fixturemanager  # no public API lists the definitions that serve a node
+    return {name: list(manager.getfixturedefs(name, request.node) or ()) for name in _TRAINING_FIXTURES}
+
+
+def _result_hooks(request: pytest.FixtureRequest) -> list[Any]:
+    """The hooks whose implementations change what a fine-tune computes."""
+    hooks = request.node.ihook
+    return [hooks.pytest_finetune_adjust_training_args, hooks.pytest_finetune_metrics]
+
+
 def _training_key(request: pytest.FixtureRequest, recipe: Recipe) -> tuple[Any, ...]:
     """What decides a fine-tune beyond the recipe, so tests share one only when it is the same:
 
@@ -217,10 +246,8 @@ def _training_key(request: pytest.FixtureRequest, recipe: Recipe) -> tuple[Any, 
     - which ``pytest_finetune_adjust_training_args`` and ``pytest_finetune_metrics``
       implementations apply to the test (conftest hooks are per directory).
     """
-    manager = request._fixturemanager  # no public API lists the definitions that serve a node
     definitions = []
-    for name in _TRAINING_FIXTURES:
-        fixture_defs = manager.getfixturedefs(name, request.node) or ()
+    for name, fixture_defs in _serving_definitions(request).items():
         if fixture_defs:
             function = fixture_defs[-1].func
             definitions.append(f"{name}={function.__module__}.{function.__qualname__}@{fixture_defs[-1].baseid}")
@@ -230,9 +257,59 @@ def _training_key(request: pytest.FixtureRequest, recipe: Recipe) -> tuple[Any, 
         for name, value in (callspec.params.items() if callspec else ())
         if name in _TRAINING_FIXTURES
     )
-    hooks = request.node.ihook
     implementations = [
-        (hook.name, tuple(impl.plugin_name for impl in hook.get_hookimpls()))
-        for hook in (hooks.pytest_finetune_adjust_training_args, hooks.pytest_finetune_metrics)
+        (hook.name, tuple(impl.plugin_name for impl in hook.get_hookimpls())) for hook in _result_hooks(request)
     ]
     return recipe.fingerprint, tuple(definitions), tuple(params), tuple(implementations)
+
+
+def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer) -> dict[str, Any] | None:
+    """Everything that can change what ``trainer`` computes, for the result cache; ``None``
+    when the datasets carry no ``datasets`` fingerprint (then nothing is cached).
+
+    The tokenized splits' fingerprints cover the data rows and the tokenize function; the
+    source of the training fixtures and hook implementations covers a ``conftest.py`` edit.
+    """
+    from .baselines import recipe_record
+    from .cache import package_digest
+    from .training import run_environment
+
+    fingerprints = {
+        split: getattr(dataset, "_fingerprint", None)
+        for split, dataset in (("train", trainer.train_dataset), ("validation", trainer.eval_dataset))
+    }
+    if not all(fingerprints.values()):
+        return None
+    output_dir = str(trainer.args.output_dir)
+    callspec = getattr(request.node, "callspec", None)
+    code = {
+        name: [_source(fixture_def.func) for fixture_def in fixture_defs]
+        for name, fixture_defs in _serving_definitions(request).items()
+    }
+    code.update(
+        (hook.name, [_source(impl.function) for impl in hook.get_hookimpls()]) for hook in _result_hooks(request)
+    )
+    model_config = getattr(trainer.model, "config", None)
+    config = {k: v for k, v in (model_config.to_dict() if model_config else {}).items() if k != "_name_or_path"}
+    return {
+        "plugin": package_digest(),
+        "recipe": {
+            k: v for k, v in recipe_record(recipe, request.config.rootpath).items() if k not in ("model", "data")
+        },
+        "training_arguments": {k: v for k, v in trainer.args.to_dict().items() if output_dir not in str(v)},
+        "tokenized": fingerprints,
+        "model": {"class": type(trainer.model).__qualname__, "config": config},
+        "collator": type(trainer.data_collator).__qualname__,
+        "params": sorted((name, repr(value)) for name, value in (callspec.params.items() if callspec else ())),
+        "code": code,
+        "environment": run_environment(trainer),
+    }
+
+
+def _source(function: Any) -> str:
+    import inspect
+
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):  # defined where no source is kept: its name must do
+        return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', repr(function))}"

@@ -76,7 +76,9 @@ def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionR
     here = item.config.invocation_params.dir
     shown = shown_path(result.snapshot_location, here)
     record = _record(result.asserted_data)
+    result_used = getattr(item, "funcargs", {}).get(RESULT_FIXTURE)
     common: dict[str, Any] = {
+        "cached": bool(getattr(result_used, "from_cache", False)),
         "nodeid": item.nodeid,
         "baseline": shown,
         "gated": extension.settings.tolerances.metrics,

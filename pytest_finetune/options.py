@@ -13,6 +13,7 @@ written, a Hub id.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,11 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         help="fail on any change beyond tolerance, improvements included",
     )
+    group.addoption(
+        "--finetune-no-cache",
+        action="store_true",
+        help="neither read nor write the result cache: fine-tune every recipe anew",
+    )
     group.addoption("--finetune-report", metavar="PATH", help="write the fine-tuning report as JSON to PATH")
     group.addoption(
         "--finetune-report-md", metavar="PATH", help="write the fine-tuning report as Markdown (a CI job summary)"
@@ -97,6 +103,10 @@ def add_options(parser: pytest.Parser) -> None:
         "finetune_tolerance",
         "allowed change of gated metrics: 0.02 for all, METRIC=0.02 for one (several allowed)",
         type="args",
+    )
+    parser.addini(
+        "finetune_cache_dir",
+        "folder of the result cache (relative to the ini file; default: the pytest cache, .pytest_cache/d/finetune)",
     )
     parser.addini(
         "finetune_baseline_dir",
@@ -171,6 +181,23 @@ def baseline_dir(config: pytest.Config) -> Path:
         return config.rootpath / "baselines"
     ini_folder = config.inipath.parent if config.inipath else config.rootpath
     return (ini_folder / Path(configured).expanduser()).resolve()
+
+
+def cache_dir(config: pytest.Config) -> Path | None:
+    """The result cache's folder: ini ``finetune_cache_dir``, else ``finetune`` in pytest's cache;
+    ``None`` with ``--finetune-no-cache`` or without pytest's cache plugin. ``--cache-clear``
+    empties it."""
+    if config.getoption("--finetune-no-cache"):
+        return None
+    configured = config.getini("finetune_cache_dir")
+    if configured:
+        ini_folder = config.inipath.parent if config.inipath else config.rootpath
+        folder = (ini_folder / Path(configured).expanduser()).resolve()
+        if config.getoption("cacheclear", False):
+            shutil.rmtree(folder, ignore_errors=True)
+        return folder
+    cache = getattr(config, "cache", None)
+    return cache.mkdir("finetune") if cache is not None else None  # pytest clears it on --cache-clear
 
 
 _MARKER_SETTINGS = pytest.StashKey[tuple[Layer, list[Setting]]]()

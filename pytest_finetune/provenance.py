@@ -19,15 +19,24 @@ _CONTENT_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model", ".tsv", 
 _CHUNK = 1 << 20
 
 
-@functools.lru_cache(maxsize=64)
 def content_digest(path: str) -> str:
-    """sha256 of a file, or of a folder's top-level content files (names and bytes, in name order)."""
+    """sha256 of a file, or of a folder's top-level content files (names and bytes, in name order).
+
+    Remembered per process while the files' sizes and modification times stay the same.
+    """
     root = Path(path)
     files = (
         [root] if root.is_file() else sorted(p for p in root.iterdir() if p.is_file() and p.suffix in _CONTENT_SUFFIXES)
     )
+    signature = tuple((str(file), file.stat().st_size, file.stat().st_mtime_ns) for file in files)
+    return _digest(signature)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(signature: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for file in files:
+    for name, _, _ in signature:
+        file = Path(name)
         digest.update(file.name.encode() + b"\0")
         with open(file, "rb") as handle:
             while chunk := handle.read(_CHUNK):

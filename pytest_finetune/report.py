@@ -33,6 +33,8 @@ class ReportEntry:
     verdict: Verdict | None = None
     record: dict[str, Any] | None = None
     message: str | None = None
+    #: Whether the result came from the result cache rather than a fine-tune in this session.
+    cached: bool = False
 
     @property
     def failed(self) -> bool:
@@ -142,6 +144,7 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
             "test": entry.nodeid,
             "outcome": entry.outcome,
             "failed": entry.failed,
+            "cached": entry.cached,
             "baseline": entry.baseline,
             "message": entry.message,
             "metrics": {
@@ -239,6 +242,8 @@ def _against_baseline(entry: ReportEntry, metric: str) -> str:
 
 
 def _train_time(entry: ReportEntry) -> str:
+    if entry.cached:
+        return "cached"
     runtime = (entry.record or {}).get("train_runtime")
     return "-" if runtime is None else f"{runtime:.0f} s"
 

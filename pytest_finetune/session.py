@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .cache import ResultCache
 from .options import (
     Layer,
     baseline_dir,
+    cache_dir,
     check_path_options,
     marker_settings,
     python_layer,
@@ -38,6 +40,8 @@ class FinetuneSession:
     #: Whether baselines are written (syrupy's ``--snapshot-update``).
     update: bool
     baseline_dir: Path
+    #: Results kept across sessions; ``None`` when caching is off.
+    cache: ResultCache | None
     #: Finished fine-tunes by training key (see ``fixtures.finetune_result``).
     results: dict[Any, FinetuneResult] = dataclasses.field(default_factory=dict)
     #: Each fine-tuning test's comparison with its baseline, for the reports.
@@ -47,13 +51,16 @@ class FinetuneSession:
     def from_config(cls, config: pytest.Config) -> FinetuneSession:
         """Read the options, ini keys and environment (checked here)."""
         check_path_options(config)
+        enabled = config.getoption("--finetune")
+        folder = cache_dir(config) if enabled else None
         return cls(
-            enabled=config.getoption("--finetune"),
+            enabled=enabled,
             layers=session_layers(config),
             tolerance_settings=session_tolerances(config),
             strict=config.getoption("--finetune-strict"),
             update=bool(config.getoption("--snapshot-update")),
             baseline_dir=baseline_dir(config),
+            cache=ResultCache(folder) if folder else None,
         )
 
     def recipe_for(self, item: pytest.Item) -> Recipe:

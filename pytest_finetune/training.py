@@ -44,7 +44,8 @@ class FinetuneResult:
     - ``predictions``: ``Trainer.predict``'s output on the validation split
       (``.predictions`` holds the logits, ``.label_ids`` the labels);
     - ``train_runtime``: seconds spent in ``Trainer.train``;
-    - ``environment``: library versions, device and dtype (see :func:`provenance.environment`).
+    - ``environment``: library versions, device and dtype (see :func:`provenance.environment`);
+    - ``from_cache``: whether it was read from the result cache rather than trained in this session.
     """
 
     recipe: Recipe
@@ -53,6 +54,7 @@ class FinetuneResult:
     predictions: PredictionOutput
     train_runtime: float
     environment: dict[str, Any]
+    from_cache: bool = False
 
 
 def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCallback] = ()) -> FinetuneResult:
@@ -76,8 +78,13 @@ def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCa
         history=epoch_history(trainer.state.log_history),
         predictions=prediction,
         train_runtime=float(train_output.metrics["train_runtime"]),
-        environment=environment(device=trainer.args.device.type, dtype=_dtype(trainer)),
+        environment=run_environment(trainer),
     )
+
+
+def run_environment(trainer: Trainer) -> dict[str, Any]:
+    """The library versions, device and dtype ``trainer`` computes with."""
+    return environment(device=trainer.args.device.type, dtype=_dtype(trainer))
 
 
 def _dtype(trainer: Trainer) -> str:

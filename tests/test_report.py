@@ -38,8 +38,8 @@ def test_terminal_table_and_history(recorded: pytest.Pytester) -> None:
         [
             "*- fine-tuning baselines -*",
             "test*model*accuracy*f1*verdict*train",
-            "test_two.py::test_steady*tiny-bert*(+0.0000)*(+0.0000)*passed*s",
-            "test_two.py::test_reseeded*tiny-bert*(-0.2000)*regressed*s",
+            "test_two.py::test_steady*tiny-bert*(+0.0000)*(+0.0000)*passed*cached",
+            "test_two.py::test_reseeded*tiny-bert*(-0.2000)*regressed*cached",
             "test_two.py::test_steady: per-epoch history",
             "*epoch*training loss*validation loss*accuracy*f1",
             "*0.67*",
