@@ -52,5 +52,5 @@ def pytest_finetune_result(result: FinetuneResult) -> None:
     """Observe a finished fine-tune (to log it to an experiment tracker, say).
 
     Called once per training, right after it ends; a result shared by several tests is
-    reported once.
+    reported once, and a result served from the result cache (no training) is not.
     """
