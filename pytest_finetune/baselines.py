@@ -208,7 +208,8 @@ class BaselineExtension(SingleFileSnapshotExtension):
         return to_json(record)
 
     def matches(self, *, serialized_data: SerializedData, snapshot_data: SerializedData) -> bool:
-        """Within tolerance for the same recipe; with ``--snapshot-update``, equal but for the date."""
+        """Within tolerance for the same recipe; with ``--snapshot-update``, equal but for
+        :data:`VOLATILE_KEYS` (so that any real change is rewritten)."""
         if serialized_data == _KEEP_TEXT:
             return True
         current = json.loads(str(serialized_data))
@@ -237,6 +238,7 @@ class BaselineExtension(SingleFileSnapshotExtension):
         self, *, snapshot_location: str, snapshot_name: str, session_id: str
     ) -> SerializableData | None:
         self._last_read = shown_path(snapshot_location, self.settings.invocation_dir)
+        self.verdict, self.problem = None, None  # each comparison starts here: forget the last one
         try:
             return Path(snapshot_location).read_bytes().decode("utf-8", errors="replace")
         except FileNotFoundError:

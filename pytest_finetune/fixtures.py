@@ -205,23 +205,23 @@ def finetune_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertio
 
 def _fine_tune(request: pytest.FixtureRequest, recipe: Recipe) -> FinetuneResult:
     """The result from the result cache, or a fine-tune of the test's ``trainer`` (then stored)."""
+    from .cache import cache_key
     from .progress import terminal_progress
     from .training import run_finetune
 
-    session = request.config.stash[SESSION_KEY]
+    cache = request.config.stash[SESSION_KEY].cache
     trainer = request.getfixturevalue("trainer")
-    inputs = _cache_inputs(request, recipe, trainer) if session.cache else None
-    if session.cache and inputs:
-        from .cache import cache_key
-
-        cached = session.cache.load(cache_key(inputs), recipe)
+    inputs = _cache_inputs(request, recipe, trainer) if cache is not None else None
+    key = cache_key(inputs) if inputs is not None else None
+    if cache is not None and key is not None:
+        cached = cache.load(key, recipe)
         if cached is not None:
             return cached
     progress = terminal_progress(request.config, request.node.nodeid)
     result = run_finetune(trainer, recipe, callbacks=[progress] if progress else [])
     request.node.ihook.pytest_finetune_result(result=result)
-    if session.cache and inputs:
-        session.cache.store(cache_key(inputs), result, inputs)
+    if cache is not None and key is not None and inputs is not None:
+        cache.store(key, result, inputs)
     return result
 
 
@@ -251,16 +251,17 @@ def _training_key(request: pytest.FixtureRequest, recipe: Recipe) -> tuple[Any, 
         if fixture_defs:
             function = fixture_defs[-1].func
             definitions.append(f"{name}={function.__module__}.{function.__qualname__}@{fixture_defs[-1].baseid}")
-    callspec = getattr(request.node, "callspec", None)
-    params = sorted(
-        (name, repr(value))
-        for name, value in (callspec.params.items() if callspec else ())
-        if name in _TRAINING_FIXTURES
-    )
     implementations = [
         (hook.name, tuple(impl.plugin_name for impl in hook.get_hookimpls())) for hook in _result_hooks(request)
     ]
-    return recipe.fingerprint, tuple(definitions), tuple(params), tuple(implementations)
+    return recipe.fingerprint, tuple(definitions), tuple(_training_params(request)), tuple(implementations)
+
+
+def _training_params(request: pytest.FixtureRequest) -> list[tuple[str, str]]:
+    """The parameters of this test's parametrized training fixtures."""
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params.items() if callspec else ()
+    return sorted((name, repr(value)) for name, value in params if name in _TRAINING_FIXTURES)
 
 
 def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer) -> dict[str, Any] | None:
@@ -281,7 +282,6 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     if not all(fingerprints.values()):
         return None
     output_dir = str(trainer.args.output_dir)
-    callspec = getattr(request.node, "callspec", None)
     code = {
         name: [_source(fixture_def.func) for fixture_def in fixture_defs]
         for name, fixture_defs in _serving_definitions(request).items()
@@ -300,7 +300,7 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
         "tokenized": fingerprints,
         "model": {"class": type(trainer.model).__qualname__, "config": config},
         "collator": type(trainer.data_collator).__qualname__,
-        "params": sorted((name, repr(value)) for name, value in (callspec.params.items() if callspec else ())),
+        "params": _training_params(request),
         "code": code,
         "environment": run_environment(trainer),
     }
