@@ -1,9 +1,10 @@
 """Differences between transformers 4.x and 5.x, in one place.
 
 Users may spell training arguments the way either major version does (for example
-``evaluation_strategy``, ``no_cuda`` or ``group_by_length=True``);
-:func:`translate_training_args` rewrites them for the installed version, and
-:func:`training_arg_type` gives the type a value must have.
+``evaluation_strategy``, ``no_cuda`` or ``group_by_length=True``). A recipe keeps them in
+5.x spelling (:func:`modern_training_args`), so that a recipe and its baseline are the same
+under either version; :func:`installed_training_args` spells them for the installed
+``TrainingArguments``, and :func:`training_arg_type` gives the type a value must have.
 """
 
 from __future__ import annotations
@@ -12,42 +13,72 @@ import dataclasses
 import typing
 from typing import Any
 
-from transformers import TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 _HINTS = typing.get_type_hints(TrainingArguments)
 _FIELD_TYPES: dict[str, Any] = {
     field.name: _HINTS[field.name] for field in dataclasses.fields(TrainingArguments) if field.init
 }
 
-# Spellings some transformers version uses -> (the other spelling, value mapping, type).
-# A type of ``None`` means "the type of the other spelling".
-_LEGACY: dict[str, tuple[str, Any, Any]] = {
+# 4.x spellings that 5.x renamed -> (the 5.x name, value mapping, the 4.x type or None for the 5.x one).
+_RENAMED: dict[str, tuple[str, Any, Any]] = {
     "evaluation_strategy": ("eval_strategy", lambda v: v, None),
     "no_cuda": ("use_cpu", lambda v: v, None),
     "group_by_length": ("train_sampling_strategy", lambda v: "group_by_length" if v else "random", bool),
+}
+# 5.x names that a 4.x installation lacks -> (the 4.x name, value mapping, the 5.x type).
+_NEWER: dict[str, tuple[str, Any, Any]] = {
     "train_sampling_strategy": ("group_by_length", lambda v: v == "group_by_length", str),
 }
 
 #: Every training-argument name a user may write on this installation.
-ACCEPTED_NAMES = frozenset(_FIELD_TYPES) | frozenset(
-    name for name, (other, _, _) in _LEGACY.items() if other in _FIELD_TYPES
+ACCEPTED_NAMES = (
+    frozenset(_FIELD_TYPES)
+    | frozenset(_RENAMED)
+    | frozenset(name for name, (older, _, _) in _NEWER.items() if older in _FIELD_TYPES)
 )
 
 
 def training_arg_type(name: str) -> Any:
     """The annotated type of training argument ``name`` (any accepted spelling)."""
+    if name in _RENAMED:
+        modern, _, own_type = _RENAMED[name]
+        return own_type or training_arg_type(modern)
     if name in _FIELD_TYPES:
         return _FIELD_TYPES[name]
-    other, _, own_type = _LEGACY[name]
-    return own_type or _FIELD_TYPES[other]
+    return _NEWER[name][2]
 
 
-def translate_training_args(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite ``kwargs`` (accepted names only) for the installed ``TrainingArguments``."""
-    translated: dict[str, Any] = {}
+def modern_training_args(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` (accepted names only) in 5.x spelling, whichever version is installed."""
+    modern: dict[str, Any] = {}
     for name, value in kwargs.items():
-        if name not in _FIELD_TYPES:
-            name, convert, _ = _LEGACY[name]
+        if name in _RENAMED:
+            name, convert, _ = _RENAMED[name]
             value = convert(value)
-        translated[name] = value
-    return translated
+        modern[name] = value
+    return modern
+
+
+def installed_training_args(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` (accepted names only) spelled for the installed ``TrainingArguments``."""
+    installed: dict[str, Any] = {}
+    for name, value in modern_training_args(kwargs).items():
+        if name not in _FIELD_TYPES and name in _NEWER:
+            name, convert, _ = _NEWER[name]
+            value = convert(value)
+        installed[name] = value
+    return installed
+
+
+def evaluate_in_dataset_order(trainer: Trainer) -> None:
+    """Make ``trainer`` evaluate its validation split in the split's own order.
+
+    With length-grouped training batches, transformers also draws evaluation batches
+    length-grouped and shuffled (4.x from the global random generator, which shifts the
+    training's dropout; 5.x from a seeded one), so the predictions would not line up with
+    the validation rows. Evaluation order changes nothing else: each pair is scored alone.
+    """
+    from torch.utils.data import SequentialSampler
+
+    trainer._get_eval_sampler = SequentialSampler  # type: ignore[method-assign,assignment]

@@ -131,7 +131,8 @@ def training_args(request: pytest.FixtureRequest, finetune_recipe: Recipe, tmp_p
     """
     from .training import build_training_arguments, training_arguments_kwargs
 
-    kwargs = training_arguments_kwargs(finetune_recipe, tmp_path / "trainer")
+    precision = request.config.stash[SESSION_KEY].precision
+    kwargs = training_arguments_kwargs(finetune_recipe, tmp_path / "trainer", precision)
     request.node.ihook.pytest_finetune_adjust_training_args(recipe=finetune_recipe, training_args=kwargs)
     return build_training_arguments(kwargs)
 

@@ -8,6 +8,7 @@ compared twice. Every comparison, the gate's or the body's, becomes a
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 from pathlib import Path
@@ -32,13 +33,17 @@ RESULT_FIXTURE = "finetune_result"
 def require_fixtures(item: pytest.Item) -> None:
     """Make a marked test use its baseline and its result, even with an empty body.
 
-    The baseline comes first, so that it is there to be kept if training fails.
+    They are set up after the autouse and ``usefixtures`` fixtures (which may prepare what
+    training sees) and before the test's own arguments; the baseline first, so that it is
+    there to be kept if training fails.
     """
     names: list[str] = item.fixturenames  # type: ignore[attr-defined]
     for name in (RESULT_FIXTURE, SNAPSHOT_FIXTURE):
         if name in names:
             names.remove(name)
-        names.insert(0, name)
+    arguments = set(inspect.signature(item.obj).parameters) if isinstance(item, pytest.Function) else set()
+    first_argument = next((index for index, name in enumerate(names) if name in arguments), len(names))
+    names[first_argument:first_argument] = [SNAPSHOT_FIXTURE, RESULT_FIXTURE]
 
 
 def conclude(item: pytest.Item, *, compare: bool) -> str | None:

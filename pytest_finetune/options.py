@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from .errors import FinetuneError
+from .precision import PRECISIONS
 from .recipe import convert_value, looks_like_path
 from .tolerances import Setting, check_setting, parse_setting
 
@@ -87,6 +88,12 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         help="neither read nor write the result cache: fine-tune every recipe anew",
     )
+    group.addoption(
+        "--finetune-precision",
+        choices=PRECISIONS,
+        help="arithmetic precision of every fine-tune: auto (default: bf16 where the hardware computes it "
+        "natively, else fp32), fp32, bf16 or fp16 (a CUDA GPU)",
+    )
     group.addoption("--finetune-report", metavar="PATH", help="write the fine-tuning report as JSON to PATH")
     group.addoption(
         "--finetune-report-md", metavar="PATH", help="write the fine-tuning report as Markdown (a CI job summary)"
@@ -104,6 +111,7 @@ def add_options(parser: pytest.Parser) -> None:
         "allowed change of gated metrics: 0.02 for all, METRIC=0.02 for one (several allowed)",
         type="args",
     )
+    parser.addini("finetune_precision", "arithmetic precision: auto (default), fp32, bf16 or fp16")
     parser.addini(
         "finetune_cache_dir",
         "folder of the result cache (relative to the ini file; default: the pytest cache, .pytest_cache/d/finetune)",
@@ -171,6 +179,14 @@ def session_tolerances(config: pytest.Config) -> list[Setting]:
     ini = [parse_setting(text, "ini finetune_tolerance") for text in config.getini("finetune_tolerance")]
     cli = [parse_setting(text, "--finetune-tolerance") for text in config.getoption("--finetune-tolerance")]
     return [*ini, *cli]
+
+
+def precision_setting(config: pytest.Config) -> str:
+    """``--finetune-precision``, else ini ``finetune_precision``, else ``auto``."""
+    setting = config.getoption("--finetune-precision") or config.getini("finetune_precision").strip() or "auto"
+    if setting not in PRECISIONS:
+        raise FinetuneError(f"ini finetune_precision: {setting!r} is not one of {', '.join(PRECISIONS)}")
+    return setting
 
 
 def baseline_dir(config: pytest.Config) -> Path:

@@ -15,6 +15,7 @@ from .options import (
     cache_dir,
     check_path_options,
     marker_settings,
+    precision_setting,
     python_layer,
     session_layers,
     session_tolerances,
@@ -40,6 +41,8 @@ class FinetuneSession:
     #: Whether baselines are written (syrupy's ``--snapshot-update``).
     update: bool
     baseline_dir: Path
+    #: ``finetune_precision``: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (see :mod:`pytest_finetune.precision`).
+    precision: str
     #: Results kept across sessions; ``None`` when caching is off.
     cache: ResultCache | None
     #: Finished fine-tunes by training key (see ``fixtures.finetune_result``).
@@ -60,6 +63,7 @@ class FinetuneSession:
             strict=config.getoption("--finetune-strict"),
             update=bool(config.getoption("--snapshot-update")),
             baseline_dir=baseline_dir(config),
+            precision=precision_setting(config),
             cache=ResultCache(folder) if folder else None,
         )
 

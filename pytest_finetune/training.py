@@ -7,19 +7,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PredictionOutput
 
+from .compat import evaluate_in_dataset_order, installed_training_args
 from .errors import FinetuneError
 from .metrics import final_metrics
+from .precision import detect_hardware, precision_training_args
 from .provenance import environment
 from .recipe import Recipe
 
 
-def training_arguments_kwargs(recipe: Recipe, output_dir: Path) -> dict[str, Any]:
-    """The keyword arguments of ``TrainingArguments`` for ``recipe``."""
-    return {**recipe.training_args, "seed": recipe.seed, "output_dir": str(output_dir)}
+def training_arguments_kwargs(recipe: Recipe, output_dir: Path, precision: str = "auto") -> dict[str, Any]:
+    """The keyword arguments of ``TrainingArguments`` for ``recipe``, computing in ``precision``
+    (``finetune_precision``: see :mod:`pytest_finetune.precision`)."""
+    kwargs = {**installed_training_args(dict(recipe.training_args)), "seed": recipe.seed, "output_dir": str(output_dir)}
+    hardware = detect_hardware(use_cpu=bool(kwargs.get("use_cpu")))
+    return kwargs | precision_training_args(precision, kwargs, hardware)
 
 
 def build_training_arguments(kwargs: Mapping[str, Any]) -> TrainingArguments:
@@ -59,7 +64,9 @@ class FinetuneResult:
 
 def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCallback] = ()) -> FinetuneResult:
     """Train (with ``callbacks`` added, e.g. progress, in place of transformers' log printer),
-    then predict on the validation split once for the final metrics and logits."""
+    then take the final metrics and logits on the validation split: from the evaluation at
+    the last step where there was one (the seed's ``eval_strategy="epoch"``), else from one
+    ``Trainer.predict``. Both see the same weights and data, so they give the same numbers."""
     validation = trainer.eval_dataset
     if validation is None or isinstance(validation, dict):
         raise FinetuneError(
@@ -70,8 +77,10 @@ def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCa
         trainer.remove_callback(PrinterCallback)  # its log dicts would repeat what progress shows
     for callback in callbacks:
         trainer.add_callback(callback)
+    evaluate_in_dataset_order(trainer)
+    last_evaluation = _LastEvaluation(trainer)
     train_output = trainer.train()
-    prediction = trainer.predict(validation, metric_key_prefix="eval")
+    prediction = last_evaluation.at_final_step() or trainer.predict(validation, metric_key_prefix="eval")
     return FinetuneResult(
         recipe=recipe,
         metrics=final_metrics(prediction.metrics or {}),
@@ -80,6 +89,31 @@ def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCa
         train_runtime=float(train_output.metrics["train_runtime"]),
         environment=run_environment(trainer),
     )
+
+
+class _LastEvaluation:
+    """Keeps the logits of ``trainer``'s latest evaluation (by wrapping its ``compute_metrics``)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.seen: EvalPrediction | None = None
+        compute_metrics = trainer.compute_metrics
+        if compute_metrics is not None:
+
+            def keeping(eval_prediction: EvalPrediction) -> dict[str, float]:
+                self.seen = eval_prediction
+                return compute_metrics(eval_prediction)
+
+            trainer.compute_metrics = keeping
+
+    def at_final_step(self) -> PredictionOutput | None:
+        """The evaluation of the trained weights, if the trainer evaluated after its last step."""
+        state = self.trainer.state
+        evaluations = [entry for entry in state.log_history if "eval_loss" in entry]
+        if self.seen is None or not evaluations or evaluations[-1]["step"] != state.global_step:
+            return None
+        metrics = {key: value for key, value in evaluations[-1].items() if key.startswith("eval_")}
+        return PredictionOutput(predictions=self.seen.predictions, label_ids=self.seen.label_ids, metrics=metrics)
 
 
 def run_environment(trainer: Trainer) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import dataclasses
 import enum
 import re
 import typing
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from pytest_finetune import compat
 from pytest_finetune.errors import FinetuneError
 from pytest_finetune.recipe import (
     DEFAULT_TRAINING_ARGS,
+    FAST_TRAINING_ARGS,
     HOUSEKEEPING_TRAINING_ARGS,
     SEED_TRAINING_ARGS,
     TASKS,
@@ -162,7 +162,17 @@ def test_legacy_bool_spelling_converts_from_text(text: str, expected: bool) -> N
 def test_build_recipe_without_layers_is_the_seed_recipe() -> None:
     recipe = build_recipe([])
     assert recipe == Recipe()
-    assert dict(recipe.training_args) == SEED_TRAINING_ARGS | HOUSEKEEPING_TRAINING_ARGS == dict(DEFAULT_TRAINING_ARGS)
+    assert dict(recipe.training_args) == SEED_TRAINING_ARGS | FAST_TRAINING_ARGS | HOUSEKEEPING_TRAINING_ARGS
+    assert dict(recipe.training_args) == dict(DEFAULT_TRAINING_ARGS)
+
+
+def test_the_fast_defaults_only_change_how_batches_are_drawn() -> None:
+    """Length-grouped batches are the one fast default in the recipe; a layer turns them off."""
+    assert FAST_TRAINING_ARGS == {"train_sampling_strategy": "group_by_length"}
+    assert not set(FAST_TRAINING_ARGS) & set(SEED_TRAINING_ARGS)
+    seed_order = build_recipe([("ini", {"group_by_length": False})])
+    assert seed_order.training_args["train_sampling_strategy"] == "random"
+    assert seed_order.fingerprint != build_recipe([]).fingerprint
 
 
 def test_later_layers_win() -> None:
@@ -202,30 +212,28 @@ def test_seed_goes_to_the_recipe(from_text: bool) -> None:
     assert "seed" not in recipe.training_args
 
 
-def _installed(given: Mapping[str, Any], otherwise: Mapping[str, Any]) -> dict[str, Any]:
-    """``given`` where the installed TrainingArguments has those fields, else ``otherwise``."""
-    return dict(given) if set(given) <= FIELDS else dict(otherwise)
-
-
 @pytest.mark.parametrize(
-    "given, otherwise",
+    "given, modern",
     [
         ({"group_by_length": True}, {"train_sampling_strategy": "group_by_length"}),
         ({"group_by_length": False}, {"train_sampling_strategy": "random"}),
-        ({"train_sampling_strategy": "group_by_length"}, {"group_by_length": True}),
+        ({"train_sampling_strategy": "group_by_length"}, {"train_sampling_strategy": "group_by_length"}),
         ({"evaluation_strategy": "steps"}, {"eval_strategy": "steps"}),
         ({"no_cuda": True}, {"use_cpu": True}),
     ],
 )
-def test_legacy_spellings_are_translated_for_the_installed_transformers(
-    tmp_path: Path, given: dict[str, Any], otherwise: dict[str, Any]
+def test_a_recipe_keeps_5x_spelling_and_training_arguments_get_the_installed_one(
+    tmp_path: Path, given: dict[str, Any], modern: dict[str, Any]
 ) -> None:
-    expected = _installed(given, otherwise)
-    assert compat.translate_training_args(given) == expected
+    """Either version's spelling gives the same recipe (so the same baseline) under 4.x and 5.x."""
+    assert compat.modern_training_args(given) == modern
     recipe = build_recipe([("marker", given)])
-    assert {key: recipe.training_args[key] for key in expected} == expected
-    assert set(recipe.training_args) <= FIELDS
-    TrainingArguments(output_dir=str(tmp_path), **recipe.training_args)  # the installed version takes them
+    assert {key: recipe.training_args[key] for key in modern} == modern
+    installed = compat.installed_training_args(dict(recipe.training_args))
+    assert set(installed) <= FIELDS
+    arguments = TrainingArguments(output_dir=str(tmp_path), **installed)  # the installed version takes them
+    for key, value in compat.installed_training_args(modern).items():
+        assert getattr(arguments, key) == value
 
 
 def test_training_arg_type_of_legacy_and_current_names() -> None:

@@ -1,0 +1,153 @@
+"""finetune_precision: auto picks bf16 only where the hardware computes it natively."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import assert_fails_clearly
+
+from pytest_finetune.errors import FinetuneError
+from pytest_finetune.precision import (
+    Hardware,
+    choose_precision,
+    cpu_flags,
+    cpu_hardware,
+    precision_training_args,
+)
+
+# The two kinds of CPU of this project's machines, as /proc/cpuinfo and torch describe them.
+AVX2_CPU = cpu_hardware(frozenset({"fpu", "sse4_2", "avx", "avx2", "fma"}), "AVX2")
+BF16_CPU = cpu_hardware(frozenset({"avx2", "avx512f", "avx512_bf16"}), "AVX512")
+AMX_CPU = cpu_hardware(frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16"}), "AVX512")
+AMPERE_GPU = Hardware("cuda", native_bf16=True, native_fp16=True, name="NVIDIA A100")
+TURING_GPU = Hardware("cuda", native_bf16=False, native_fp16=True, name="Tesla T4")
+
+
+@pytest.mark.parametrize(
+    "hardware, expected",
+    [(AVX2_CPU, "fp32"), (BF16_CPU, "bf16"), (AMX_CPU, "bf16"), (AMPERE_GPU, "bf16"), (TURING_GPU, "fp32")],
+    ids=["avx2-cpu", "avx512-bf16-cpu", "amx-cpu", "bf16-gpu", "gpu-without-bf16"],
+)
+def test_auto_never_picks_an_emulated_type(hardware: Hardware, expected: str) -> None:
+    assert choose_precision("auto", hardware) == expected
+
+
+def test_explicit_precisions_the_hardware_runs_are_kept() -> None:
+    assert choose_precision("fp32", BF16_CPU) == "fp32"
+    assert choose_precision("bf16", BF16_CPU) == "bf16"
+    assert choose_precision("fp16", TURING_GPU) == "fp16"
+
+
+def test_bf16_where_emulated_is_an_error_naming_the_cost_and_the_fix() -> None:
+    with pytest.raises(
+        FinetuneError, match=r"bf16: this CPU \(AVX2\) has no native bf16 \(emulated, about 16x"
+    ) as error:
+        choose_precision("bf16", AVX2_CPU)
+    assert "use finetune_precision=auto or fp32" in str(error.value)
+    assert "bf16=True" in str(error.value)  # the way to force it anyway
+
+
+@pytest.mark.parametrize("hardware", [AVX2_CPU, BF16_CPU], ids=["avx2-cpu", "avx512-bf16-cpu"])
+def test_fp16_on_a_cpu_is_an_error(hardware: Hardware) -> None:
+    with pytest.raises(FinetuneError, match=r"finetune_precision=fp16 needs a CUDA GPU; this run computes on this CPU"):
+        choose_precision("fp16", hardware)
+
+
+def test_the_choice_becomes_training_arguments() -> None:
+    assert precision_training_args("auto", {}, AVX2_CPU) == {}
+    assert precision_training_args("auto", {}, BF16_CPU) == {"bf16": True, "use_cpu": True}
+    assert precision_training_args("auto", {}, AMPERE_GPU) == {"bf16": True}
+    assert precision_training_args("fp16", {}, TURING_GPU) == {"fp16": True}
+
+
+@pytest.mark.parametrize("given", [{"bf16": False}, {"bf16": True}, {"fp16": False}])
+def test_a_recipe_that_sets_its_precision_decides_it(given: dict[str, bool]) -> None:
+    assert precision_training_args("auto", given, BF16_CPU) == {}
+    assert precision_training_args("bf16", given, AVX2_CPU) == {}  # no error: the recipe asked
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "absent") == frozenset()  # not Linux: no flags, so auto means fp32
+
+
+# A project whose CPU is made to look like one kind or the other (CPU_FLAGS), as the plugin sees it.
+MOCKED_CPU = """
+import pytest
+from pytest_finetune import precision
+
+@pytest.fixture(autouse=True)
+def cpu_kind(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({CPU_FLAGS}))
+"""
+SHOW_ARGS = """
+import json
+
+def test_args(training_args):
+    with open("args.json", "w") as handle:
+        json.dump({"bf16": training_args.bf16, "fp16": training_args.fp16, "use_cpu": training_args.use_cpu}, handle)
+"""
+
+
+def mock_cpu(project: pytest.Pytester, *flags: str) -> None:
+    project.makeconftest(MOCKED_CPU.replace("CPU_FLAGS", ", ".join(repr(flag) for flag in flags)))
+
+
+@pytest.mark.parametrize(
+    "flags, options, expected",
+    [
+        (("avx2",), (), {"bf16": False, "fp16": False, "use_cpu": False}),
+        (("avx2", "avx512_bf16"), (), {"bf16": True, "fp16": False, "use_cpu": True}),
+        (("avx2", "avx512_bf16"), ("--finetune-precision=fp32",), {"bf16": False, "fp16": False, "use_cpu": False}),
+    ],
+    ids=["auto-on-avx2", "auto-on-native-bf16", "fp32-asked-on-native-bf16"],
+)
+def test_training_args_follow_the_precision_setting(
+    finetune_project: pytest.Pytester, flags: tuple[str, ...], options: tuple[str, ...], expected: dict[str, bool]
+) -> None:
+    import json
+
+    mock_cpu(finetune_project, *flags)
+    finetune_project.makepyfile(test_args=SHOW_ARGS)
+    finetune_project.runpytest("--finetune", *options).assert_outcomes(passed=1)
+    assert json.loads((finetune_project.path / "args.json").read_text()) == expected
+
+
+def test_bf16_asked_on_a_cpu_without_it_fails_clearly(finetune_project: pytest.Pytester) -> None:
+    mock_cpu(finetune_project, "avx2")
+    finetune_project.makepyfile(test_args=SHOW_ARGS)
+    result = finetune_project.runpytest("--finetune", "--finetune-precision=bf16")
+    assert_fails_clearly(
+        result, "*finetune_precision=bf16: this CPU (AVX2) has no native bf16*use finetune_precision=auto*"
+    )
+    assert not (finetune_project.path / "args.json").exists()
+
+
+def test_an_unknown_precision_is_a_usage_error(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile("def test_x():\n    pass\n")
+    result = finetune_project.runpytest("--finetune-precision=fast")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--finetune-precision: invalid choice: 'fast'*"])
+
+
+def test_an_unknown_precision_in_the_ini_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nfinetune_precision = half\n")
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini finetune_precision: 'half' is not one of auto, fp32, bf16, fp16*"])
+
+
+def test_a_bf16_run_records_its_dtype_in_the_baseline(finetune_project: pytest.Pytester) -> None:
+    """On a CPU taken for one with native bf16 (emulated here, so only 4 tiny steps), the
+    run computes in bf16 and its baseline says so."""
+    import json
+
+    mock_cpu(finetune_project, "avx512_bf16")
+    finetune_project.makepyfile(test_quality="import pytest\n\n@pytest.mark.finetune\ndef test_q():\n    pass\n")
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    (baseline,) = (finetune_project.path / "baselines").rglob("*.json")
+    assert json.loads(baseline.read_text())["environment"]["dtype"] == "bfloat16"

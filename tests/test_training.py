@@ -1,0 +1,74 @@
+"""run_finetune: the final metrics come from the last evaluation when there was one, in the validation order."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+# Counts Trainer.predict calls, and checks the result against a fresh predict of the trained trainer.
+CONFTEST = """
+import pytest
+from transformers import Trainer
+
+CALLS = []
+_predict = Trainer.predict
+
+def counting_predict(self, *args, **kwargs):
+    CALLS.append(1)
+    return _predict(self, *args, **kwargs)
+
+@pytest.fixture(autouse=True)
+def count_predictions(monkeypatch):
+    monkeypatch.setattr(Trainer, "predict", counting_predict)
+"""
+TEST = """
+import json
+import numpy as np
+import pytest
+import conftest
+
+@pytest.mark.finetune(KEYWORDS)
+def test_x(trainer, finetune_result):
+    predictions_during_training = len(conftest.CALLS)
+    again = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+    with open("out.json", "w") as handle:
+        json.dump({
+            "predict_calls": predictions_during_training,
+            "same_logits": bool(np.array_equal(again.predictions, finetune_result.predictions.predictions)),
+            "same_labels": bool(np.array_equal(again.label_ids, finetune_result.predictions.label_ids)),
+            "labels": finetune_result.predictions.label_ids.tolist(),
+            "validation_labels": list(trainer.eval_dataset["label"]),
+            "metrics": finetune_result.metrics,
+            "again": {key.removeprefix("eval_").replace("loss", "eval_loss"): value
+                      for key, value in again.metrics.items() if key in ("eval_loss", "eval_accuracy", "eval_f1")},
+        }, handle)
+"""
+
+
+def run(project: pytest.Pytester, keywords: str) -> dict:
+    project.makeconftest(CONFTEST)
+    project.makepyfile(test_x=TEST.replace("KEYWORDS", keywords))
+    project.runpytest("--finetune", "--snapshot-update", "--finetune-no-cache").assert_outcomes(passed=1)
+    return json.loads((project.path / "out.json").read_text())
+
+
+def test_the_last_evaluation_gives_the_final_metrics_without_another_pass(finetune_project: pytest.Pytester) -> None:
+    out = run(finetune_project, "max_steps=-1, num_train_epochs=1")  # evaluated at the end of its one epoch
+    assert out["predict_calls"] == 0
+    assert out["same_logits"] and out["same_labels"]  # what an extra predict would have given, to the bit
+    assert {key: out["metrics"][key] for key in out["again"]} == out["again"]
+
+
+def test_without_an_evaluation_at_the_last_step_it_predicts_once(finetune_project: pytest.Pytester) -> None:
+    out = run(finetune_project, 'eval_strategy="no"')
+    assert out["predict_calls"] == 1
+    assert out["same_logits"] and {key: out["metrics"][key] for key in out["again"]} == out["again"]
+
+
+def test_predictions_follow_the_validation_order_with_length_grouped_batches(
+    finetune_project: pytest.Pytester,
+) -> None:
+    """transformers groups evaluation batches by length too, shuffled; the plugin keeps the split's order."""
+    out = run(finetune_project, 'train_sampling_strategy="group_by_length"')
+    assert out["labels"] == out["validation_labels"]
