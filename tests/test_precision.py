@@ -74,14 +74,17 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     assert cpu_flags(tmp_path / "absent") == frozenset()  # not Linux: no flags, so auto means fp32
 
 
-# A project whose CPU is made to look like one kind or the other (CPU_FLAGS), as the plugin sees it.
+# A project whose CPU is made to look like one kind or the other (CPU_FLAGS), as the plugin
+# sees it, on a machine without a GPU (or with its GPU hidden).
 MOCKED_CPU = """
 import pytest
+import torch
 from pytest_finetune import precision
 
 @pytest.fixture(autouse=True)
 def cpu_kind(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({CPU_FLAGS}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 """
 SHOW_ARGS = """
 import json
@@ -121,7 +124,7 @@ def test_bf16_asked_on_a_cpu_without_it_fails_clearly(finetune_project: pytest.P
     finetune_project.makepyfile(test_args=SHOW_ARGS)
     result = finetune_project.runpytest("--finetune", "--finetune-precision=bf16")
     assert_fails_clearly(
-        result, "*finetune_precision=bf16: this CPU (AVX2) has no native bf16*use finetune_precision=auto*"
+        result, "*finetune_precision=bf16: this CPU (*) has no native bf16 (emulated*use finetune_precision=auto*"
     )
     assert not (finetune_project.path / "args.json").exists()
 
