@@ -20,11 +20,14 @@ import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pytest_finetune.precision import NATIVE_BF16_CPU_FLAGS, cpu_flags
 
 REPO = Path(__file__).resolve().parent.parent
 OVERRIDES = ("PYTEST_ADDOPTS", "PYTEST_FINETUNE_MODEL", "PYTEST_FINETUNE_DATA")
 SEED_BATCH_SIZE = 8  # the seed recipe's per_device_train_batch_size, the plugin's default too
-IMPORTS = "import torch, transformers, datasets; from transformers import Trainer; print(transformers.__version__)"
+IMPORTS = "import torch, transformers, datasets; from transformers import Trainer"
 TEST_FILE = textwrap.dedent('''\
     import json
     import os
@@ -63,7 +66,7 @@ class Run:
     samples_per_s: float | None = None
     accuracy: float | None = None
     f1: float | None = None
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_args() -> argparse.Namespace:
@@ -94,16 +97,16 @@ def default_model() -> Path:
     return Path(subprocess.run([command, "path"], capture_output=True, text=True, check=True).stdout.strip())
 
 
-def cpu_kind() -> dict:
-    """Model name, CPU count and whether the CPU computes bf16 natively, from /proc/cpuinfo."""
+def cpu_kind() -> dict[str, Any]:
+    """Model name, CPU count and whether the CPU computes bf16 natively (as the plugin's ``auto`` decides)."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         lines = []
     name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
-    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
-    if flags & {"avx512_bf16", "amx_bf16"}:
-        kind = "native bf16 (avx512_bf16 / amx_bf16)"
+    flags = cpu_flags()
+    if flags & NATIVE_BF16_CPU_FLAGS:
+        kind = "native bf16 (" + ", ".join(sorted(flags & NATIVE_BF16_CPU_FLAGS)) + ")"
     elif "avx2" in flags:
         kind = "AVX2 only, no native bf16"
     else:
@@ -172,7 +175,7 @@ def run_plugin(project: Path, label: str, max_steps: int, extra: tuple[str, ...]
     result = json.loads(out.read_text())
     samples = (result["global_steps"] or 0) * SEED_BATCH_SIZE
     run.train_s = result["train_runtime"]
-    run.samples_per_s = samples / run.train_s if run.train_s else None
+    run.samples_per_s = samples / run.train_s if run.train_s and samples else None
     run.accuracy, run.f1 = result["accuracy"], result["f1"]
     run.details = result
     return run
@@ -210,19 +213,16 @@ def timing_rounds(args: argparse.Namespace, root: Path) -> list[tuple[Run, Run, 
     return rounds
 
 
-def ablation(args: argparse.Namespace, root: Path, tf_major: int) -> list[tuple[Run | None, str]]:
+def ablation(args: argparse.Namespace, root: Path) -> list[tuple[Run | None, str]]:
     """The seed anchor, the plugin's defaults, then each technique off; (run, note) per row."""
     steps = args.ablation_steps
     rows: list[tuple[Run | None, str]] = [(run_seed(args, "seed recipe (anchor)", steps), "")]
     defaults = run_plugin(make_project(root, "ablation-defaults", args), "plugin defaults", steps)
     rows.append((defaults, ""))
-    sampling = "group_by_length=false" if tf_major < 5 else "train_sampling_strategy=random"
+    sampling = "train_sampling_strategy=random"  # the plugin respells it for transformers 4.x
     project = make_project(root, "ablation-sampling", args)
     rows.append((run_plugin(project, "length grouping off", steps, ("--finetune-set", sampling)), sampling))
-    help_text = measure("pytest --help", [sys.executable, "-m", "pytest", "--help"], cwd=project)[1]
-    if "--finetune-precision" not in help_text:
-        rows.append((None, "precision auto off: skipped, this plugin has no --finetune-precision"))
-    elif defaults.details["environment"].get("dtype") == "float32":
+    if defaults.details["environment"].get("dtype") == "float32":
         rows.append((None, "precision auto off (fp32): same as defaults: auto chose fp32 on this CPU"))
     else:
         project = make_project(root, "ablation-fp32", args)
@@ -286,7 +286,7 @@ def main() -> None:
             (run_plugin(rounds[-1][2], "pytest --finetune (warm)", args.max_steps) for _ in range(3)),
             key=lambda run: run.wall_s,
         )
-        imports, version = min(
+        imports, _ = min(
             (measure("imports", [sys.executable, "-c", IMPORTS]) for _ in range(3)), key=lambda pair: pair[0].wall_s
         )
         cached = warm.details["from_cache"]
@@ -299,7 +299,7 @@ def main() -> None:
             print("WARNING: the warm rerun was not served from the result cache")
         ablation_rows = []
         if args.ablation_steps > 0:
-            ablation_rows = ablation(args, root, int(version.strip().split(".")[0]))
+            ablation_rows = ablation(args, root)
             print_ablation(ablation_rows, args.ablation_steps)
         print("\n" + goals(cpu, rounds, warm, imports))
     finally:
@@ -308,7 +308,6 @@ def main() -> None:
         measurements = {
             "cpu": cpu,
             "budget": budget,
-            "transformers": version.strip(),
             "rounds": [{"seed": asdict(s), "plugin": asdict(p)} for s, p, _ in rounds],
             "warm": asdict(warm),
             "imports": asdict(imports),

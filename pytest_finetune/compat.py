@@ -15,6 +15,8 @@ from typing import Any
 
 from transformers import Trainer, TrainingArguments
 
+from .errors import FinetuneError
+
 _HINTS = typing.get_type_hints(TrainingArguments)
 _FIELD_TYPES: dict[str, Any] = {
     field.name: _HINTS[field.name] for field in dataclasses.fields(TrainingArguments) if field.init
@@ -26,10 +28,23 @@ _RENAMED: dict[str, tuple[str, Any, Any]] = {
     "no_cuda": ("use_cpu", lambda v: v, None),
     "group_by_length": ("train_sampling_strategy", lambda v: "group_by_length" if v else "random", bool),
 }
+
+
+def _group_by_length_4x(strategy: str) -> bool:
+    """transformers 4.x's ``group_by_length`` for a 5.x ``train_sampling_strategy``."""
+    if strategy not in ("random", "group_by_length"):
+        raise FinetuneError(
+            f"train_sampling_strategy={strategy!r} needs transformers 5; on 4.x use "
+            "train_sampling_strategy='random' or 'group_by_length' (group_by_length=True)"
+        )
+    return strategy == "group_by_length"
+
+
 # 5.x names that a 4.x installation lacks -> (the 4.x name, value mapping, the 5.x type).
 _NEWER: dict[str, tuple[str, Any, Any]] = {
-    "train_sampling_strategy": ("group_by_length", lambda v: v == "group_by_length", str),
+    "train_sampling_strategy": ("group_by_length", _group_by_length_4x, str),
 }
+
 
 #: Every training-argument name a user may write on this installation.
 ACCEPTED_NAMES = (
@@ -77,8 +92,13 @@ def evaluate_in_dataset_order(trainer: Trainer) -> None:
     With length-grouped training batches, transformers also draws evaluation batches
     length-grouped and shuffled (4.x from the global random generator, which shifts the
     training's dropout; 5.x from a seeded one), so the predictions would not line up with
-    the validation rows. Evaluation order changes nothing else: each pair is scored alone.
+    the validation rows. Each pair is scored alone, so the order changes nothing else (but
+    for rounding: batches of other pairs pad to other lengths).
     """
     from torch.utils.data import SequentialSampler
+    from transformers.trainer_utils import has_length
 
-    trainer._get_eval_sampler = SequentialSampler  # type: ignore[method-assign,assignment]
+    def in_order(dataset: Any) -> SequentialSampler | None:
+        return SequentialSampler(dataset) if has_length(dataset) else None
+
+    trainer._get_eval_sampler = in_order  # type: ignore[method-assign,assignment]

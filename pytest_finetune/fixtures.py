@@ -258,11 +258,13 @@ def _training_key(request: pytest.FixtureRequest, recipe: Recipe) -> tuple[Any, 
     return recipe.fingerprint, tuple(definitions), tuple(_training_params(request)), tuple(implementations)
 
 
-def _training_params(request: pytest.FixtureRequest) -> list[tuple[str, str]]:
-    """The parameters of this test's parametrized training fixtures."""
+def _training_params(
+    request: pytest.FixtureRequest, names: tuple[str, ...] | None = _TRAINING_FIXTURES
+) -> list[tuple[str, str]]:
+    """The parameters of this test's parametrized fixtures named in ``names`` (``None``: all of them)."""
     callspec = getattr(request.node, "callspec", None)
     params = callspec.params.items() if callspec else ()
-    return sorted((name, repr(value)) for name, value in params if name in _TRAINING_FIXTURES)
+    return sorted((name, repr(value)) for name, value in params if names is None or name in names)
 
 
 def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer) -> dict[str, Any] | None:
@@ -301,7 +303,7 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
         "tokenized": fingerprints,
         "model": {"class": type(trainer.model).__qualname__, "config": config},
         "collator": type(trainer.data_collator).__qualname__,
-        "params": _training_params(request),
+        "params": _training_params(request, names=None),  # any parameter may reach a fixture's code
         "code": code,
         "environment": run_environment(trainer),
     }

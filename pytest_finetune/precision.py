@@ -44,7 +44,10 @@ def detect_hardware(use_cpu: bool = False) -> Hardware:
 
     if torch.cuda.is_available() and not use_cpu:
         return Hardware(
-            "cuda", torch.cuda.is_bf16_supported(), True, torch.cuda.get_device_name(torch.cuda.current_device())
+            "cuda",
+            torch.cuda.is_bf16_supported(including_emulation=False),
+            True,
+            torch.cuda.get_device_name(torch.cuda.current_device()),
         )
     if torch.backends.mps.is_available() and not use_cpu:
         return Hardware("mps", False, False, "Apple MPS")  # Trainer's mixed precision on MPS is not relied upon
@@ -90,10 +93,11 @@ def choose_precision(setting: str, hardware: Hardware) -> str:
 def precision_training_args(setting: str, training_args: Mapping[str, Any], hardware: Hardware) -> dict[str, Any]:
     """The training arguments that make a run compute in the chosen precision.
 
-    A recipe that sets ``bf16`` or ``fp16`` itself decides its precision: then nothing is added.
+    A recipe that sets ``bf16`` or ``fp16`` itself decides its precision: then only
+    ``use_cpu`` is added, which ``TrainingArguments`` needs for bf16 on a CPU.
     """
     if any(name in training_args for name in PRECISION_ARGS):
-        return {}
+        return {"use_cpu": True} if training_args.get("bf16") and hardware.device == "cpu" else {}
     chosen = choose_precision(setting, hardware)
     if chosen == "fp32":
         return {}

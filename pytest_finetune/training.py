@@ -46,8 +46,9 @@ class FinetuneResult:
     - ``history``: one row per evaluation (per epoch in the seed recipe) with
       ``epoch``, ``training_loss``, ``validation_loss``, ``accuracy``, ``f1``, ...;
       ``training_loss`` is ``None`` where none was logged since the last row;
-    - ``predictions``: ``Trainer.predict``'s output on the validation split
-      (``.predictions`` holds the logits, ``.label_ids`` the labels);
+    - ``predictions``: a ``PredictionOutput`` on the validation split, in the split's row
+      order (``.predictions`` holds the logits, ``.label_ids`` the labels): the last
+      evaluation's, or ``Trainer.predict``'s where the last step was not evaluated;
     - ``train_runtime``: seconds spent in ``Trainer.train``;
     - ``environment``: library versions, device and dtype (see :func:`provenance.environment`);
     - ``from_cache``: whether it was read from the result cache rather than trained in this session.
@@ -78,9 +79,11 @@ def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCa
     for callback in callbacks:
         trainer.add_callback(callback)
     evaluate_in_dataset_order(trainer)
-    last_evaluation = _LastEvaluation(trainer)
-    train_output = trainer.train()
-    prediction = last_evaluation.at_final_step() or trainer.predict(validation, metric_key_prefix="eval")
+    with _LastEvaluation(trainer) as last_evaluation:
+        train_output = trainer.train()
+    prediction = last_evaluation.at_final_step()
+    if prediction is None:
+        prediction = trainer.predict(validation, metric_key_prefix="eval")
     return FinetuneResult(
         recipe=recipe,
         metrics=final_metrics(prediction.metrics or {}),
@@ -92,28 +95,42 @@ def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCa
 
 
 class _LastEvaluation:
-    """Keeps the logits of ``trainer``'s latest evaluation (by wrapping its ``compute_metrics``)."""
+    """While training, keeps the logits of ``trainer``'s evaluations (by wrapping its
+    ``compute_metrics``) with the step each was made at.
+
+    Not used where the last evaluation may not score the final weights on the whole split:
+    ``load_best_model_at_end`` (the weights are swapped after it) and ``batch_eval_metrics``
+    (``compute_metrics`` sees one batch at a time).
+    """
 
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
-        self.seen: EvalPrediction | None = None
-        compute_metrics = trainer.compute_metrics
-        if compute_metrics is not None:
+        self.original = trainer.compute_metrics
+        self.seen: tuple[int, EvalPrediction] | None = None
 
-            def keeping(eval_prediction: EvalPrediction) -> dict[str, float]:
-                self.seen = eval_prediction
-                return compute_metrics(eval_prediction)
+    def __enter__(self) -> _LastEvaluation:
+        args, compute_metrics = self.trainer.args, self.original
+        if compute_metrics is None or args.load_best_model_at_end or getattr(args, "batch_eval_metrics", False):
+            return self
 
-            trainer.compute_metrics = keeping
+        def keeping(eval_prediction: EvalPrediction, *more: Any, **keywords: Any) -> dict[str, float]:
+            self.seen = (self.trainer.state.global_step, eval_prediction)
+            return compute_metrics(eval_prediction, *more, **keywords)
+
+        self.trainer.compute_metrics = keeping
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.trainer.compute_metrics = self.original
 
     def at_final_step(self) -> PredictionOutput | None:
         """The evaluation of the trained weights, if the trainer evaluated after its last step."""
         state = self.trainer.state
         evaluations = [entry for entry in state.log_history if "eval_loss" in entry]
-        if self.seen is None or not evaluations or evaluations[-1]["step"] != state.global_step:
+        if self.seen is None or not evaluations or not self.seen[0] == evaluations[-1]["step"] == state.global_step:
             return None
         metrics = {key: value for key, value in evaluations[-1].items() if key.startswith("eval_")}
-        return PredictionOutput(predictions=self.seen.predictions, label_ids=self.seen.label_ids, metrics=metrics)
+        return PredictionOutput(predictions=self.seen[1].predictions, label_ids=self.seen[1].label_ids, metrics=metrics)
 
 
 def run_environment(trainer: Trainer) -> dict[str, Any]:

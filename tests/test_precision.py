@@ -13,10 +13,11 @@ from pytest_finetune.precision import (
     choose_precision,
     cpu_flags,
     cpu_hardware,
+    detect_hardware,
     precision_training_args,
 )
 
-# The two kinds of CPU of this project's machines, as /proc/cpuinfo and torch describe them.
+# CPUs as /proc/cpuinfo and torch describe them: this project's two kinds, and one with AMX.
 AVX2_CPU = cpu_hardware(frozenset({"fpu", "sse4_2", "avx", "avx2", "fma"}), "AVX2")
 BF16_CPU = cpu_hardware(frozenset({"avx2", "avx512f", "avx512_bf16"}), "AVX512")
 AMX_CPU = cpu_hardware(frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16"}), "AVX512")
@@ -61,10 +62,37 @@ def test_the_choice_becomes_training_arguments() -> None:
     assert precision_training_args("fp16", {}, TURING_GPU) == {"fp16": True}
 
 
-@pytest.mark.parametrize("given", [{"bf16": False}, {"bf16": True}, {"fp16": False}])
+@pytest.mark.parametrize("given", [{"bf16": False}, {"fp16": False}])
 def test_a_recipe_that_sets_its_precision_decides_it(given: dict[str, bool]) -> None:
     assert precision_training_args("auto", given, BF16_CPU) == {}
     assert precision_training_args("bf16", given, AVX2_CPU) == {}  # no error: the recipe asked
+
+
+def test_bf16_forced_by_the_recipe_runs_on_a_cpu(tmp_path: Path) -> None:
+    """The documented way to force bf16 on any CPU: the training argument, which needs use_cpu there."""
+    from transformers import TrainingArguments
+
+    added = precision_training_args("auto", {"bf16": True}, AVX2_CPU)
+    assert added == {"use_cpu": True}
+    assert TrainingArguments(output_dir=str(tmp_path), bf16=True, **added).bf16
+
+
+def test_a_gpu_that_emulates_bf16_gets_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        torch.cuda,
+        "is_bf16_supported",
+        lambda including_emulation=True: asked.append(including_emulation) or including_emulation,
+    )
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Tesla T4")
+    hardware = detect_hardware()
+    assert (hardware.device, hardware.native_bf16, asked) == ("cuda", False, [False])
+    assert choose_precision("auto", hardware) == "fp32"
+    assert detect_hardware(use_cpu=True).device == "cpu"
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:

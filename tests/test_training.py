@@ -72,3 +72,14 @@ def test_predictions_follow_the_validation_order_with_length_grouped_batches(
     """transformers groups evaluation batches by length too, shuffled; the plugin keeps the split's order."""
     out = run(finetune_project, 'train_sampling_strategy="group_by_length"')
     assert out["labels"] == out["validation_labels"]
+    assert out["same_logits"]  # the result is what an in-order predict gives, row by row
+
+
+def test_a_5x_only_sampling_strategy_is_refused_for_4x() -> None:
+    from pytest_finetune import compat
+    from pytest_finetune.errors import FinetuneError
+
+    assert compat._group_by_length_4x("group_by_length") is True
+    assert compat._group_by_length_4x("random") is False
+    with pytest.raises(FinetuneError, match="train_sampling_strategy='sequential' needs transformers 5"):
+        compat._group_by_length_4x("sequential")
