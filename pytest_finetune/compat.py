@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
 from .errors import FinetuneError
+
+if TYPE_CHECKING:
+    from transformers import Trainer  # importing Trainer costs seconds: only fine-tuning needs it
 
 _HINTS = typing.get_type_hints(TrainingArguments)
 _FIELD_TYPES: dict[str, Any] = {

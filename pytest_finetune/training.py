@@ -19,7 +19,7 @@ from .provenance import environment
 from .recipe import Recipe
 
 
-def training_arguments_kwargs(recipe: Recipe, output_dir: Path, precision: str = "auto") -> dict[str, Any]:
+def training_arguments_kwargs(recipe: Recipe, output_dir: Path, precision: str) -> dict[str, Any]:
     """The keyword arguments of ``TrainingArguments`` for ``recipe``, computing in ``precision``
     (``finetune_precision``: see :mod:`pytest_finetune.precision`)."""
     kwargs = {**installed_training_args(dict(recipe.training_args)), "seed": recipe.seed, "output_dir": str(output_dir)}

@@ -329,6 +329,22 @@ def test_a_run_that_fine_tunes_nothing_imports_no_ml_library(pytester: pytest.Py
     result.assert_outcomes(passed=1, skipped=1)
 
 
+def test_checking_a_training_argument_imports_no_trainer(pytester: pytest.Pytester) -> None:
+    """A marker that sets a training argument needs TrainingArguments' fields, not Trainer or datasets."""
+    pytester.makepyfile("""
+        import sys, pytest
+
+        @pytest.mark.finetune(max_steps=3, train_sampling_strategy="random")
+        def test_marked():
+            pass
+
+        def test_plain():
+            assert not {"transformers.trainer", "datasets"} & set(sys.modules)
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+
+
 def test_a_path_option_written_apart_that_moves_the_rootdir_is_refused(
     pytester: pytest.Pytester, tiny_checkpoint: Path
 ) -> None:
