@@ -19,7 +19,6 @@ import functools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from .errors import FinetuneError
 from .provenance import display_source, source_identity
+from .storage import write_atomically
 from .tolerances import Tolerances
 from .verdicts import Verdict, compare
 
@@ -256,21 +256,6 @@ class BaselineExtension(SingleFileSnapshotExtension):
 def to_json(record: Mapping[str, Any]) -> str:
     """Baseline JSON: keys sorted, two-space indent, a final newline."""
     return json.dumps(record, sort_keys=True, indent=2, allow_nan=False) + "\n"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that readers see the old file or the new one, never part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def shown_path(location: str | Path, invocation_dir: Path) -> str:

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from . import gate, hookspecs
-from .baselines import write_atomically
 from .errors import FinetuneError
 from .fixtures import (  # noqa: F401  (fixtures are registered by being in this module)
     compute_metrics,
@@ -26,6 +25,7 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by being in this
 from .options import MARKER, MARKER_HELP, SKIP_REASON, add_options, marker_settings
 from .report import report_json, report_markdown, summary_lines
 from .session import SESSION_KEY, FinetuneSession
+from .storage import write_atomically
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

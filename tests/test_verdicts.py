@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_finetune.baselines import write_atomically
 from pytest_finetune.errors import FinetuneError
+from pytest_finetune.storage import write_atomically
 from pytest_finetune.tolerances import Tolerances, build_tolerances, check_setting, parse_setting
 from pytest_finetune.verdicts import Outcome, compare, recipe_changes
 
