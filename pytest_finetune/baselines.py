@@ -27,9 +27,10 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from .errors import FinetuneError
 from .provenance import display_source, source_identity
+from .stats import examples_digest
 from .storage import write_atomically
 from .tolerances import Tolerances
-from .verdicts import Verdict, compare
+from .verdicts import DEFAULT_ALPHA, Verdict, compare
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -60,8 +61,10 @@ _KEEP_TEXT = "<baseline kept: the test failed before comparing>"
 
 
 def result_record(result: FinetuneResult, rootdir: Path) -> dict[str, Any]:
-    """What a baseline stores for a fine-tune (without the date)."""
-    return {
+    """What a baseline stores for a fine-tune (without the date): also, where known, the
+    metrics' bootstrap ``intervals``, the validation ``examples`` the run got wrong (by
+    ``idx``, for the paired test) and the ``calibration`` over seeds."""
+    record: dict[str, Any] = {
         "format": FORMAT,
         "recipe": recipe_record(result.recipe, rootdir),
         "metrics": _rounded(result.metrics),
@@ -69,6 +72,20 @@ def result_record(result: FinetuneResult, rootdir: Path) -> dict[str, Any]:
         "environment": result.environment,
         "train_runtime": round(result.train_runtime, 1),
     }
+    if result.intervals:
+        record["intervals"] = {
+            name: [round(bound, _DECIMALS) for bound in pair] for name, pair in result.intervals.items()
+        }
+    wrong = result.wrong_examples
+    if wrong is not None and result.example_ids is not None:
+        ids = [int(idx) for idx in result.example_ids]
+        record["examples"] = {"count": len(ids), "digest": examples_digest(ids), "wrong": wrong}
+    if result.calibration:
+        record["calibration"] = {
+            "seeds": result.calibration["seeds"],
+            "metrics": {name: _rounded(spread) for name, spread in result.calibration["metrics"].items()},
+        }
+    return record
 
 
 def recipe_record(recipe: Recipe, rootdir: Path) -> dict[str, Any]:
@@ -99,19 +116,88 @@ def parse_baseline(text: str, location: str, gated: tuple[str, ...]) -> dict[str
     fix = "fix it, or delete it and record it again with --snapshot-update"
     try:
         record = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise BaselineError(f"baseline {location} is not valid JSON ({error}); {fix}") from None
+    except (ValueError, RecursionError) as error:  # ValueError: JSONDecodeError, or an integer of 4300+ digits
+        raise BaselineError(f"baseline {location} is not valid JSON ({str(error)[:200]}); {fix}") from None
     if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
         raise BaselineError(f'baseline {location} has no "metrics" object; {fix}')
     for name, value in record["metrics"].items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise BaselineError(f"baseline {location}: metric {name!r} is {value!r}, not a finite number; {fix}")
+        if not _is_finite(value):
+            shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+            raise BaselineError(f"baseline {location}: metric {name!r} is {shown}, not a finite number; {fix}")
     missing = [name for name in gated if name not in record["metrics"]]
     if missing:
         raise BaselineError(f"baseline {location} lacks the gated metric(s) {', '.join(missing)}; {fix}")
     if not isinstance(record.get("recipe", {}), dict):
         raise BaselineError(f'baseline {location}: "recipe" is not an object; {fix}')
+    if not isinstance(record.get("recipe", {}).get("training_args", {}), dict):
+        raise BaselineError(f'baseline {location}: "recipe"."training_args" is not an object; {fix}')
+    if not isinstance(record.get("environment", {}), dict | None):
+        raise BaselineError(f'baseline {location}: "environment" is not an object; {fix}')
+    if not isinstance(record.get("intervals", {}), dict):
+        raise BaselineError(f'baseline {location}: "intervals" is not an object; {fix}')
+    _check_examples(record.get("examples"), location, fix)
+    _check_calibration(record, location, fix)
     return record
+
+
+def _check_examples(examples: Any, location: str, fix: str) -> None:
+    if examples is None:
+        return
+    if (
+        not isinstance(examples, dict)
+        or not isinstance(examples.get("digest"), str)
+        or not _is_count(examples.get("count"))
+        or not isinstance(examples.get("wrong"), list)
+        or not all(_is_count(idx) for idx in examples["wrong"])
+    ):
+        raise BaselineError(
+            f'baseline {location}: "examples" is not {{"count": int, "digest": str, "wrong": [idx, ...]}}; {fix}'
+        )
+
+
+def _check_calibration(record: dict[str, Any], location: str, fix: str) -> None:
+    """A calibration is the recipe's seed and others, and per metric mean/std/min/max, all finite."""
+    calibration = record.get("calibration")
+    if calibration is None:
+        return
+    fix = "record it again: pytest --finetune --snapshot-update --finetune-calibrate N"
+    seeds = calibration.get("seeds") if isinstance(calibration, dict) else None
+    spreads = calibration.get("metrics") if isinstance(calibration, dict) else None
+    if (
+        not isinstance(seeds, list)
+        or len(seeds) < 2
+        or not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds)
+        or not isinstance(spreads, dict)
+        or not all(
+            isinstance(spread, dict)
+            and all(_is_finite(spread.get(key)) for key in ("mean", "std", "min", "max"))
+            and spread["std"] >= 0
+            for spread in spreads.values()
+        )
+    ):
+        raise BaselineError(
+            f'baseline {location}: "calibration" is not {{"seeds": [2 or more ints], "metrics": '
+            f'{{metric: {{"mean", "std", "min", "max"}}}}}}; {fix}'
+        )
+    seed = record.get("recipe", {}).get("seed")
+    if seed is not None and seed not in seeds:
+        raise BaselineError(
+            f"baseline {location}: its calibration used seeds {', '.join(map(str, seeds))}, not the recipe's "
+            f"seed {seed}; {fix}"
+        )
+
+
+def _is_finite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def same_record(current: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
@@ -128,6 +214,8 @@ class BaselineSettings:
     """What a :class:`BaselineExtension` needs to know of the session."""
 
     tolerances: Tolerances = Tolerances()
+    #: The paired test's significance level.
+    alpha: float = DEFAULT_ALPHA
     #: Whether baselines are written (syrupy's ``--snapshot-update``).
     update: bool = False
     #: The baseline folder.
@@ -215,10 +303,13 @@ class BaselineExtension(SingleFileSnapshotExtension):
         current = json.loads(str(serialized_data))
         try:
             baseline = parse_baseline(str(snapshot_data), self._last_read, self.settings.tolerances.metrics)
+            self.verdict = compare(current, baseline, self.settings.tolerances, self.settings.alpha)
         except BaselineError as error:
             self.problem = error
             return False
-        self.verdict = compare(current, baseline, self.settings.tolerances)
+        except FinetuneError as error:  # a baseline this comparison cannot use (tolerance auto, uncalibrated)
+            self.problem = BaselineError(f"baseline {self._last_read}: {error}")
+            return False
         if self.settings.update:
             return same_record(current, baseline)
         return not self.verdict.outcome.failed

@@ -19,6 +19,7 @@ Sources, by what ``data`` points at:
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 
 import datasets
@@ -68,7 +69,8 @@ def _load_glue_tsv(folder: Path) -> datasets.DatasetDict:
                 f"GLUE TSV folder {str(folder)!r} has no {file.name} (the {split} split); "
                 "a GLUE folder needs train.tsv and dev.tsv"
             )
-        _check_tsv_rows(file)
+        if not _check_tsv_rows(file):
+            raise _empty_split(folder, split, file)
     raw = datasets.load_dataset(
         "csv",
         data_files={split: str(file) for split, file in files.items()},
@@ -81,8 +83,8 @@ def _load_glue_tsv(folder: Path) -> datasets.DatasetDict:
     return raw.rename_columns(_GLUE_TSV_RENAMES).remove_columns(["#1 ID", "#2 ID"])
 
 
-def _check_tsv_rows(file: Path) -> None:
-    """Fail on a header or a row that is not GLUE MRPC's five tab-separated fields."""
+def _check_tsv_rows(file: Path) -> int:
+    """Fail on a header or a row that is not GLUE MRPC's five tab-separated fields; return the number of rows."""
     with file.open(encoding="utf-8-sig", newline="") as handle:
         rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = tuple(next(rows, ()))
@@ -90,7 +92,9 @@ def _check_tsv_rows(file: Path) -> None:
             raise FinetuneError(
                 f"{file}: header is {list(header)}, expected the GLUE MRPC header {list(GLUE_TSV_HEADER)}"
             )
+        count = 0
         for line_number, row in enumerate(rows, start=2):
+            count += 1
             if len(row) != len(GLUE_TSV_HEADER):
                 raise FinetuneError(
                     f"{file}, line {line_number}: {len(row)} tab-separated fields, expected "
@@ -98,6 +102,28 @@ def _check_tsv_rows(file: Path) -> None:
                 )
             if not row[0].strip().lstrip("-").isdigit():
                 raise FinetuneError(f"{file}, line {line_number}: label {row[0]!r} is not an integer (0 or 1)")
+    return count
+
+
+def _empty_split(where: str | Path, split: str, file: Path | None = None) -> FinetuneError:
+    """The error for a split without rows (``file``: the file that holds it, when there is one)."""
+    held = f" ({file.name} holds no rows, a header at most)" if file is not None else ""
+    return FinetuneError(
+        f"{where}, {split} split has no rows{held}; add sentence pairs to it, "
+        "or point data at a folder whose train and validation splits hold some"
+    )
+
+
+def _holds_rows(file: Path) -> bool:
+    """Whether a csv, json or jsonl file holds a row beyond a csv header (other formats: assumed so)."""
+    if file.suffix not in (".csv", ".json", ".jsonl"):
+        return True
+    with file.open(encoding="utf-8-sig", errors="replace") as handle:
+        if file.suffix == ".json":
+            return handle.read(4096).strip() not in ("", "[]")
+        lines = (line for line in handle if line.strip())
+        needed = 2 if file.suffix == ".csv" else 1  # a csv header is no row
+        return sum(1 for _ in itertools.islice(lines, needed)) == needed
 
 
 def _load_files(folder: Path) -> datasets.DatasetDict:
@@ -121,6 +147,9 @@ def _load_files(folder: Path) -> datasets.DatasetDict:
         data_files[split] = found[0]
     # One split at a time, so that a column missing from one file is reported for its
     # split rather than as a schema clash between the two files.
+    for split, file in data_files.items():
+        if not _holds_rows(file):
+            raise _empty_split(folder, split, file)
     return datasets.DatasetDict({split: _load_file(file) for split, file in data_files.items()})
 
 
@@ -156,6 +185,8 @@ def _normalise(raw: datasets.DatasetDict, where: str, task: Task) -> datasets.Da
         if split not in raw:
             raise FinetuneError(f"{where} has no {split!r} split (it has {', '.join(raw)})")
         dataset = raw[split]
+        if dataset.num_rows == 0:
+            raise _empty_split(where, split)
         missing = [column for column in REQUIRED_COLUMNS if column not in dataset.column_names]
         if missing:
             raise FinetuneError(

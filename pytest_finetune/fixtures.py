@@ -11,6 +11,8 @@ that a pytest run that fine-tunes nothing does not pay for importing them.
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,6 +198,7 @@ def finetune_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertio
     session = request.config.stash[SESSION_KEY]
     settings = BaselineSettings(
         tolerances=session.tolerances_for(request.node),
+        alpha=session.alpha,
         update=session.update,
         root=session.baseline_dir,
         rootdir=request.config.rootpath,
@@ -205,25 +208,66 @@ def finetune_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertio
 
 
 def _fine_tune(request: pytest.FixtureRequest, recipe: Recipe) -> FinetuneResult:
-    """The result from the result cache, or a fine-tune of the test's ``trainer`` (then stored)."""
-    from .cache import cache_key
-    from .progress import terminal_progress
-    from .training import run_finetune
+    """The test's ``trainer`` fine-tuned (or its result from the cache), with the uncertainty of
+    its metrics; with ``--finetune-calibrate N``, the same for N - 1 more seeds, summarized."""
+    from .calibration import calibration_seeds, reseeded_trainer
+    from .stats import calibration_record
 
-    cache = request.config.stash[SESSION_KEY].cache
+    session = request.config.stash[SESSION_KEY]
     trainer = request.getfixturevalue("trainer")
+    fresh_model = _fresh_models(request, trainer) if session.calibrate else None
+    result = _trained_or_cached(request, recipe, trainer, request.node.nodeid)
+    if fresh_model is not None and session.calibrate:
+        seeds = calibration_seeds(recipe.seed, session.calibrate)
+        runs = [result.metrics]
+        for seed in seeds[1:]:
+            seeded = dataclasses.replace(recipe, seed=seed)
+            again = reseeded_trainer(trainer, seed, fresh_model(seeded))
+            runs.append(_trained_or_cached(request, seeded, again, f"{request.node.nodeid} (seed {seed})").metrics)
+        result = dataclasses.replace(result, calibration=calibration_record(seeds, runs))
+    return result
+
+
+def _trained_or_cached(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer, label: str) -> FinetuneResult:
+    """The result from the result cache, or a fine-tune of ``trainer`` (then stored), with
+    the validation examples' ids and the bootstrap intervals of its metrics."""
+    import numpy as np
+
+    from .cache import cache_key
+    from .metrics import predicted_classes
+    from .progress import terminal_progress
+    from .stats import bootstrap_intervals
+    from .training import run_finetune, validation_ids
+
+    session = request.config.stash[SESSION_KEY]
+    cache = session.cache
     inputs = _cache_inputs(request, recipe, trainer) if cache is not None else None
     key = cache_key(inputs) if inputs is not None else None
-    if cache is not None and key is not None:
-        cached = cache.load(key, recipe)
-        if cached is not None:
-            return cached
-    progress = terminal_progress(request.config, request.node.nodeid)
-    result = run_finetune(trainer, recipe, callbacks=[progress] if progress else [])
-    request.node.ihook.pytest_finetune_result(result=result)
-    if cache is not None and key is not None and inputs is not None:
-        cache.store(key, result, inputs)
-    return result
+    result = cache.load(key, recipe) if cache is not None and key is not None else None
+    if result is None:
+        progress = terminal_progress(request.config, label)
+        result = run_finetune(trainer, recipe, callbacks=[progress] if progress else [])
+        request.node.ihook.pytest_finetune_result(result=result)
+        if cache is not None and key is not None and inputs is not None:
+            cache.store(key, result, inputs)
+    predictions = result.predictions
+    intervals = bootstrap_intervals(
+        predicted_classes(predictions.predictions), np.asarray(predictions.label_ids), session.bootstrap_resamples
+    )
+    return dataclasses.replace(result, example_ids=validation_ids(trainer), intervals=intervals)
+
+
+def _fresh_models(request: pytest.FixtureRequest, trainer: Trainer) -> Callable[[Recipe], PreTrainedModel]:
+    """Makes an untrained model for a calibration seed: the plugin's ``model`` fixture loads the
+    checkpoint with that seed; a ``model`` fixture of the test suite is copied before training
+    (its classification head then stays the same for every seed)."""
+    from .models import load_model
+
+    serving = _serving_definitions(request)["model"]
+    if serving and serving[-1].func.__module__ == __name__:
+        return load_model
+    untrained: PreTrainedModel = copy.deepcopy(trainer.model)  # type: ignore[assignment]
+    return lambda recipe: copy.deepcopy(untrained)
 
 
 def _serving_definitions(request: pytest.FixtureRequest) -> dict[str, list[Any]]:

@@ -35,6 +35,16 @@ def accuracy_and_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, fl
     }
 
 
+def class_logits(predictions: Any) -> np.ndarray:
+    """The class logits of a model's predictions (the first array, for models that also return hidden states)."""
+    return np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions)
+
+
+def predicted_classes(predictions: Any) -> np.ndarray:
+    """The predicted class id of each example: the argmax of its logits."""
+    return np.argmax(class_logits(predictions), axis=-1)
+
+
 MetricsFunction = Callable[["EvalPrediction"], dict[str, float]]
 
 #: Keys ``Trainer`` adds to an evaluation that measure speed, not quality.
@@ -64,11 +74,9 @@ def make_compute_metrics(extra: Callable[[np.ndarray, np.ndarray], dict[str, Any
     """
 
     def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
-        logits = eval_prediction.predictions
-        if isinstance(logits, tuple):  # models that also return hidden states
-            logits = logits[0]
+        logits = class_logits(eval_prediction.predictions)
         label_ids = np.asarray(eval_prediction.label_ids)
-        scores = accuracy_and_f1(np.argmax(logits, axis=-1), label_ids)
+        scores = accuracy_and_f1(predicted_classes(logits), label_ids)
         if extra is not None:
             scores.update(_checked_extra(extra(logits, label_ids)))
         return scores

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, set_seed
+import pickle
+from typing import Any
+
+from safetensors import SafetensorError
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, set_seed
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from .errors import FinetuneError
@@ -22,18 +26,58 @@ def load_model(recipe: Recipe) -> PreTrainedModel:
     """A fresh ``AutoModelForSequenceClassification`` for ``recipe.model``.
 
     The global seed is set first, so the new classification head is the same for the
-    same seed.
+    same seed. A checkpoint whose classification head has another number of labels (one
+    fine-tuned on MNLI, say) is refused, naming ``num_labels``: replacing its trained head
+    has to be asked for (see :func:`_mismatch_error`).
     """
     local = _checked_source(recipe.model)
     set_seed(recipe.seed)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        # Loaded with mismatched sizes allowed so that the mismatch can be named, then refused below.
+        model, loading_info = AutoModelForSequenceClassification.from_pretrained(
             recipe.model,
             num_labels=recipe.task_spec.num_labels,
             trust_remote_code=recipe.trust_remote_code,
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
         )
-    except (OSError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError, SafetensorError) as error:
         raise _load_error("model", recipe.model, local, error) from None
+    mismatched = sorted(loading_info.get("mismatched_keys") or ())
+    if mismatched:
+        raise _mismatch_error(recipe, local, mismatched, model.base_model_prefix)
+    return model
+
+
+def _mismatch_error(
+    recipe: Recipe, local: bool, mismatched: list[tuple[str, Any, Any]], base_prefix: str
+) -> FinetuneError:
+    """The checkpoint holds weights whose shapes differ from the model built for the task: its
+    classification head (another number of labels) or, for a broken checkpoint, its encoder."""
+    where = f"checkpoint folder {recipe.model!r}" if local else repr(recipe.model)
+    needed = recipe.task_spec.num_labels
+    shapes = "; ".join(
+        f"{key}: {_shape(stored)} in the checkpoint, {_shape(built)} needed" for key, stored, built in mismatched
+    )
+    if any(key.startswith(f"{base_prefix}.") for key, _, _ in mismatched):
+        return FinetuneError(
+            f"{where} holds weights whose shapes do not match its config.json ({shapes}); point model at a "
+            "checkpoint folder that save_pretrained wrote"
+        )
+    try:
+        stored_labels = AutoConfig.from_pretrained(recipe.model, trust_remote_code=recipe.trust_remote_code).num_labels
+    except (OSError, ValueError):
+        stored_labels = "?"
+    return FinetuneError(
+        f"{where} has a classification head for num_labels={stored_labels} ({shapes}); the task "
+        f"{recipe.task!r} needs num_labels={needed}: point model at the checkpoint without that head (its base "
+        "model), or, to start from it with a new head, override the model fixture in a conftest.py with "
+        f"AutoModelForSequenceClassification.from_pretrained(..., num_labels={needed}, ignore_mismatched_sizes=True)"
+    )
+
+
+def _shape(shape: Any) -> str:
+    return "x".join(str(size) for size in shape)
 
 
 def _checked_source(model: str) -> bool:
@@ -50,5 +94,16 @@ def _checked_source(model: str) -> bool:
 def _load_error(what: str, model: str, local: bool, error: Exception) -> FinetuneError:
     where = f"checkpoint folder {model!r}" if local else f"{model!r} from the Hugging Face Hub"
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    hint = "" if local else f"; {offline_help('--finetune-model')}: a checkpoint folder"
+    if "trust_remote_code" in str(error):
+        hint = (
+            "; the checkpoint's own code runs only if you trust it: set trust_remote_code=True "
+            "(marker trust_remote_code=True, --finetune-set trust_remote_code=true or ini finetune_training_args)"
+        )
+    elif local:
+        hint = (
+            "; point model at a folder that save_pretrained wrote (config.json, model.safetensors or "
+            "pytorch_model.bin, and the tokenizer files)"
+        )
+    else:
+        hint = f"; {offline_help('--finetune-model')}: a checkpoint folder"
     return FinetuneError(f"could not load the {what} of {where} ({type(error).__name__}: {first_line}){hint}")

@@ -12,6 +12,7 @@ written, a Hub id.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Mapping
@@ -20,10 +21,13 @@ from typing import Any
 
 import pytest
 
+from .calibration import check_seed_count
 from .errors import FinetuneError
 from .precision import PRECISIONS
 from .recipe import convert_value, looks_like_path
-from .tolerances import Setting, check_setting, parse_setting
+from .stats import DEFAULT_RESAMPLES
+from .tolerances import DEFAULT_AUTO_FLOOR, DEFAULT_AUTO_K, Setting, check_setting, parse_setting
+from .verdicts import DEFAULT_ALPHA
 
 Layer = tuple[str, dict[str, Any]]
 
@@ -94,6 +98,17 @@ def add_options(parser: pytest.Parser) -> None:
         help="arithmetic precision of every fine-tune: auto (default: bf16 where the hardware computes it "
         "natively, else fp32), fp32, bf16 or fp16 (a CUDA GPU)",
     )
+    group.addoption(
+        "--finetune-calibrate",
+        metavar="N",
+        help="with --snapshot-update: fine-tune each recipe with N seeds (its own and the next N-1) and store "
+        "each metric's spread in its baseline, for tolerance auto",
+    )
+    group.addoption(
+        "--finetune-alpha",
+        metavar="ALPHA",
+        help=f"significance level of the paired test against the baseline's run, in (0, 1) (default {DEFAULT_ALPHA})",
+    )
     group.addoption("--finetune-report", metavar="PATH", help="write the fine-tuning report as JSON to PATH")
     group.addoption(
         "--finetune-report-md", metavar="PATH", help="write the fine-tuning report as Markdown (a CI job summary)"
@@ -112,6 +127,18 @@ def add_options(parser: pytest.Parser) -> None:
         type="args",
     )
     parser.addini("finetune_precision", "arithmetic precision: auto (default), fp32, bf16 or fp16")
+    parser.addini(
+        "finetune_alpha", f"significance level of the paired test against the baseline (default {DEFAULT_ALPHA})"
+    )
+    parser.addini("finetune_auto_k", f"tolerance auto allows max(k * std, floor): k (default {DEFAULT_AUTO_K:g})")
+    parser.addini(
+        "finetune_auto_floor",
+        f"tolerance auto allows max(k * std, floor): floor (default {DEFAULT_AUTO_FLOOR:g})",
+    )
+    parser.addini(
+        "finetune_bootstrap_resamples",
+        f"resamples of each metric's bootstrap interval; 0 for none (default {DEFAULT_RESAMPLES})",
+    )
     parser.addini(
         "finetune_cache_dir",
         "folder of the result cache (relative to the ini file; default: the pytest cache, .pytest_cache/d/finetune)",
@@ -187,6 +214,73 @@ def precision_setting(config: pytest.Config) -> str:
     if setting not in PRECISIONS:
         raise FinetuneError(f"ini finetune_precision: {setting!r} is not one of {', '.join(PRECISIONS)}")
     return setting
+
+
+def calibration_setting(config: pytest.Config) -> int | None:
+    """``--finetune-calibrate N``: the number of seeds (checked; it needs ``--snapshot-update``)."""
+    value = config.getoption("--finetune-calibrate")
+    if value is None:
+        return None
+    count = check_seed_count(value)
+    if not config.getoption("--snapshot-update"):
+        raise FinetuneError(
+            f"--finetune-calibrate {value} stores a calibration in the baselines: add --snapshot-update"
+        )
+    return count
+
+
+def alpha_setting(config: pytest.Config) -> float:
+    """``--finetune-alpha``, else ini ``finetune_alpha``, else :data:`DEFAULT_ALPHA`; in (0, 1)."""
+    where, text = _number_setting(config, "--finetune-alpha", "finetune_alpha")
+    if text is None:
+        return DEFAULT_ALPHA
+    alpha = _float(text, where)
+    if not 0 < alpha < 1:
+        raise FinetuneError(f"{where} = {text}: a significance level is between 0 and 1 (exclusive), e.g. 0.01")
+    return alpha
+
+
+def auto_settings(config: pytest.Config) -> tuple[float, float]:
+    """ini ``finetune_auto_k`` (> 0) and ``finetune_auto_floor`` (>= 0): ``auto`` = max(k * std, floor)."""
+    k_text, floor_text = config.getini("finetune_auto_k").strip(), config.getini("finetune_auto_floor").strip()
+    k = _float(k_text, "ini finetune_auto_k") if k_text else DEFAULT_AUTO_K
+    floor = _float(floor_text, "ini finetune_auto_floor") if floor_text else DEFAULT_AUTO_FLOOR
+    if not k > 0 or not floor >= 0:
+        raise FinetuneError(
+            f"ini finetune_auto_k = {k_text or k}, finetune_auto_floor = {floor_text or floor}: "
+            "k must be above 0 and floor 0 or more (e.g. 3 and 0.005)"
+        )
+    return k, floor
+
+
+def bootstrap_setting(config: pytest.Config) -> int:
+    """ini ``finetune_bootstrap_resamples``: an integer >= 0 (0: no intervals)."""
+    text = config.getini("finetune_bootstrap_resamples").strip()
+    if not text:
+        return DEFAULT_RESAMPLES
+    if not text.isdigit():
+        raise FinetuneError(
+            f"ini finetune_bootstrap_resamples = {text}: give a whole number of resamples such as 1000, or 0 for none"
+        )
+    return int(text)
+
+
+def _number_setting(config: pytest.Config, option: str, ini: str) -> tuple[str, str | None]:
+    """Where a setting with an option and an ini key comes from, and its text (``None``: unset)."""
+    if config.getoption(option) is not None:
+        return option, str(config.getoption(option))
+    text = config.getini(ini).strip()
+    return f"ini {ini}", text or None
+
+
+def _float(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise FinetuneError(f"{where} = {text}: not a number") from None
+    if not math.isfinite(value):
+        raise FinetuneError(f"{where} = {text}: not a finite number")
+    return value
 
 
 def baseline_dir(config: pytest.Config) -> Path:

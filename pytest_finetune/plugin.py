@@ -25,7 +25,12 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by being in this
 from .options import MARKER, MARKER_HELP, SKIP_REASON, add_options, marker_settings
 from .report import report_json, report_markdown, summary_lines
 from .session import SESSION_KEY, FinetuneSession
-from .storage import write_atomically
+from .storage import StorageError, unwritten_message, write_atomically
+
+#: Files that could not be written or removed at the end of the session, as messages.
+_UNWRITTEN = pytest.StashKey[list[str]]()
+#: Set when the session stopped early and the baselines of the tests it did not run were kept.
+_KEPT_UNRUN = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,15 +101,47 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_sep("-", "fine-tuning baselines")
         for line in summary_lines(entries, verbose=config.get_verbosity() > 0):
             terminalreporter.write_line(line)
+    if config.stash.get(_KEPT_UNRUN, False):
+        terminalreporter.write_line(
+            "pytest-finetune: the session stopped before every test ran: the baselines of the tests it did not "
+            "run are kept (syrupy's unused-snapshot check is off for this session)"
+        )
+    for message in config.stash.get(_UNWRITTEN, []):
+        terminalreporter.write_line(f"ERROR: {message}", red=True, bold=True)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
+    """Write the report files. A file that cannot be written or removed at the end of the session
+    (a report; an unused baseline syrupy removes under ``--snapshot-update``) fails the session
+    with a message naming it, not a traceback.
+
+    A session stopped early (Ctrl-C, ``-x``, ``--maxfail``) did not run every test: syrupy
+    would count the baselines of the others unused and, under ``--snapshot-update``, delete them.
+    """
+    stopped_early = session.exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop or session.shouldfail
+    if stopped_early and not session.config.option.disable_unused_snapshots:
+        session.config.option.disable_unused_snapshots = True
+        session.config.stash[_KEPT_UNRUN] = True
+    try:
+        yield
+    except OSError as error:
+        _fail_session(session, unwritten_message(error))
     config = session.config
     entries = config.stash[SESSION_KEY].entries
     for option, render in (("--finetune-report", report_json), ("--finetune-report-md", report_markdown)):
         path = config.getoption(option)
         if path:
-            write_atomically(config.invocation_params.dir / path, render(entries))
+            try:
+                write_atomically(config.invocation_params.dir / path, render(entries))
+            except StorageError as error:
+                _fail_session(session, str(error))
+
+
+def _fail_session(session: pytest.Session, message: str) -> None:
+    session.config.stash.setdefault(_UNWRITTEN, []).append(message)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(wrapper=True)

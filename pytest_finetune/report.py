@@ -45,8 +45,12 @@ class ReportEntry:
         """The verdict's rows, or this run's metrics alone when there was nothing to compare."""
         if self.verdict is not None and self.verdict.rows:
             return self.verdict.rows
-        metrics = (self.record or {}).get("metrics", {})
-        return tuple(MetricRow(name, None, value, None, "") for name, value in sorted(metrics.items()))
+        record = self.record or {}
+        intervals = record.get("intervals", {})
+        return tuple(
+            MetricRow(name, None, value, None, "", interval=tuple(intervals[name]) if name in intervals else None)
+            for name, value in sorted(record.get("metrics", {}).items())
+        )
 
 
 # ---------------------------------------------------------------- one test
@@ -61,6 +65,8 @@ def verdict_lines(verdict: Verdict) -> list[str]:
         lines += _aligned(("key", "baseline", "current"), rows, right=())
     else:
         lines += _aligned(("metric", "baseline", "current", "delta", "allowed", "verdict"), _metric_cells(verdict.rows))
+    if verdict.paired is not None:
+        lines.append(verdict.paired.describe())
     lines += [f"note: {note}" for note in verdict.notes]
     return lines
 
@@ -154,9 +160,11 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
                     "delta": row.delta,
                     "allowed": row.allowed,
                     "verdict": row.verdict,
+                    "interval": row.interval,
                 }
                 for row in entry.rows
             },
+            "paired_test": _paired_json(entry),
             "recipe_changes": (
                 [dataclasses.asdict(change) for change in entry.verdict.recipe_changes] if entry.verdict else []
             ),
@@ -169,6 +177,13 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
     for entry in entries:
         summary[entry.outcome] = summary.get(entry.outcome, 0) + 1
     return json.dumps({"summary": summary, "tests": tests}, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def _paired_json(entry: ReportEntry) -> dict[str, Any] | None:
+    paired = entry.verdict.paired if entry.verdict else None
+    if paired is None:
+        return None
+    return {**dataclasses.asdict(paired), "significantly_worse": paired.significantly_worse}
 
 
 def report_markdown(entries: Sequence[ReportEntry]) -> str:
@@ -216,7 +231,7 @@ def _metric_cells(rows: Iterable[MetricRow]) -> list[tuple[str, ...]]:
         (
             row.metric,
             _number(row.baseline),
-            _number(row.current),
+            _with_interval(row),
             "-" if row.delta is None else f"{row.delta:+.4f}",
             "-" if row.allowed is None else f"{row.allowed:.4f}",
             row.verdict,
@@ -237,8 +252,17 @@ def _against_baseline(entry: ReportEntry, metric: str) -> str:
     if row is None or row.current is None:
         return "-"
     if row.delta is None:
+        return _with_interval(row)
+    return f"{_with_interval(row)} ({row.delta:+.4f})"
+
+
+def _with_interval(row: MetricRow) -> str:
+    """The current value, with its bootstrap interval where known: ``0.8186 [0.780, 0.855]``."""
+    if row.current is None:
+        return "-"
+    if row.interval is None:
         return f"{row.current:.4f}"
-    return f"{row.current:.4f} ({row.delta:+.4f})"
+    return f"{row.current:.4f} [{row.interval[0]:.3f}, {row.interval[1]:.3f}]"
 
 
 def _train_time(entry: ReportEntry) -> str:

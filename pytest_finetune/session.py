@@ -11,8 +11,12 @@ import pytest
 from .cache import ResultCache
 from .options import (
     Layer,
+    alpha_setting,
+    auto_settings,
     baseline_dir,
+    bootstrap_setting,
     cache_dir,
+    calibration_setting,
     check_path_options,
     marker_settings,
     precision_setting,
@@ -45,6 +49,15 @@ class FinetuneSession:
     precision: str
     #: Results kept across sessions; ``None`` when caching is off.
     cache: ResultCache | None
+    #: ``--finetune-calibrate``: seeds per recipe, ``None`` when not calibrating.
+    calibrate: int | None
+    #: The paired test's significance level (``finetune_alpha``).
+    alpha: float
+    #: ``tolerance="auto"``: ``max(k * std, floor)``.
+    auto_k: float
+    auto_floor: float
+    #: Resamples of each bootstrap interval (0: none).
+    bootstrap_resamples: int
     #: Finished fine-tunes by training key (see ``fixtures.finetune_result``).
     results: dict[Any, FinetuneResult] = dataclasses.field(default_factory=dict)
     #: Each fine-tuning test's comparison with its baseline, for the reports.
@@ -56,6 +69,7 @@ class FinetuneSession:
         check_path_options(config)
         enabled = config.getoption("--finetune")
         folder = cache_dir(config) if enabled else None
+        auto_k, auto_floor = auto_settings(config)
         return cls(
             enabled=enabled,
             layers=session_layers(config),
@@ -65,6 +79,11 @@ class FinetuneSession:
             baseline_dir=baseline_dir(config),
             precision=precision_setting(config),
             cache=ResultCache(folder) if folder else None,
+            calibrate=calibration_setting(config),
+            alpha=alpha_setting(config),
+            auto_k=auto_k,
+            auto_floor=auto_floor,
+            bootstrap_resamples=bootstrap_setting(config),
         )
 
     def recipe_for(self, item: pytest.Item) -> Recipe:
@@ -86,7 +105,12 @@ class FinetuneSession:
 
     def tolerances_for(self, item: pytest.Item) -> Tolerances:
         """``item``'s tolerances: the defaults, the ini file, the command line, then its marker."""
-        return build_tolerances([*self.tolerance_settings, *marker_settings(item)[1]], strict=self.strict)
+        return build_tolerances(
+            [*self.tolerance_settings, *marker_settings(item)[1]],
+            strict=self.strict,
+            auto_k=self.auto_k,
+            auto_floor=self.auto_floor,
+        )
 
 
 SESSION_KEY = pytest.StashKey[FinetuneSession]()

@@ -3,21 +3,74 @@ crash, sees the old file or the new one, never part of one."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 
+from .errors import FinetuneError
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class StorageError(FinetuneError, OSError):
+    """A file the plugin writes could not be written; the message names it, says what became
+    of the old file and how to fix it. An ``OSError`` too, for callers that catch those."""
+
 
 def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that readers see the old file or the new one, never part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Replace ``path`` with ``text`` so that readers see the old file or the new one, never part.
+
+    An ``OSError`` (a full disk, a read-only folder) becomes a :class:`StorageError` that names
+    ``path``; the old file is left as it was and no temporary file is left behind.
+    """
+    existed = path.is_file()
+    temporary: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        if temporary is not None:
+            with contextlib.suppress(OSError):  # the error to report is the first one
+                Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, StorageError):
+            raise write_error(path, error, existed) from None
         raise
+
+
+def write_error(path: Path, error: OSError, existed: bool) -> StorageError:
+    """The error for ``path`` that could not be written because of ``error``."""
+    kept = "the old file is unchanged" if existed else "nothing was written"
+    return StorageError(f"could not write {path} ({_reason(error)}); {kept}; {_fix(error, path.parent)}")
+
+
+def unwritten_message(error: OSError) -> str:
+    """What to tell of a file that could not be written or removed at the end of a session."""
+    if isinstance(error, StorageError):
+        return str(error)
+    if error.filename:
+        path = Path(os.fsdecode(error.filename))
+        return (
+            f"pytest-finetune: could not change {path} ({_reason(error)}); it is unchanged; {_fix(error, path.parent)}"
+        )
+    return f"pytest-finetune: a file could not be written ({_reason(error)}); {_fix(error, None)}"
+
+
+def _reason(error: OSError) -> str:
+    return f"{type(error).__name__}: {error.strerror or error or 'no reason given'}"
+
+
+def _fix(error: OSError, folder: Path | None) -> str:
+    where = f" {folder}" if folder is not None else " the folder"
+    if error.errno in _FULL:
+        return f"free space on the disk that holds{where} and run again"
+    if error.errno in _DENIED:
+        return f"make{where} writable and run again"
+    return "fix that and run again"

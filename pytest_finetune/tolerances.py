@@ -7,8 +7,10 @@ without a tolerance are recorded and shown, never gated.
 
 Settings come, lowest priority first, from ini ``finetune_tolerance``, the command line
 ``--finetune-tolerance`` and the test's ``finetune(tolerance=...)`` marker. Each setting is
-a number (applies to every gated metric) or ``{metric: number}`` (sets or adds those
-metrics); as text, ``0.02`` or ``f1=0.015``.
+an amount (applies to every gated metric) or ``{metric: amount}`` (sets or adds those
+metrics); as text, ``0.02`` or ``f1=0.015``. An amount is a number or ``"auto"``: the
+spread the baseline's calibration measured over seeds, ``max(k * std, floor)`` (ini
+``finetune_auto_k``, ``finetune_auto_floor``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,20 @@ from .errors import FinetuneError
 #: fixed recipe and seed repeats exactly, so noise needs no wider default.
 DEFAULT_TOLERANCES: Mapping[str, float] = {"accuracy": 0.01, "f1": 0.01}
 
-#: A tolerance setting: one number for every gated metric, or a number per metric.
-Setting = float | Mapping[str, float]
+#: The amount that asks for the calibrated spread.
+AUTO = "auto"
+#: ``auto``: the allowed drop is ``max(k * std, floor)`` of the metric over the calibration's
+#: seeds. The baseline is one run and the new run another, so their difference has
+#: ``sqrt(2) * std``; k = 3 puts the limit at 2.1 of those, which a run of equal quality
+#: crosses downwards about 2 % of the time. The floor, two of MRPC's 408 pairs, keeps a
+#: calibration whose seeds happened to agree from failing on a single flipped pair.
+DEFAULT_AUTO_K = 3.0
+DEFAULT_AUTO_FLOOR = 0.005
+
+#: One amount: a number, or :data:`AUTO`.
+Amount = float | str
+#: A tolerance setting: one amount for every gated metric, or an amount per metric.
+Setting = Amount | Mapping[str, Amount]
 
 
 def lower_is_better(metric: str) -> bool:
@@ -39,11 +53,27 @@ def lower_is_better(metric: str) -> bool:
 class Tolerances:
     """The allowed absolute change per gated metric, and whether gains beyond it fail too."""
 
-    allowed: tuple[tuple[str, float], ...] = tuple(DEFAULT_TOLERANCES.items())
+    allowed: tuple[tuple[str, Amount], ...] = tuple(DEFAULT_TOLERANCES.items())
     strict: bool = False
+    auto_k: float = DEFAULT_AUTO_K
+    auto_floor: float = DEFAULT_AUTO_FLOOR
 
-    def __getitem__(self, metric: str) -> float | None:
+    def __getitem__(self, metric: str) -> Amount | None:
         return dict(self.allowed).get(metric)
+
+    @property
+    def auto_metrics(self) -> tuple[str, ...]:
+        """The gated metrics whose amount is :data:`AUTO`."""
+        return tuple(name for name, amount in self.allowed if amount == AUTO)
+
+    def resolved(self, spreads: Mapping[str, Mapping[str, float]]) -> Tolerances:
+        """A copy with each :data:`AUTO` amount replaced by ``max(k * std, floor)`` of the
+        metric's spread in ``spreads`` (a calibration's ``metrics``; checked to hold them)."""
+        amounts = {
+            name: max(self.auto_k * spreads[name]["std"], self.auto_floor) if amount == AUTO else amount
+            for name, amount in self.allowed
+        }
+        return dataclasses.replace(self, allowed=tuple(amounts.items()))
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -55,13 +85,19 @@ class Tolerances:
         if isinstance(setting, Mapping):
             updated = dict(self.allowed) | dict(setting)
         else:
-            updated = {name: float(setting) for name, _ in self.allowed}
+            updated = {name: setting for name, _ in self.allowed}
         return dataclasses.replace(self, allowed=tuple(sorted(updated.items())))
 
 
-def build_tolerances(settings: Iterable[Setting], *, strict: bool = False) -> Tolerances:
+def build_tolerances(
+    settings: Iterable[Setting],
+    *,
+    strict: bool = False,
+    auto_k: float = DEFAULT_AUTO_K,
+    auto_floor: float = DEFAULT_AUTO_FLOOR,
+) -> Tolerances:
     """The defaults with ``settings`` applied in order (later ones win)."""
-    tolerances = Tolerances(strict=strict)
+    tolerances = Tolerances(strict=strict, auto_k=auto_k, auto_floor=auto_floor)
     for setting in settings:
         tolerances = tolerances.apply(setting)
     return tolerances
@@ -87,11 +123,13 @@ def parse_setting(text: str, where: str) -> Setting:
     return check_setting(_parse_amount(text, f"{where}: {text!r}"), where)
 
 
-def _parse_amount(text: str, where: str) -> float:
+def _parse_amount(text: str, where: str) -> Amount:
+    if text.strip() == AUTO:
+        return AUTO
     try:
         return float(text.strip())
     except ValueError:
-        raise FinetuneError(f"{where} is not a number; write 0.02 or METRIC=0.02") from None
+        raise FinetuneError(f"{where} is not a number or auto; write 0.02, auto or METRIC=0.02") from None
 
 
 def _check_name(name: Any, where: str) -> str:
@@ -100,9 +138,11 @@ def _check_name(name: Any, where: str) -> str:
     return name.strip()
 
 
-def _check_amount(amount: Any, where: str) -> float:
+def _check_amount(amount: Any, where: str) -> Amount:
+    if isinstance(amount, str) and amount.strip() == AUTO:
+        return AUTO
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-        raise FinetuneError(f"{where} must be a number such as 0.01, got {amount!r}")
+        raise FinetuneError(f"{where} must be a number such as 0.01, or 'auto', got {amount!r}")
     if not math.isfinite(amount) or amount < 0:
         raise FinetuneError(f"{where} must be a finite number >= 0 (an absolute change such as 0.01), got {amount!r}")
     return float(amount)

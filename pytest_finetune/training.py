@@ -7,13 +7,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PredictionOutput
 
 from .compat import evaluate_in_dataset_order, installed_training_args
 from .errors import FinetuneError
-from .metrics import final_metrics
+from .metrics import final_metrics, predicted_classes
 from .precision import detect_hardware, precision_training_args
 from .provenance import environment
 from .recipe import Recipe
@@ -51,7 +52,10 @@ class FinetuneResult:
       evaluation's, or ``Trainer.predict``'s where the last step was not evaluated;
     - ``train_runtime``: seconds spent in ``Trainer.train``;
     - ``environment``: library versions, device and dtype (see :func:`provenance.environment`);
-    - ``from_cache``: whether it was read from the result cache rather than trained in this session.
+    - ``from_cache``: whether it was read from the result cache rather than trained in this session;
+    - ``example_ids``: the validation split's ``idx`` column, in its row order (``None`` without one);
+    - ``intervals``: 95 % bootstrap intervals of ``accuracy`` and ``f1`` over the validation examples;
+    - ``calibration``: with ``--finetune-calibrate``, the seeds and each metric's spread over them.
     """
 
     recipe: Recipe
@@ -61,6 +65,26 @@ class FinetuneResult:
     train_runtime: float
     environment: dict[str, Any]
     from_cache: bool = False
+    example_ids: np.ndarray | None = None
+    intervals: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+
+    @property
+    def wrong_examples(self) -> list[int] | None:
+        """The ``idx`` of each validation example this run classified wrongly (``None`` without ids)."""
+        labels = np.asarray(self.predictions.label_ids)
+        if self.example_ids is None or len(self.example_ids) != len(labels):
+            return None
+        wrong = predicted_classes(self.predictions.predictions) != labels
+        return sorted(int(idx) for idx in self.example_ids[wrong])
+
+
+def validation_ids(trainer: Trainer) -> np.ndarray | None:
+    """The ``idx`` of ``trainer``'s validation examples in row order, where the split has that column."""
+    dataset = trainer.eval_dataset
+    if "idx" not in (getattr(dataset, "column_names", None) or ()):
+        return None
+    return np.asarray(list(dataset["idx"]))  # type: ignore[index, arg-type]
 
 
 def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCallback] = ()) -> FinetuneResult:

@@ -1,7 +1,13 @@
-"""Compare a run's record with its baseline: recipe first, then each metric against its tolerance.
+"""Compare a run's record with its baseline: recipe first, then each metric against its
+tolerance, then the examples one by one (the paired test).
 
 Records are the dictionaries :mod:`pytest_finetune.baselines` stores (``recipe``,
-``metrics``, ``history``, ``environment``); this module only reads them.
+``metrics``, ``history``, ``environment``, and where known ``intervals``, ``examples``
+and ``calibration``); this module only reads them.
+
+The policy: a test fails when a gated metric moves the wrong way by more than its
+tolerance, or when the paired test finds the run significantly worse than the baseline's
+run on the same validation examples (exact McNemar, two-sided, at ``alpha``).
 """
 
 from __future__ import annotations
@@ -11,7 +17,14 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import FinetuneError
+from .stats import PairedTest, paired_test
 from .tolerances import Tolerances, lower_is_better
+
+#: The paired test's significance level (ini ``finetune_alpha``). Two runs of equal quality
+#: are called significantly worse at most alpha / 2 of the time (the test is two-sided and
+#: fails only the worse side); 0.01 keeps that to one benign rerun in 200.
+DEFAULT_ALPHA = 0.01
 
 # Rounding guard: baselines keep 6 decimals, so a delta equal to the tolerance may carry 1e-17 noise.
 _EPSILON = 1e-9
@@ -41,6 +54,8 @@ class MetricRow:
     current: float | None
     allowed: float | None
     verdict: str
+    #: This run's bootstrap interval of the metric, where known.
+    interval: tuple[float, float] | None = None
 
     @property
     def delta(self) -> float | None:
@@ -67,38 +82,62 @@ class Verdict:
     recipe_changes: tuple[RecipeChange, ...] = ()
     #: Differences worth a reader's attention that do not decide the outcome (another device, say).
     notes: tuple[str, ...] = ()
+    #: The example-by-example comparison, where both runs' examples are known and the same.
+    paired: PairedTest | None = None
 
 
-def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], tolerances: Tolerances) -> Verdict:
+def compare(
+    current: Mapping[str, Any], baseline: Mapping[str, Any], tolerances: Tolerances, alpha: float = DEFAULT_ALPHA
+) -> Verdict:
     """The verdict on ``current`` against ``baseline`` (both checked records).
 
     A changed recipe is reported without comparing metrics: numbers of another recipe
     say nothing about this one. A record without a recipe (a plain dict of metrics was
-    compared) skips that check.
+    compared) skips that check. ``auto`` tolerances need the baseline's calibration,
+    made on the same validation examples (else :class:`FinetuneError`).
     """
     notes = environment_notes(current.get("environment"), baseline.get("environment"))
     if "recipe" in current and "recipe" in baseline:
         changes = recipe_changes(current["recipe"], baseline["recipe"])
         if changes:
             return Verdict(Outcome.RECIPE_CHANGED, recipe_changes=changes, notes=notes)
-    rows = metric_rows(current["metrics"], baseline["metrics"], tolerances)
+    if tolerances.auto_metrics:
+        tolerances, note = _calibrated(tolerances, current, baseline)
+        notes += (note,)
+    rows = metric_rows(current["metrics"], baseline["metrics"], tolerances, current.get("intervals") or {})
+    paired, why_not = _paired_test(current, baseline, alpha)
+    notes += (why_not,) if why_not else ()
     verdicts = {row.verdict for row in rows}
     for outcome in (Outcome.MISSING_METRIC, Outcome.REGRESSED, Outcome.CHANGED, Outcome.IMPROVED):
         if outcome.value in verdicts:
-            return Verdict(outcome, rows=rows, notes=notes)
-    return Verdict(Outcome.PASSED, rows=rows, notes=notes)
+            return Verdict(outcome, rows=rows, notes=notes, paired=paired)
+    if paired is not None and paired.significantly_worse:
+        return Verdict(Outcome.REGRESSED, rows=rows, notes=notes, paired=paired)
+    if paired is not None and paired.significant and tolerances.strict:
+        return Verdict(Outcome.CHANGED, rows=rows, notes=notes, paired=paired)
+    return Verdict(Outcome.PASSED, rows=rows, notes=notes, paired=paired)
 
 
 def metric_rows(
-    current: Mapping[str, float], baseline: Mapping[str, float], tolerances: Tolerances
+    current: Mapping[str, float],
+    baseline: Mapping[str, float],
+    tolerances: Tolerances,
+    intervals: Mapping[str, Any] | None = None,
 ) -> tuple[MetricRow, ...]:
     """One row per metric in either record or in the tolerances: gated ones first."""
     names = sorted(set(current) | set(baseline) | set(tolerances.metrics), key=lambda n: (tolerances[n] is None, n))
-    return tuple(_row(name, current.get(name), baseline.get(name), tolerances) for name in names)
+    rows = (_row(name, current.get(name), baseline.get(name), tolerances) for name in names)
+    intervals = intervals or {}
+    return tuple(dataclasses.replace(row, interval=_interval(intervals.get(row.metric))) for row in rows)
+
+
+def _interval(value: Any) -> tuple[float, float] | None:
+    return (float(value[0]), float(value[1])) if isinstance(value, list | tuple) and len(value) == 2 else None
 
 
 def _row(name: str, current: float | None, baseline: float | None, tolerances: Tolerances) -> MetricRow:
     allowed = tolerances[name]
+    assert not isinstance(allowed, str), "auto amounts are resolved before the comparison"
     if allowed is None:
         verdict = "not gated"
     elif current is None:
@@ -115,6 +154,56 @@ def _row(name: str, current: float | None, baseline: float | None, tolerances: T
         else:
             verdict = Outcome.REGRESSED.value if worse else Outcome.IMPROVED.value
     return MetricRow(name, baseline, current, allowed, verdict)
+
+
+def _calibrated(
+    tolerances: Tolerances, current: Mapping[str, Any], baseline: Mapping[str, Any]
+) -> tuple[Tolerances, str]:
+    """The ``auto`` amounts from the baseline's calibration, and a note saying how they came."""
+    calibration = baseline.get("calibration")
+    fix = "record it with: pytest --finetune --snapshot-update --finetune-calibrate 5"
+    if not calibration:
+        raise FinetuneError(f"tolerance auto needs a calibrated baseline and this one has no calibration; {fix}")
+    missing = [name for name in tolerances.auto_metrics if name not in calibration["metrics"]]
+    if missing:
+        raise FinetuneError(f"tolerance auto: the calibration has no spread of {', '.join(missing)}; {fix}")
+    if _examples_of(current) != _examples_of(baseline):
+        raise FinetuneError(
+            f"tolerance auto: the calibration was measured on other validation examples than this run's; {fix}"
+        )
+    resolved = tolerances.resolved(calibration["metrics"])
+    spreads = ", ".join(
+        f"{name} std {calibration['metrics'][name]['std']:.4f} -> {resolved[name]:.4f}"
+        for name in tolerances.auto_metrics
+    )
+    seeds = calibration["seeds"]
+    note = (
+        f"tolerance auto = max({tolerances.auto_k:g} x std, {tolerances.auto_floor:g}) over {len(seeds)} seeds "
+        f"({', '.join(map(str, seeds))}): {spreads}"
+    )
+    return resolved, note
+
+
+def _examples_of(record: Mapping[str, Any]) -> str | None:
+    examples = record.get("examples")
+    return examples.get("digest") if isinstance(examples, Mapping) else None
+
+
+def _paired_test(
+    current: Mapping[str, Any], baseline: Mapping[str, Any], alpha: float
+) -> tuple[PairedTest | None, str | None]:
+    """The paired test, or why there is none (a note; ``None`` for a plain dict of metrics)."""
+    if "examples" not in current:
+        return None, None
+    if "examples" not in baseline:
+        return None, "the baseline holds no per-example results: record it again for the paired test"
+    now, then = current["examples"], baseline["examples"]
+    if now["digest"] != then["digest"]:
+        return None, (
+            f"validation examples differ from the baseline's ({now['count']} here, {then['count']} there, "
+            "other ids): no paired test"
+        )
+    return paired_test(now["wrong"], then["wrong"], now["count"], alpha), None
 
 
 #: Recipe keys compared by identity (content digest or Hub id) rather than as displayed.

@@ -25,6 +25,16 @@ REAL_MRPC_DIR = Path(
     os.environ.get("PYTEST_FINETUNE_MRPC_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "mrpc"
 )
 
+#: A test module with one marked test, and where its baseline goes.
+QUALITY_TEST = """
+import pytest
+
+@pytest.mark.finetune
+def test_quality():
+    "The marker alone: fine-tune, then compare with the baseline."
+"""
+QUALITY_BASELINE = Path("baselines/test_quality/test_quality.json")
+
 # (label, sentence1, sentence2) rows; label 1 when sentence2 restates sentence1.
 Row = tuple[int, str, str]
 

@@ -7,16 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import save_tiny_checkpoint
-
-QUALITY_TEST = """
-import pytest
-
-@pytest.mark.finetune
-def test_quality():
-    "The marker alone: fine-tune, then compare with the baseline."
-"""
-BASELINE = Path("baselines/test_quality/test_quality.json")
+from conftest import QUALITY_BASELINE as BASELINE
+from conftest import QUALITY_TEST, save_tiny_checkpoint
 
 
 @pytest.fixture
@@ -44,7 +36,10 @@ def test_record_then_pass(project: pytest.Pytester) -> None:
     text = (project.path / BASELINE).read_text()
     record = json.loads(text)
     assert text == json.dumps(record, indent=2, sort_keys=True) + "\n"  # sorted, readable
-    assert set(record) == {"date", "environment", "format", "history", "metrics", "recipe", "train_runtime"}
+    assert set(record) == {
+        *("date", "environment", "format", "history", "metrics", "recipe", "train_runtime"),
+        *("examples", "intervals"),  # for the paired test and the reports (see test_noise.py)
+    }
     assert set(record["metrics"]) == {"accuracy", "eval_loss", "f1"}
     assert all(value == round(value, 6) for value in record["metrics"].values())
     assert record["recipe"]["training_args"]["max_steps"] == 4
@@ -224,7 +219,7 @@ def test_a_broken_baseline_fails_naming_the_file_and_stays(
 def test_bad_tolerances_are_usage_errors(finetune_project: pytest.Pytester) -> None:
     for value, message in (
         ("-0.1", "*--finetune-tolerance: tolerance must be a finite number >= 0*got -0.1"),
-        ("fast", "*--finetune-tolerance: 'fast' is not a number; write 0.02 or METRIC=0.02"),
+        ("fast", "*--finetune-tolerance: 'fast' is not a number or auto; write 0.02, auto or METRIC=0.02"),
         ("f1=nan", "*tolerance of 'f1' must be a finite number >= 0*"),
     ):
         result = finetune_project.runpytest("--finetune", f"--finetune-tolerance={value}")
@@ -310,6 +305,22 @@ def test_parametrize_ids_cannot_write_outside_the_baseline_folder(finetune_proje
     finetune_project.runpytest("--finetune").assert_outcomes(passed=3)
 
 
+@pytest.mark.parametrize("where", ["../escape", "/tmp/pytest-finetune-escape"])
+def test_a_marker_cannot_choose_where_training_writes(finetune_project: pytest.Pytester, where: str) -> None:
+    finetune_project.makepyfile(test_out=f"""
+        import pytest
+
+        @pytest.mark.finetune(output_dir={where!r})
+        def test_case():
+            pass
+        """)
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*output_dir is chosen by pytest-finetune (a temporary folder per test)*"])
+    assert not (finetune_project.path.parent / "escape").exists() and not Path(where).exists()
+    assert not (finetune_project.path / "baselines").exists()
+
+
 def test_the_baseline_folder_can_move(finetune_project: pytest.Pytester) -> None:
     ini = (finetune_project.path / "tox.ini").read_text()
     (finetune_project.path / "tox.ini").write_text(
@@ -339,16 +350,17 @@ def test_an_interrupted_update_leaves_earlier_baselines_whole(project: pytest.Py
     assert leftovers == []
 
 
-def test_a_diverged_run_fails_and_stores_nothing(finetune_project: pytest.Pytester) -> None:
-    finetune_project.makeconftest("""
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_diverged_run_fails_and_stores_nothing(finetune_project: pytest.Pytester, value: str) -> None:
+    finetune_project.makeconftest(f"""
         def pytest_finetune_metrics(recipe, logits, label_ids):
-            return {"stability": float("nan")}
+            return {{"stability": float("{value}")}}
         """)
     finetune_project.makepyfile(test_quality=QUALITY_TEST)
     result = finetune_project.runpytest("--finetune", "--snapshot-update")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*test_quality: the run's metrics are not finite (stability=nan): training diverged; nothing was compared*"]
+        [f"*test_quality: the run's metrics are not finite (stability={value}): training diverged*"]
     )
     result.stdout.no_fnmatch_line("*Traceback*")
     assert not (finetune_project.path / BASELINE).exists()

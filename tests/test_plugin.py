@@ -199,6 +199,14 @@ def test_hub_ids_stay_as_written(pytester: pytest.Pytester) -> None:
             "*eval_strategy='sometimes' is not valid: expected one of 'no', 'steps', 'epoch'*",
         ),
         ("'bert'", "*test_bad.py::test_x: @pytest.mark.finetune takes keyword arguments only*"),
+        (
+            "num_train_epochs=[1]",
+            "*@pytest.mark.finetune: num_train_epochs=[[]1] is not valid: expected float, got list",
+        ),
+        ("seed=1.5", "*@pytest.mark.finetune: seed=1.5 is not valid: expected int, got float"),
+        ("trust_remote_code='yes'", "*trust_remote_code='yes' is not valid: expected bool, got str"),
+        ("tolerance='x'", "*@pytest.mark.finetune: tolerance must be a number such as 0.01, or 'auto', got 'x'"),
+        ("epochs=3", "*unknown keyword 'epochs'; use a recipe field (*) or a transformers.TrainingArguments field*"),
     ],
 )
 def test_bad_marker_is_a_collection_error_naming_test_and_keyword(

@@ -1,0 +1,126 @@
+"""How sure a verdict can be: a run's bootstrap intervals, a paired test against the
+baseline's run, and the spread of a calibration over seeds.
+
+All of it uses what a fine-tune already has, the predicted class of each validation
+example: no extra training, well under a second for MRPC's 408 pairs. numpy is imported
+where it is used, so that the verdict's vocabulary costs a plain pytest run nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: Resamples of a bootstrap interval, and its coverage.
+DEFAULT_RESAMPLES = 1000
+LEVEL = 0.95
+#: The bootstrap's seed: the same predictions always give the same interval.
+_BOOTSTRAP_SEED = 0
+
+
+def bootstrap_intervals(
+    predicted: np.ndarray, labels: np.ndarray, resamples: int = DEFAULT_RESAMPLES
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals (:data:`LEVEL`) of accuracy and F1 over the examples.
+
+    All resamples at once: one ``(resamples, n)`` index matrix, then counts per row.
+    """
+    import numpy as np
+
+    predicted = np.asarray(predicted).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if labels.size == 0 or resamples < 1:
+        return {}
+    rows = np.random.default_rng(_BOOTSTRAP_SEED).integers(0, labels.size, size=(resamples, labels.size))
+    correct = (predicted == labels)[rows].sum(axis=1)
+    true_positives = ((predicted == 1) & (labels == 1))[rows].sum(axis=1)
+    false_positives = ((predicted == 1) & (labels != 1))[rows].sum(axis=1)
+    false_negatives = ((predicted != 1) & (labels == 1))[rows].sum(axis=1)
+    denominator = 2 * true_positives + false_positives + false_negatives
+    f1 = np.divide(2 * true_positives, denominator, out=np.zeros(resamples), where=denominator > 0)
+    tail = (1 - LEVEL) / 2 * 100
+    return {
+        name: (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
+        for name, values in (("accuracy", correct / labels.size), ("f1", f1))
+    }
+
+
+def examples_digest(example_ids: Sequence[int]) -> str:
+    """Names a validation set by its examples' ids, in any order."""
+    return hashlib.sha256(json.dumps(sorted(int(i) for i in example_ids)).encode()).hexdigest()
+
+
+def mcnemar_exact(worse: int, better: int) -> float:
+    """Two-sided exact McNemar p-value for ``worse`` examples that became wrong and
+    ``better`` that became right: the binomial test of ``min(worse, better)`` in
+    ``worse + better`` flips at p = 1/2, in exact integer arithmetic."""
+    flips = worse + better
+    if flips == 0:
+        return 1.0
+    tail = sum(math.comb(flips, k) for k in range(min(worse, better) + 1))
+    return min(1.0, 2 * tail / 2**flips)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedTest:
+    """Example-by-example comparison of a run with its baseline's run on the same examples."""
+
+    examples: int
+    #: Examples the baseline's run got right and this run gets wrong.
+    worse: int
+    #: Examples the baseline's run got wrong and this run gets right.
+    better: int
+    p_value: float
+    alpha: float
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < self.alpha
+
+    @property
+    def significantly_worse(self) -> bool:
+        return self.significant and self.worse > self.better
+
+    def describe(self) -> str:
+        """One line: the flips each way, the p-value, and what it means at ``alpha``."""
+        if not self.significant:
+            meaning = "no significant difference"
+        else:
+            meaning = "significantly worse" if self.worse > self.better else "significantly better"
+        return (
+            f"paired test on {self.examples} examples: {self.worse} became wrong, {self.better} became right; "
+            f"exact McNemar p = {self.p_value:.3g} (alpha {self.alpha:g}): {meaning}"
+        )
+
+
+def paired_test(current_wrong: Sequence[int], baseline_wrong: Sequence[int], examples: int, alpha: float) -> PairedTest:
+    """:class:`PairedTest` of two runs on the same ``examples``, each given by the ids it got wrong."""
+    now, then = set(current_wrong), set(baseline_wrong)
+    worse, better = len(now - then), len(then - now)
+    return PairedTest(examples, worse, better, mcnemar_exact(worse, better), alpha)
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (n - 1), min and max of one metric over seeds."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=float)
+    return {
+        "mean": float(array.mean()),
+        "std": float(array.std(ddof=1)) if array.size > 1 else 0.0,
+        "min": float(array.min()),
+        "max": float(array.max()),
+    }
+
+
+def calibration_record(seeds: Sequence[int], runs: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """What a baseline stores of a calibration: the seeds, and each metric's spread over them."""
+    names = sorted(set.intersection(*(set(run) for run in runs))) if runs else []
+    return {"seeds": list(seeds), "metrics": {name: spread([run[name] for run in runs]) for name in names}}

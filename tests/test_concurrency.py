@@ -1,0 +1,292 @@
+"""Several writers at once: pytest processes sharing one repository (baselines and result
+cache), pytest-xdist workers, and the two writers underneath (``storage.write_atomically``,
+``cache.ResultCache.store``) raced from threads and processes. Every file ends complete,
+nothing is lost, and no temporary file or staging folder is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pytest_finetune.cache import ResultCache
+from pytest_finetune.storage import write_atomically
+
+# Two recipes (seeds) over three tests: test_a and test_b share a fine-tune.
+TESTS = """
+import pytest
+
+@pytest.mark.finetune(seed=1)
+def test_a():
+    "Seed 1."
+
+@pytest.mark.finetune(seed=1)
+def test_b():
+    "Seed 1 again: one fine-tune for both in a session."
+
+@pytest.mark.finetune(seed=2)
+def test_c():
+    "Seed 2."
+"""
+NAMES = ("test_a", "test_b", "test_c")
+CACHE = Path(".pytest_cache/d/finetune")
+TIMEOUT_S = 300
+
+
+@pytest.fixture
+def project(finetune_project: pytest.Pytester) -> pytest.Pytester:
+    finetune_project.makepyfile(test_race_models=TESTS)
+    return finetune_project
+
+
+def environment(project: pytest.Pytester) -> dict[str, str]:
+    """The environment of a pytest subprocess: offline, its own ``datasets`` cache."""
+    return {
+        **{key: value for key, value in os.environ.items() if key not in ("PYTEST_ADDOPTS", "CI")},
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_DATASETS_CACHE": str(project.path / "hf_datasets"),
+    }
+
+
+def baselines(project: pytest.Pytester) -> dict[str, bytes]:
+    """Every file under ``baselines/`` (hidden ones included), by path."""
+    folder = project.path / "baselines"
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def assert_complete_baselines(project: pytest.Pytester) -> dict[str, dict]:
+    """Exactly one complete, valid record per test, nothing else (no temporary file)."""
+    files = baselines(project)
+    assert sorted(files) == [f"test_race_models/{name}.json" for name in NAMES]
+    records = {}
+    for path, data in files.items():
+        record = json.loads(data)
+        assert data.endswith(b"}\n") and {"recipe", "metrics", "history", "environment", "date"} <= set(record)
+        records[path] = record
+    return records
+
+
+def assert_complete_cache(project: pytest.Pytester, count: int) -> None:
+    """``count`` complete, loadable entries and no staging folder."""
+    entries = sorted((project.path / CACHE).iterdir())
+    assert [entry.name for entry in entries if entry.name.startswith(".")] == []
+    assert len(entries) == count
+    for entry in entries:
+        assert sorted(path.name for path in entry.iterdir()) == ["label_ids.npy", "predictions.npy", "result.json"]
+        assert {"accuracy", "f1"} <= set(json.loads((entry / "result.json").read_text())["metrics"])
+        assert np.load(entry / "predictions.npy", allow_pickle=False).shape == (24, 2)
+        assert np.load(entry / "label_ids.npy", allow_pickle=False).shape == (24,)
+
+
+def test_processes_recording_the_same_baselines_at_once(project: pytest.Pytester) -> None:
+    """Three ``pytest --finetune --snapshot-update`` at once on a fresh repository: each records
+    all baselines (so each baseline has three writers); all pass, one complete record per test
+    remains, two complete cache entries, and a gated run then passes from the cache."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "--finetune", "--snapshot-update"]
+    processes = [
+        subprocess.Popen(
+            command, cwd=project.path, env=environment(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for _ in range(3)
+    ]
+    outputs = [process.communicate(timeout=TIMEOUT_S)[0].decode() for process in processes]
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output
+        assert "3 passed" in output, output
+    records = assert_complete_baselines(project)
+    assert {record["recipe"]["seed"] for record in records.values()} == {1, 2}
+    assert_complete_cache(project, count=2)
+    before = baselines(project)
+    result = project.runpytest("--finetune")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*test_race_models.py::test_a*passed*cached*"])
+    assert baselines(project) == before
+
+
+def test_xdist_updates_and_gates_without_losing_baselines(project: pytest.Pytester) -> None:
+    """``-n 2 --snapshot-update`` on a repository holding two of the three baselines and a stale
+    one: the missing one is recorded by its worker, the two others are left byte for byte (no
+    worker deletes what the other's tests own), and the controller's unused-baseline cleanup
+    deletes only the stale file. A gated ``-n 2`` run then passes."""
+    project.runpytest("--finetune", "--snapshot-update", "-k", "not test_c").assert_outcomes(passed=2)
+    kept = baselines(project)
+    assert sorted(kept) == ["test_race_models/test_a.json", "test_race_models/test_b.json"]
+    stale = project.path / "baselines" / "test_race_models" / "test_gone.json"
+    stale.write_text('{"metrics": {"accuracy": 0.5, "f1": 0.5}}\n')
+
+    result = project.runpytest("-n", "2", "--finetune", "--snapshot-update")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*1 snapshot generated. 1 unused snapshot deleted*"])
+    assert not stale.exists()
+    assert_complete_baselines(project)
+    recorded = baselines(project)
+    assert {path: recorded[path] for path in kept} == kept
+
+    result = project.runpytest("-n", "2", "--finetune")
+    result.assert_outcomes(passed=3)
+    result.stdout.no_fnmatch_line("*unused*")
+    assert baselines(project) == recorded
+    assert_complete_cache(project, count=2)
+
+
+def test_write_atomically_from_many_threads(tmp_path: Path) -> None:
+    """Eight threads replace one file 40 times each while a reader reads it: the reader only ever
+    sees one writer's complete text, the last write wins whole, and no temporary file remains."""
+    path = tmp_path / "baseline.json"
+    texts = [json.dumps({"writer": writer, "padding": "x" * (20_000 + writer)}) + "\n" for writer in range(8)]
+    write_atomically(path, texts[0])
+    done = threading.Event()
+    seen: set[str] = set()
+    errors: list[BaseException] = []
+
+    def write(text: str) -> None:
+        try:
+            for _ in range(40):
+                write_atomically(path, text)
+        except BaseException as error:  # noqa: B036  (reported by the test)
+            errors.append(error)
+
+    def read() -> None:
+        while not done.is_set():
+            seen.add(path.read_text())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [threading.Thread(target=write, args=(text,)) for text in texts]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    reader.join()
+    assert errors == []
+    assert seen <= set(texts) and len(seen) > 1
+    assert path.read_text() in texts
+    assert [child.name for child in tmp_path.iterdir()] == ["baseline.json"]
+
+
+# Waits for the file argv[1] ("go"), then stores (argv[4] == "store") a result whose predictions
+# are all argv[3] under key argv[2], or writes argv[3] atomically 30 times to the path argv[2].
+RACER = """
+import os, sys, time, types, warnings
+from pathlib import Path
+import numpy as np
+
+warnings.simplefilter("error")  # a "cannot write the result cache" warning fails the racer
+go, target, value, what = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+while not go.exists():
+    time.sleep(0.001)
+if what == "store":
+    from pytest_finetune.cache import ResultCache
+
+    predictions = types.SimpleNamespace(
+        metrics={}, predictions=np.full((400, 2), float(value)), label_ids=np.arange(400)
+    )
+    result = types.SimpleNamespace(
+        metrics={"accuracy": float(value)}, history=[], train_runtime=1.0, environment={}, predictions=predictions
+    )
+    ResultCache(go.parent / "cache").store(target, result, {"value": value})
+else:
+    from pytest_finetune.storage import write_atomically
+
+    for _ in range(30):
+        write_atomically(Path(target), value * 50_000 + "\\n")
+"""
+
+
+def race(tmp_path: Path, target: str, what: str, count: int = 4) -> None:
+    """Start ``count`` racer processes, release them at once, and check that each succeeded."""
+    go = tmp_path / "go"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(go), target, str(racer + 1), what],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for racer in range(count)
+    ]
+    time.sleep(0.5)  # let them import; they spin on the go file
+    go.write_text("go")
+    for process in processes:
+        output = process.communicate(timeout=120)[0].decode()
+        assert process.returncode == 0, output
+
+
+def test_write_atomically_from_many_processes(tmp_path: Path) -> None:
+    """Four processes replace one file 30 times each: one complete text remains, no temporary file."""
+    path = tmp_path / "baseline.json"
+    race(tmp_path, str(path), "write")
+    text = path.read_text()
+    assert text in {str(racer) * 50_000 + "\n" for racer in range(1, 5)}
+    assert sorted(child.name for child in tmp_path.iterdir()) == ["baseline.json", "go"]
+
+
+def test_result_cache_store_from_many_processes(tmp_path: Path) -> None:
+    """Four processes store the same key at once: one of them wins whole (its metrics and its
+    arrays, not a mix), none fails or warns, no staging folder is left, and the entry loads."""
+    key = "cd" * 32
+    race(tmp_path, key, "store")
+    cache_folder = tmp_path / "cache"
+    assert [entry.name for entry in cache_folder.iterdir()] == [key]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = ResultCache(cache_folder).load(key, recipe=None)  # type: ignore[arg-type]
+    assert loaded is not None
+    winner = loaded.metrics["accuracy"]
+    assert winner in {1.0, 2.0, 3.0, 4.0}
+    assert np.array_equal(loaded.predictions.predictions, np.full((400, 2), winner))
+    assert json.loads((cache_folder / key / "result.json").read_text())["inputs"] == {"value": str(int(winner))}
+
+
+def test_result_cache_store_from_many_threads(tmp_path: Path) -> None:
+    """Eight threads store the same key while others load it: loads see a miss or a complete
+    entry, never a warning; one entry and no staging folder remain."""
+    cache = ResultCache(tmp_path)
+    key = "ef" * 32
+    errors: list[BaseException] = []
+
+    def result(value: float) -> SimpleNamespace:
+        predictions = SimpleNamespace(metrics={}, predictions=np.full((50, 2), value), label_ids=np.arange(50))
+        return SimpleNamespace(
+            metrics={"accuracy": value}, history=[], train_runtime=1.0, environment={}, predictions=predictions
+        )
+
+    def store(value: float) -> None:
+        try:
+            for _ in range(10):
+                cache.store(key, result(value), {})  # type: ignore[arg-type]
+        except BaseException as error:  # noqa: B036  (reported by the test)
+            errors.append(error)
+
+    def load() -> None:
+        try:
+            for _ in range(50):
+                loaded = cache.load(key, recipe=None)  # type: ignore[arg-type]
+                if loaded is not None:
+                    value = loaded.metrics["accuracy"]
+                    assert np.array_equal(loaded.predictions.predictions, np.full((50, 2), value))
+        except BaseException as error:  # noqa: B036  (reported by the test)
+            errors.append(error)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=store, args=(float(n),)) for n in range(8)]
+        threads += [threading.Thread(target=load) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert [str(warning.message) for warning in caught] == []
+    assert [entry.name for entry in tmp_path.iterdir()] == [key]
