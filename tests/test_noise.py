@@ -404,3 +404,11 @@ def test_calibration_names_a_trainer_it_cannot_rebuild(noise_project: pytest.Pyt
     )
     result.stdout.no_fnmatch_line("*Traceback*")
     assert not (noise_project.path / BASELINE).exists()
+
+
+def test_auto_applies_to_a_plain_dict_of_metrics() -> None:
+    """``assert trainer.evaluate() == finetune_snapshot`` compares metrics alone: no examples to match."""
+    verdict = compare(
+        {"metrics": {"accuracy": 0.88, "f1": 0.8}}, record(0.90, [], calibration=CALIBRATION), build_tolerances([AUTO])
+    )
+    assert verdict.outcome is Outcome.PASSED and verdict.paired is None
