@@ -45,6 +45,10 @@ CONFTEST = """
 import fnmatch, os, signal, time
 from pathlib import Path
 
+# Ctrl-C raises KeyboardInterrupt even where the test runs in a background job, which starts
+# its children with SIGINT ignored (CI runners, nohup).
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 if os.environ.get("CRASH_AT"):
     _replace = os.replace
 
