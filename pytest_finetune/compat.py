@@ -105,3 +105,22 @@ def evaluate_in_dataset_order(trainer: Trainer) -> None:
         return SequentialSampler(dataset) if has_length(dataset) else None
 
     trainer._get_eval_sampler = in_order  # type: ignore[method-assign,assignment]
+
+
+def mismatched_weights(loading_info: dict[str, Any], model: Any) -> list[tuple[str, str, str]]:
+    """``(key, shape in the checkpoint, shape the model needs)`` of each weight ``from_pretrained``
+    skipped for its shape (``output_loading_info``): 5.x gives the shapes, 4.x the key alone."""
+    parameters = model.state_dict()
+    mismatched = []
+    for entry in loading_info.get("mismatched_keys") or ():
+        if isinstance(entry, str):
+            needed = _shape(parameters[entry].shape) if entry in parameters else "another shape"
+            mismatched.append((entry, "another shape", needed))
+        else:
+            key, stored, built = entry
+            mismatched.append((key, _shape(stored), _shape(built)))
+    return sorted(mismatched)
+
+
+def _shape(shape: Any) -> str:
+    return "x".join(str(size) for size in shape)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pickle
-from typing import Any
 
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, set_seed
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from .compat import mismatched_weights
 from .errors import FinetuneError
 from .recipe import Recipe, local_path, offline_help
 
@@ -43,22 +43,20 @@ def load_model(recipe: Recipe) -> PreTrainedModel:
         )
     except (OSError, ValueError, RuntimeError, pickle.UnpicklingError, SafetensorError) as error:
         raise _load_error("model", recipe.model, local, error) from None
-    mismatched = sorted(loading_info.get("mismatched_keys") or ())
+    mismatched = mismatched_weights(loading_info, model)
     if mismatched:
         raise _mismatch_error(recipe, local, mismatched, model.base_model_prefix)
     return model
 
 
 def _mismatch_error(
-    recipe: Recipe, local: bool, mismatched: list[tuple[str, Any, Any]], base_prefix: str
+    recipe: Recipe, local: bool, mismatched: list[tuple[str, str, str]], base_prefix: str
 ) -> FinetuneError:
     """The checkpoint holds weights whose shapes differ from the model built for the task: its
     classification head (another number of labels) or, for a broken checkpoint, its encoder."""
     where = f"checkpoint folder {recipe.model!r}" if local else repr(recipe.model)
     needed = recipe.task_spec.num_labels
-    shapes = "; ".join(
-        f"{key}: {_shape(stored)} in the checkpoint, {_shape(built)} needed" for key, stored, built in mismatched
-    )
+    shapes = "; ".join(f"{key}: {stored} in the checkpoint, {built} needed" for key, stored, built in mismatched)
     if any(key.startswith(f"{base_prefix}.") for key, _, _ in mismatched):
         return FinetuneError(
             f"{where} holds weights whose shapes do not match its config.json ({shapes}); point model at a "
@@ -74,10 +72,6 @@ def _mismatch_error(
         "model), or, to start from it with a new head, override the model fixture in a conftest.py with "
         f"AutoModelForSequenceClassification.from_pretrained(..., num_labels={needed}, ignore_mismatched_sizes=True)"
     )
-
-
-def _shape(shape: Any) -> str:
-    return "x".join(str(size) for size in shape)
 
 
 def _checked_source(model: str) -> bool:
