@@ -215,10 +215,10 @@ def _fine_tune(request: pytest.FixtureRequest, recipe: Recipe) -> FinetuneResult
 
     session = request.config.stash[SESSION_KEY]
     trainer = request.getfixturevalue("trainer")
-    fresh_model = _fresh_models(request, trainer) if session.calibrate else None
+    seeds = calibration_seeds(recipe.seed, session.calibrate) if session.calibrate else []
+    fresh_model = _fresh_models(request, trainer) if seeds else None  # copied before training
     result = _trained_or_cached(request, recipe, trainer, request.node.nodeid)
-    if fresh_model is not None and session.calibrate:
-        seeds = calibration_seeds(recipe.seed, session.calibrate)
+    if fresh_model is not None:
         runs = [result.metrics]
         for seed in seeds[1:]:
             seeded = dataclasses.replace(recipe, seed=seed)
