@@ -246,7 +246,8 @@ def _trained_or_cached(request: pytest.FixtureRequest, recipe: Recipe, trainer: 
     result = cache.load(key, recipe) if cache is not None and key is not None else None
     if result is None:
         progress = terminal_progress(request.config, label)
-        result = run_finetune(trainer, recipe, callbacks=[progress] if progress else [])
+        callbacks = [progress] if progress else []
+        result = run_finetune(trainer, recipe, callbacks, runtime_tuning=session.runtime_tuning)
         request.node.ihook.pytest_finetune_result(result=result)
         if cache is not None and key is not None and inputs is not None:
             cache.store(key, result, inputs)

@@ -24,7 +24,7 @@ import pytest
 from .calibration import check_seed_count
 from .errors import FinetuneError
 from .precision import PRECISIONS
-from .recipe import convert_value, looks_like_path
+from .recipe import convert_value, looks_like_path, parse_bool
 from .stats import DEFAULT_RESAMPLES
 from .tolerances import DEFAULT_AUTO_FLOOR, DEFAULT_AUTO_K, Setting, check_setting, parse_setting
 from .verdicts import DEFAULT_ALPHA
@@ -128,6 +128,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("finetune_precision", "arithmetic precision: auto (default), fp32, bf16 or fp16")
     parser.addini(
+        "finetune_runtime_tuning",
+        "while training on a CPU, keep freed memory for reuse and few oneDNN kernels: faster, less memory, "
+        "the same numbers (default true)",
+    )
+    parser.addini(
         "finetune_alpha", f"significance level of the paired test against the baseline (default {DEFAULT_ALPHA})"
     )
     parser.addini("finetune_auto_k", f"tolerance auto allows max(k * std, floor): k (default {DEFAULT_AUTO_K:g})")
@@ -214,6 +219,15 @@ def precision_setting(config: pytest.Config) -> str:
     if setting not in PRECISIONS:
         raise FinetuneError(f"ini finetune_precision: {setting!r} is not one of {', '.join(PRECISIONS)}")
     return setting
+
+
+def runtime_tuning_setting(config: pytest.Config) -> bool:
+    """ini ``finetune_runtime_tuning`` (default true): see :mod:`pytest_finetune.runtime`."""
+    text = config.getini("finetune_runtime_tuning").strip()
+    try:
+        return parse_bool(text) if text else True
+    except ValueError:
+        raise FinetuneError(f"ini finetune_runtime_tuning = {text}: use true or false") from None
 
 
 def calibration_setting(config: pytest.Config) -> int | None:

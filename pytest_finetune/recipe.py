@@ -219,6 +219,16 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint)).replace("NoneType", "None")
 
 
+def parse_bool(text: str) -> bool:
+    """``true``/``1``/``yes``/``on`` or ``false``/``0``/``no``/``off`` (any case); else ``ValueError``."""
+    word = text.strip().lower()
+    if word in ("true", "1", "yes", "on"):
+        return True
+    if word in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 # Union arms are tried in this order, so "3" becomes an int before it becomes a str.
 _ARM_ORDER = (bool, int, float)
 
@@ -264,12 +274,7 @@ def _convert(hint: Any, value: Any, from_text: bool) -> Any:
         return raw
     if hint is bool:
         if from_text:
-            text = str(value).strip().lower()
-            if text in ("true", "1", "yes", "on"):
-                return True
-            if text in ("false", "0", "no", "off"):
-                return False
-            raise ValueError("expected true or false")
+            return parse_bool(str(value))
         if isinstance(value, bool):
             return value
         raise TypeError(f"expected bool, got {type(value).__name__}")

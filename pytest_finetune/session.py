@@ -21,6 +21,7 @@ from .options import (
     marker_settings,
     precision_setting,
     python_layer,
+    runtime_tuning_setting,
     session_layers,
     session_tolerances,
 )
@@ -47,6 +48,8 @@ class FinetuneSession:
     baseline_dir: Path
     #: ``finetune_precision``: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (see :mod:`pytest_finetune.precision`).
     precision: str
+    #: ``finetune_runtime_tuning``: memory settings while training on a CPU (see :mod:`pytest_finetune.runtime`).
+    runtime_tuning: bool
     #: Results kept across sessions; ``None`` when caching is off.
     cache: ResultCache | None
     #: ``--finetune-calibrate``: seeds per recipe, ``None`` when not calibrating.
@@ -78,6 +81,7 @@ class FinetuneSession:
             update=bool(config.getoption("--snapshot-update")),
             baseline_dir=baseline_dir(config),
             precision=precision_setting(config),
+            runtime_tuning=runtime_tuning_setting(config),
             cache=ResultCache(folder) if folder else None,
             calibrate=calibration_setting(config),
             alpha=alpha_setting(config),

@@ -18,6 +18,7 @@ from .metrics import final_metrics, predicted_classes
 from .precision import detect_hardware, precision_training_args
 from .provenance import environment
 from .recipe import Recipe
+from .runtime import tuned_runtime
 
 
 def training_arguments_kwargs(recipe: Recipe, output_dir: Path, precision: str) -> dict[str, Any]:
@@ -87,8 +88,11 @@ def validation_ids(trainer: Trainer) -> np.ndarray | None:
     return np.asarray(list(dataset["idx"]))  # type: ignore[index, arg-type]
 
 
-def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCallback] = ()) -> FinetuneResult:
-    """Train (with ``callbacks`` added, e.g. progress, in place of transformers' log printer),
+def run_finetune(
+    trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCallback] = (), runtime_tuning: bool = True
+) -> FinetuneResult:
+    """Train (with ``callbacks`` added, e.g. progress, in place of transformers' log printer;
+    under :func:`~pytest_finetune.runtime.tuned_runtime` unless ``runtime_tuning`` is false),
     then take the final metrics and logits on the validation split: from the evaluation at
     the last step where there was one (the seed's ``eval_strategy="epoch"``), else from one
     ``Trainer.predict``. Both see the same weights and data, so they give the same numbers."""
@@ -103,7 +107,7 @@ def run_finetune(trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCa
     for callback in callbacks:
         trainer.add_callback(callback)
     evaluate_in_dataset_order(trainer)
-    with _LastEvaluation(trainer) as last_evaluation:
+    with tuned_runtime(trainer.args.device.type, runtime_tuning), _LastEvaluation(trainer) as last_evaluation:
         train_output = trainer.train()
     prediction = last_evaluation.at_final_step()
     if prediction is None:
