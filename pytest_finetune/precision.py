@@ -25,6 +25,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 #: Training arguments a recipe may set that decide the precision itself.
 PRECISION_ARGS = ("bf16", "fp16")
+CPUINFO = Path("/proc/cpuinfo")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,16 +61,27 @@ def cpu_hardware(flags: frozenset[str], capability: str) -> Hardware:
     return Hardware("cpu", native, False, f"this CPU ({capability}{', native bf16' if native else ''})")
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
     """The CPU's feature flags (Linux); empty where ``cpuinfo`` cannot be read."""
+    return frozenset(_cpuinfo_field("flags", cpuinfo).split())
+
+
+def cpu_vendor(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's ``vendor_id`` (``GenuineIntel``, ``AuthenticAMD``; Linux); empty where ``cpuinfo`` cannot be read."""
+    return _cpuinfo_field("vendor_id", cpuinfo).strip()
+
+
+def _cpuinfo_field(name: str, cpuinfo: Path) -> str:
+    """The value of the first processor's ``name`` line in ``cpuinfo``; empty where there is none."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return frozenset()
+        return ""
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.partition(":")[2].split())
-    return frozenset()
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value
+    return ""
 
 
 def choose_precision(setting: str, hardware: Hardware) -> str:

@@ -61,8 +61,9 @@ def source_identity(source: str) -> str:
     return content_digest(source) if os.path.isabs(source) and os.path.exists(source) else source
 
 
-def environment(device: str, dtype: str) -> dict[str, Any]:
-    """The library versions, device and dtype a result was computed with."""
+def environment(device: str, dtype: str, dropout_masks: str) -> dict[str, Any]:
+    """The library versions, device, dtype and source of dropout masks (``torch`` or ``numpy``,
+    see :mod:`pytest_finetune.dropout`) a result was computed with."""
     import datasets
     import torch
     import transformers
@@ -74,6 +75,7 @@ def environment(device: str, dtype: str) -> dict[str, Any]:
         "datasets": datasets.__version__,
         "device": device,
         "dtype": dtype,
+        "dropout_masks": dropout_masks,
     }
     if device == "cpu":
         described["cpu_capability"] = torch.backends.cpu.get_cpu_capability()

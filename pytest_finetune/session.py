@@ -18,6 +18,7 @@ from .options import (
     cache_dir,
     calibration_setting,
     check_path_options,
+    dropout_masks_setting,
     marker_settings,
     precision_setting,
     python_layer,
@@ -50,6 +51,8 @@ class FinetuneSession:
     precision: str
     #: ``finetune_runtime_tuning``: memory settings while training on a CPU (see :mod:`pytest_finetune.runtime`).
     runtime_tuning: bool
+    #: ``finetune_dropout_masks``: ``auto``, ``torch`` or ``numpy`` (see :mod:`pytest_finetune.dropout`).
+    dropout_masks: str
     #: Results kept across sessions; ``None`` when caching is off.
     cache: ResultCache | None
     #: ``--finetune-calibrate``: seeds per recipe, ``None`` when not calibrating.
@@ -82,6 +85,7 @@ class FinetuneSession:
             baseline_dir=baseline_dir(config),
             precision=precision_setting(config),
             runtime_tuning=runtime_tuning_setting(config),
+            dropout_masks=dropout_masks_setting(config),
             cache=ResultCache(folder) if folder else None,
             calibrate=calibration_setting(config),
             alpha=alpha_setting(config),

@@ -13,6 +13,7 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PredictionOutput
 
 from .compat import evaluate_in_dataset_order, installed_training_args
+from .dropout import dropout_masks_for, dropout_masks_from
 from .errors import FinetuneError
 from .metrics import final_metrics, predicted_classes
 from .precision import detect_hardware, precision_training_args
@@ -52,7 +53,8 @@ class FinetuneResult:
       order (``.predictions`` holds the logits, ``.label_ids`` the labels): the last
       evaluation's, or ``Trainer.predict``'s where the last step was not evaluated;
     - ``train_runtime``: seconds spent in ``Trainer.train``;
-    - ``environment``: library versions, device and dtype (see :func:`provenance.environment`);
+    - ``environment``: library versions, device, dtype and the source of dropout masks (see
+      :func:`provenance.environment`);
     - ``from_cache``: whether it was read from the result cache rather than trained in this session;
     - ``example_ids``: the validation split's ``idx`` column, in its row order (``None`` without one);
     - ``intervals``: 95 % bootstrap intervals of ``accuracy`` and ``f1`` over the validation examples;
@@ -89,10 +91,15 @@ def validation_ids(trainer: Trainer) -> np.ndarray | None:
 
 
 def run_finetune(
-    trainer: Trainer, recipe: Recipe, callbacks: Sequence[TrainerCallback] = (), runtime_tuning: bool = True
+    trainer: Trainer,
+    recipe: Recipe,
+    callbacks: Sequence[TrainerCallback] = (),
+    runtime_tuning: bool = True,
+    dropout_masks: str = "auto",
 ) -> FinetuneResult:
     """Train (with ``callbacks`` added, e.g. progress, in place of transformers' log printer;
-    under :func:`~pytest_finetune.runtime.tuned_runtime` unless ``runtime_tuning`` is false),
+    under :func:`~pytest_finetune.runtime.tuned_runtime` unless ``runtime_tuning`` is false;
+    dropout masks drawn as :mod:`pytest_finetune.dropout`'s setting ``dropout_masks`` says),
     then take the final metrics and logits on the validation split: from the evaluation at
     the last step where there was one (the seed's ``eval_strategy="epoch"``), else from one
     ``Trainer.predict``. Both see the same weights and data, so they give the same numbers."""
@@ -107,7 +114,12 @@ def run_finetune(
     for callback in callbacks:
         trainer.add_callback(callback)
     evaluate_in_dataset_order(trainer)
-    with tuned_runtime(trainer.args.device.type, runtime_tuning), _LastEvaluation(trainer) as last_evaluation:
+    environment = run_environment(trainer, dropout_masks)
+    with (
+        tuned_runtime(trainer.args.device.type, runtime_tuning),
+        dropout_masks_from(environment["dropout_masks"]),
+        _LastEvaluation(trainer) as last_evaluation,
+    ):
         train_output = trainer.train()
     prediction = last_evaluation.at_final_step()
     if prediction is None:
@@ -118,7 +130,7 @@ def run_finetune(
         history=epoch_history(trainer.state.log_history),
         predictions=prediction,
         train_runtime=float(train_output.metrics["train_runtime"]),
-        environment=run_environment(trainer),
+        environment=environment,
     )
 
 
@@ -161,9 +173,11 @@ class _LastEvaluation:
         return PredictionOutput(predictions=self.seen[1].predictions, label_ids=self.seen[1].label_ids, metrics=metrics)
 
 
-def run_environment(trainer: Trainer) -> dict[str, Any]:
-    """The library versions, device and dtype ``trainer`` computes with."""
-    return environment(device=trainer.args.device.type, dtype=_dtype(trainer))
+def run_environment(trainer: Trainer, dropout_masks: str) -> dict[str, Any]:
+    """The library versions, device, dtype and source of dropout masks (for the setting
+    ``dropout_masks``) ``trainer`` computes with."""
+    device = trainer.args.device.type
+    return environment(device=device, dtype=_dtype(trainer), dropout_masks=dropout_masks_for(dropout_masks, device))
 
 
 def _dtype(trainer: Trainer) -> str:

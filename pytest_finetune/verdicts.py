@@ -238,11 +238,16 @@ def _flat_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+#: Environment entries whose change moves the metrics by about a seed's spread.
+SPREAD_MOVING_ENVIRONMENT = ("device", "dtype", "dropout_masks")
+
+
 def environment_notes(current: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """A note when the device or dtype differs: metrics then move by about a seed's spread."""
+    """A note when the device, dtype or source of dropout masks differs from what the baseline
+    records: metrics then move by about a seed's spread."""
     if not current or not baseline:
         return ()
-    moved = [key for key in ("device", "dtype") if current.get(key) != baseline.get(key)]
+    moved = [key for key in SPREAD_MOVING_ENVIRONMENT if key in baseline and current.get(key) != baseline[key]]
     if not moved:
         return ()
     was = ", ".join(f"{key} {baseline.get(key)}" for key in moved)

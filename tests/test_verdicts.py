@@ -113,6 +113,18 @@ def test_another_device_or_dtype_is_noted_not_failed() -> None:
     )
 
 
+def test_other_dropout_masks_are_noted_where_the_baseline_records_them() -> None:
+    masks = {"device": "cpu", "dtype": "float32", "dropout_masks": "numpy"}
+    current = record(accuracy=0.8, f1=0.8) | {"environment": masks}
+    baseline = record(accuracy=0.8, f1=0.8) | {"environment": masks | {"dropout_masks": "torch"}}
+    assert compare(current, baseline, Tolerances()).notes == (
+        "baseline recorded with dropout_masks torch; this run used dropout_masks numpy: "
+        "expect differences of about a seed's spread",
+    )
+    older = record(accuracy=0.8, f1=0.8)  # recorded before the source of masks was: nothing to compare
+    assert compare(current, older, Tolerances()).notes == ()
+
+
 def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
