@@ -47,6 +47,13 @@ def assert_fails_clearly(result: pytest.RunResult, *lines: str) -> None:
     result.stdout.no_fnmatch_line("*During handling*")
 
 
+def assert_usage_error(result: pytest.RunResult, message: str) -> None:
+    """The session stopped with a usage error saying ``message`` (fnmatch), with no traceback."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    result.stderr.no_fnmatch_line("*Traceback*")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _datasets_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep the ``datasets`` cache of this test run out of the user's home."""
