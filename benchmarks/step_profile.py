@@ -3,11 +3,12 @@
 Builds the recipe's model (MiniLM-L6 by default) with a new head, takes the first 400 MRPC
 training pairs in length-sorted batches of 8 (as length grouping makes them), shuffled, and runs
 the seed's step (forward, backward, gradient clipping at 1.0, AdamW at 5e-5) in train mode, in
-bf16 autocast or fp32, with or without the plugin's runtime tuning, with dropout masks from torch
-or numpy (default: what ``finetune_dropout_masks = auto`` picks on this CPU). Prints the mean wall time of
-a step, then the torch profiler's self CPU time per step by kind: matrix products, dropout's
-random masks, casts, the zeroing of new tensors (chiefly the word-embedding gradient), AdamW
-and gradient clipping, the rest.
+bf16 autocast or fp32, with or without the plugin's runtime tuning, with dropout masks from
+torch or numpy (default: what ``finetune_dropout_masks = auto`` picks on this CPU). Prints the
+mean wall time of a step, how many dropout mask elements a profiled step draws, then the torch
+profiler's self CPU time per step by kind: matrix products, dropout's random masks, casts, the
+zeroing of new tensors (chiefly the word-embedding gradient), AdamW and gradient clipping, the
+rest.
 
     python benchmarks/step_profile.py [--precision bf16|fp32] [--no-tuning] [--masks torch|numpy]
                                       [--compile] [--steps 40]
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import math
 import random
 import time
 from pathlib import Path
@@ -103,13 +105,18 @@ def main() -> None:
         for batch in timed:
             step(batch)
         milliseconds = (time.perf_counter() - start) / len(timed) * 1000
-        with profile(activities=[ProfilerActivity.CPU]) as profiled:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiled:
             for batch in data[5:15]:
                 step(batch)
     per_kind: collections.Counter[str] = collections.Counter()
     for event in profiled.key_averages():
         kind = next((name for name, ops in KINDS.items() if event.key in ops), "the rest")
         per_kind[kind] += event.self_cpu_time_total / 1000 / 10
+    mask_elements = sum(
+        math.prod(event.input_shapes[0]) * event.count
+        for event in profiled.key_averages(group_by_input_shape=True)
+        if event.key == "aten::bernoulli_"
+    )
     tuning = "without" if args.no_tuning else "with"
     compiled = ", compiled" if args.compile else ""
     print(
@@ -117,6 +124,7 @@ def main() -> None:
         f"{milliseconds:.0f} ms "
         f"(mean of {len(timed)}); the 5 warm-up steps took {warm_up:.1f} s"
     )
+    print(f"dropout mask elements per profiled step: {mask_elements / 10 / 1e6:.1f} million")
     print("self CPU time per profiled step (the profiler adds its own overhead):")
     for kind, value in per_kind.most_common():
         print(f"  {kind:<22}{value:>7.1f} ms")

@@ -25,6 +25,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 #: Training arguments a recipe may set that decide the precision itself.
 PRECISION_ARGS = ("bf16", "fp16")
+#: Where Linux describes the CPU: its flags and vendor.
 CPUINFO = Path("/proc/cpuinfo")
 
 

@@ -16,8 +16,6 @@ from pytest_finetune.runtime import ONEDNN_CACHE_CAPACITY, ONEDNN_CACHE_VARIABLE
 # buffers), whether glibc maps a large buffer: it does unless told to keep freed memory for reuse.
 PROBE = """
 import ctypes, json
-from conftest import assert_usage_error
-
 from pytest_finetune.runtime import glibc, tuned_runtime
 
 class MallInfo2(ctypes.Structure):
