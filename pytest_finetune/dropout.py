@@ -84,4 +84,6 @@ def dropout_masks_from(source: str) -> Iterator[None]:
     try:
         yield
     finally:
-        library._destroy()  # torch's kernel back: no public API takes a registration back
+        # torch's kernel back now, whoever else holds the library (dropping the last reference
+        # to it would also do it, in CPython); no public API takes a registration back
+        library._destroy()
