@@ -213,29 +213,29 @@ def timing_rounds(args: argparse.Namespace, root: Path) -> list[tuple[Run, Run, 
     return rounds
 
 
+#: Each speed technique of the plugin's defaults, turned off: the row's label, the pytest options
+#: that turn it off, and the environment entry by which the defaults already ran without it.
+TECHNIQUES_OFF: tuple[tuple[str, tuple[str, ...], tuple[str, str] | None], ...] = (
+    # the plugin respells the sampling strategy for transformers 4.x
+    ("length grouping off", ("--finetune-set", "train_sampling_strategy=random"), None),
+    ("runtime tuning off", ("-o", "finetune_runtime_tuning=false"), None),
+    ("dropout masks from torch", ("-o", "finetune_dropout_masks=torch"), ("dropout_masks", "torch")),
+    ("precision auto off (fp32)", ("--finetune-precision=fp32",), ("dtype", "float32")),
+)
+
+
 def ablation(args: argparse.Namespace, root: Path) -> list[tuple[Run | None, str]]:
     """The seed anchor, the plugin's defaults, then each technique off; (run, note) per row."""
     steps = args.ablation_steps
     rows: list[tuple[Run | None, str]] = [(run_seed(args, "seed recipe (anchor)", steps), "")]
     defaults = run_plugin(make_project(root, "ablation-defaults", args), "plugin defaults", steps)
     rows.append((defaults, ""))
-    sampling = "train_sampling_strategy=random"  # the plugin respells it for transformers 4.x
-    project = make_project(root, "ablation-sampling", args)
-    rows.append((run_plugin(project, "length grouping off", steps, ("--finetune-set", sampling)), sampling))
-    tuning = "finetune_runtime_tuning=false"
-    project = make_project(root, "ablation-runtime", args)
-    rows.append((run_plugin(project, "runtime tuning off", steps, ("-o", tuning)), tuning))
-    if defaults.details["environment"].get("dropout_masks") == "torch":
-        rows.append((None, "dropout masks from torch: same as defaults: auto chose torch on this CPU"))
-    else:
-        masks = "finetune_dropout_masks=torch"
-        project = make_project(root, "ablation-masks", args)
-        rows.append((run_plugin(project, "dropout masks from torch", steps, ("-o", masks)), masks))
-    if defaults.details["environment"].get("dtype") == "float32":
-        rows.append((None, "precision auto off (fp32): same as defaults: auto chose fp32 on this CPU"))
-    else:
-        project = make_project(root, "ablation-fp32", args)
-        rows.append((run_plugin(project, "precision auto off (fp32)", steps, ("--finetune-precision=fp32",)), ""))
+    for number, (label, options, already) in enumerate(TECHNIQUES_OFF, start=1):
+        if already and defaults.details["environment"].get(already[0]) == already[1]:
+            rows.append((None, f"{label}: same as defaults: auto chose {already[1]} on this CPU"))
+        else:
+            project = make_project(root, f"ablation-{number}", args)
+            rows.append((run_plugin(project, label, steps, options), options[-1]))
     return rows
 
 
