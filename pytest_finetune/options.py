@@ -221,10 +221,7 @@ def session_tolerances(config: pytest.Config) -> list[Setting]:
 
 def precision_setting(config: pytest.Config) -> str:
     """``--finetune-precision``, else ini ``finetune_precision``, else ``auto``."""
-    setting = config.getoption("--finetune-precision") or config.getini("finetune_precision").strip() or "auto"
-    if setting not in PRECISIONS:
-        raise FinetuneError(f"ini finetune_precision: {setting!r} is not one of {', '.join(PRECISIONS)}")
-    return setting
+    return _ini_choice(config, "finetune_precision", PRECISIONS, "auto", config.getoption("--finetune-precision"))
 
 
 def runtime_tuning_setting(config: pytest.Config) -> bool:
@@ -238,9 +235,17 @@ def runtime_tuning_setting(config: pytest.Config) -> bool:
 
 def dropout_masks_setting(config: pytest.Config) -> str:
     """ini ``finetune_dropout_masks`` (default ``auto``): see :mod:`pytest_finetune.dropout`."""
-    setting = config.getini("finetune_dropout_masks").strip() or "auto"
-    if setting not in DROPOUT_MASKS:
-        raise FinetuneError(f"ini finetune_dropout_masks = {setting}: use one of {', '.join(DROPOUT_MASKS)}")
+    return _ini_choice(config, "finetune_dropout_masks", DROPOUT_MASKS, "auto")
+
+
+def _ini_choice(
+    config: pytest.Config, name: str, choices: tuple[str, ...], default: str, command_line: str | None = None
+) -> str:
+    """``command_line`` (already checked by its option), else ini ``name``, else ``default``; an ini
+    value that is not one of ``choices`` is an error naming them."""
+    setting = command_line or config.getini(name).strip() or default
+    if setting not in choices:
+        raise FinetuneError(f"ini {name}: {setting!r} is not one of {', '.join(choices)}")
     return setting
 
 

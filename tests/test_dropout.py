@@ -177,5 +177,5 @@ def test_auto_records_the_choice_for_this_machine(finetune_project: pytest.Pytes
 def test_a_setting_of_another_name_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nfinetune_dropout_masks = philox\n")
     assert_usage_error(
-        pytester.runpytest("--finetune"), "ini finetune_dropout_masks = philox: use one of auto, torch, numpy"
+        pytester.runpytest("--finetune"), "ini finetune_dropout_masks: 'philox' is not one of auto, torch, numpy"
     )
