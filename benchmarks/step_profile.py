@@ -5,10 +5,11 @@ training pairs in length-sorted batches of 8 (as length grouping makes them), sh
 the seed's step (forward, backward, gradient clipping at 1.0, AdamW at 5e-5) in train mode, in
 bf16 autocast or fp32, with or without the plugin's runtime tuning, with dropout masks from
 torch or numpy (default: what ``finetune_dropout_masks = auto`` picks on this CPU). Prints the
-mean wall time of a step, how many dropout mask elements a profiled step draws, then the torch
-profiler's self CPU time per step by kind: matrix products, dropout's random masks, casts, the
-zeroing of new tensors (chiefly the word-embedding gradient), AdamW and gradient clipping, the
-rest.
+mean wall time of a step, how many dropout mask elements a profiled step draws, the matrix
+products' work (GFLOP per step) and rate beside the rate of one large product in the same
+precision (near what the CPU can do), then the torch profiler's self CPU time per step by kind:
+matrix products, dropout's random masks, casts, the zeroing of new tensors (chiefly the
+word-embedding gradient), AdamW and gradient clipping, the rest.
 
     python benchmarks/step_profile.py [--precision bf16|fp32] [--no-tuning] [--masks torch|numpy]
                                       [--compile] [--steps 40]
@@ -49,23 +50,35 @@ KINDS = {
     ),
 }
 PAIRS, BATCH = 400, 8
+PEAK_SIDE = 2048
 
 
-def batches(data: Path, checkpoint: Path) -> list[dict[str, torch.Tensor]]:
-    """The first PAIRS training pairs, tokenized as the recipe does, in shuffled length-sorted batches."""
-    train = load_raw_dataset(str(data), TASKS["mrpc"])["train"].select(range(PAIRS))
+def batches(data: Path, checkpoint: Path, pairs: int = PAIRS) -> list[dict[str, torch.Tensor]]:
+    """The first ``pairs`` training pairs, tokenized as the recipe does, in shuffled length-sorted batches."""
+    train = load_raw_dataset(str(data), TASKS["mrpc"])["train"].select(range(pairs))
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     encoded = tokenizer(list(train["sentence1"]), list(train["sentence2"]), truncation=True)
     collator = DataCollatorWithPadding(tokenizer)
-    order = sorted(range(PAIRS), key=lambda i: len(encoded["input_ids"][i]))
+    order = sorted(range(pairs), key=lambda i: len(encoded["input_ids"][i]))
     made = []
-    for start in range(0, PAIRS, BATCH):
+    for start in range(0, pairs, BATCH):
         chosen = order[start : start + BATCH]
         batch = collator([{key: encoded[key][i] for key in encoded} for i in chosen])
         batch["labels"] = torch.tensor([train[i]["label"] for i in chosen])
         made.append(batch)
     random.Random(0).shuffle(made)
     return made
+
+
+def product_rate(precision: str, repeats: int = 10) -> float:
+    """GFLOPS of one large square matrix product in ``precision``: near what the CPU can do."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    left, right = torch.randn(PEAK_SIDE, PEAK_SIDE, dtype=dtype), torch.randn(PEAK_SIDE, PEAK_SIDE, dtype=dtype)
+    left @ right  # the first product compiles its kernel
+    start = time.perf_counter()
+    for _ in range(repeats):
+        left @ right
+    return 2 * PEAK_SIDE**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
@@ -105,7 +118,7 @@ def main() -> None:
         for batch in timed:
             step(batch)
         milliseconds = (time.perf_counter() - start) / len(timed) * 1000
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiled:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_flops=True) as profiled:
             for batch in data[5:15]:
                 step(batch)
     per_kind: collections.Counter[str] = collections.Counter()
@@ -117,6 +130,9 @@ def main() -> None:
         for event in profiled.key_averages(group_by_input_shape=True)
         if event.key == "aten::bernoulli_"
     )
+    products = [event for event in profiled.key_averages() if event.key in KINDS["matrix products"]]
+    product_flops = sum(event.flops for event in products)
+    product_seconds = sum(event.self_cpu_time_total for event in products) / 1e6
     tuning = "without" if args.no_tuning else "with"
     compiled = ", compiled" if args.compile else ""
     print(
@@ -125,6 +141,11 @@ def main() -> None:
         f"(mean of {len(timed)}); the 5 warm-up steps took {warm_up:.1f} s"
     )
     print(f"dropout mask elements per profiled step: {mask_elements / 10 / 1e6:.1f} million")
+    print(
+        f"matrix products: {product_flops / 10 / 1e9:.1f} GFLOP per profiled step at "
+        f"{product_flops / product_seconds / 1e9:.0f} GFLOPS; one {PEAK_SIDE}^3 product in this precision: "
+        f"{product_rate(args.precision):.0f} GFLOPS"
+    )
     print("self CPU time per profiled step (the profiler adds its own overhead):")
     for kind, value in per_kind.most_common():
         print(f"  {kind:<22}{value:>7.1f} ms")

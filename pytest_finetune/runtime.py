@@ -3,14 +3,17 @@ memory use, never the arithmetic (ini ``finetune_runtime_tuning``, on by default
 
 While ``Trainer.train`` runs on a CPU, :func:`tuned_runtime` applies two settings:
 
-- **oneDNN keeps at most** :data:`ONEDNN_CACHE_CAPACITY` **compiled kernels**
-  (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, instead of 1024). bf16 matrix products on a CPU run
-  through oneDNN, which compiles a kernel per shape; with dynamic padding nearly every batch
-  has a new length, so the default cache filled with about a thousand kernels that were seldom
-  used again: about 185 MB (MiniLM, MRPC, bf16) for no measurable speed. oneDNN reads the
-  variable once, when it first compiles: it takes effect in a process that has not run oneDNN
-  before, and then holds for the rest of the process (the variable itself is removed after
-  training). A value the user set, under either of :data:`ONEDNN_CACHE_VARIABLES`, is left alone.
+- **oneDNN and PyTorch's oneDNN wrapper keep at most** :data:`KERNEL_CACHE_CAPACITY` **kernels
+  each**: oneDNN's primitive cache (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``) and ideep's
+  computation cache (``LRU_CACHE_CAPACITY``), both 1024 by default. bf16 matrix products on a
+  CPU run through ideep and oneDNN, which compile a kernel per shape; with dynamic padding
+  nearly every batch has a new length, so the default caches filled with kernels (and their
+  buffers) that were seldom used again: about 370 MB together over 100 bf16 steps of MiniLM
+  on MRPC (``python benchmarks/kernel_caches.py``), for no measurable speed. Both read their variable once, when they
+  first compile: the setting takes effect in a process that has not run a oneDNN kernel
+  before, and then holds for the rest of the process (the variables themselves are removed
+  after training). A value the user set, under any of a cache's names in
+  :data:`KERNEL_CACHE_VARIABLES`, is left alone.
 - **glibc's malloc keeps freed memory for reuse** (``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD``
   1 GiB): the word-embedding gradient (30522 x 384 floats, 47 MB, for MiniLM-L6; 94 MB for
   bert-base) is allocated anew at every step; above malloc's 32 MB ``mmap`` limit it came from
@@ -34,11 +37,13 @@ import platform
 from collections.abc import Iterator
 from typing import Any
 
-#: oneDNN's environment variables for its kernel cache (the current name, then the older one);
-#: the plugin sets the first, to the capacity below, while training.
-ONEDNN_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")
-ONEDNN_CACHE_VARIABLE = ONEDNN_CACHE_VARIABLES[0]
-ONEDNN_CACHE_CAPACITY = 8
+#: The environment variables that bound each kernel cache (oneDNN's primitive cache, whose
+#: current name comes first, then ideep's computation cache); the plugin sets a cache's first name.
+KERNEL_CACHE_VARIABLES = (
+    ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY"),
+    ("LRU_CACHE_CAPACITY",),
+)
+KERNEL_CACHE_CAPACITY = 8
 #: ``mallopt`` parameters (glibc's malloc.h) and the values used while training.
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -62,20 +67,23 @@ def tuned_runtime(device: str, enabled: bool = True) -> Iterator[None]:
     if not enabled or device != "cpu":
         yield
         return
-    with _onednn_cache_capacity(ONEDNN_CACHE_CAPACITY), _freed_memory_kept():
+    with contextlib.ExitStack() as stack:
+        for names in KERNEL_CACHE_VARIABLES:
+            stack.enter_context(_kernel_cache_capacity(names, KERNEL_CACHE_CAPACITY))
+        stack.enter_context(_freed_memory_kept())
         yield
 
 
 @contextlib.contextmanager
-def _onednn_cache_capacity(capacity: int) -> Iterator[None]:
-    if any(variable in os.environ for variable in ONEDNN_CACHE_VARIABLES):
+def _kernel_cache_capacity(names: tuple[str, ...], capacity: int) -> Iterator[None]:
+    if any(name in os.environ for name in names):
         yield  # the user's own setting
         return
-    os.environ[ONEDNN_CACHE_VARIABLE] = str(capacity)
+    os.environ[names[0]] = str(capacity)
     try:
         yield
     finally:
-        os.environ.pop(ONEDNN_CACHE_VARIABLE, None)
+        os.environ.pop(names[0], None)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,10 @@ import sys
 import pytest
 from conftest import assert_usage_error
 
-from pytest_finetune.runtime import ONEDNN_CACHE_CAPACITY, ONEDNN_CACHE_VARIABLE, ONEDNN_CACHE_VARIABLES, tuned_runtime
+from pytest_finetune.runtime import KERNEL_CACHE_CAPACITY, KERNEL_CACHE_VARIABLES, tuned_runtime
+
+ALL_CACHE_VARIABLES = [name for names in KERNEL_CACHE_VARIABLES for name in names]
+SET_BY_THE_PLUGIN = [names[0] for names in KERNEL_CACHE_VARIABLES]
 
 # Observes, in a fresh process (a long one reuses free heap chunks of earlier trainings for large
 # buffers), whether glibc maps a large buffer: it does unless told to keep freed memory for reuse.
@@ -77,43 +80,89 @@ def test_switched_off_or_on_a_gpu_malloc_keeps_its_defaults(mapped_buffers: dict
 
 
 @pytest.fixture
-def no_onednn_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in ONEDNN_CACHE_VARIABLES:
+def no_cache_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ALL_CACHE_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
 
 
-@pytest.mark.usefixtures("no_onednn_setting")
-def test_while_training_on_a_cpu_onednn_keeps_few_kernels_then_the_variable_goes() -> None:
+def cache_settings() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in ALL_CACHE_VARIABLES}
+
+
+def bounded_by_the_plugin() -> dict[str, str | None]:
+    """:func:`cache_settings` while the plugin bounds every kernel cache."""
+    return {name: str(KERNEL_CACHE_CAPACITY) if name in SET_BY_THE_PLUGIN else None for name in ALL_CACHE_VARIABLES}
+
+
+@pytest.mark.usefixtures("no_cache_settings")
+def test_while_training_on_a_cpu_the_kernel_caches_keep_few_kernels_then_the_variables_go() -> None:
     with tuned_runtime("cpu"):
-        assert os.environ[ONEDNN_CACHE_VARIABLE] == str(ONEDNN_CACHE_CAPACITY)
-    assert ONEDNN_CACHE_VARIABLE not in os.environ
+        assert cache_settings() == bounded_by_the_plugin()
+    assert cache_settings() == dict.fromkeys(ALL_CACHE_VARIABLES)
 
 
-@pytest.mark.usefixtures("no_onednn_setting")
-@pytest.mark.parametrize("variable", ONEDNN_CACHE_VARIABLES)
-def test_a_users_own_onednn_setting_is_left_alone(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+@pytest.mark.usefixtures("no_cache_settings")
+@pytest.mark.parametrize("variable", ALL_CACHE_VARIABLES)
+def test_a_users_own_cache_setting_is_left_alone(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
     monkeypatch.setenv(variable, "512")
+    (users_cache,) = [names for names in KERNEL_CACHE_VARIABLES if variable in names]
     with tuned_runtime("cpu"):
-        assert {name: os.environ.get(name) for name in ONEDNN_CACHE_VARIABLES} == {
-            name: "512" if name == variable else None for name in ONEDNN_CACHE_VARIABLES
-        }
-    assert os.environ[variable] == "512"
+        expected = bounded_by_the_plugin()
+        expected.update({name: "512" if name == variable else None for name in users_cache})
+        assert cache_settings() == expected  # the other cache is still bounded
+    assert cache_settings() == {name: "512" if name == variable else None for name in ALL_CACHE_VARIABLES}
 
 
-@pytest.mark.usefixtures("no_onednn_setting")
+@pytest.mark.usefixtures("no_cache_settings")
 @pytest.mark.parametrize(("device", "enabled"), [("cpu", False), ("cuda", True)])
-def test_switched_off_or_on_a_gpu_onednn_keeps_its_defaults(device: str, enabled: bool) -> None:
+def test_switched_off_or_on_a_gpu_the_kernel_caches_keep_their_defaults(device: str, enabled: bool) -> None:
     with tuned_runtime(device, enabled):
-        assert ONEDNN_CACHE_VARIABLE not in os.environ
+        assert cache_settings() == dict.fromkeys(ALL_CACHE_VARIABLES)
+
+
+# Computes bf16 products (and their gradients) of more shapes than the kernel caches keep, twice
+# over, in a fresh process: the caches read their capacity once, at their first kernel.
+KERNELS_PROBE = """
+import hashlib, sys, torch
+from pytest_finetune.runtime import tuned_runtime
+
+torch.manual_seed(0)
+layer = torch.nn.Linear(64, 96)
+digest = hashlib.sha256()
+with tuned_runtime("cpu", enabled=sys.argv[1] == "tuned"):
+    for length in list(range(16, 48)) * 2:
+        inputs = torch.randn(length, 64, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs = layer(inputs)
+        outputs.float().square().sum().backward()
+        for tensor in (outputs, inputs.grad, layer.weight.grad):
+            digest.update(tensor.detach().float().numpy().tobytes())
+        layer.zero_grad()
+print(digest.hexdigest())
+"""
+
+
+@pytest.mark.usefixtures("no_cache_settings")
+def test_bounded_kernel_caches_compute_the_same_numbers() -> None:
+    digests = {
+        setting: subprocess.run(
+            [sys.executable, "-c", KERNELS_PROBE, setting], capture_output=True, text=True, timeout=120, check=True
+        ).stdout
+        for setting in ("tuned", "defaults")
+    }
+    assert digests["tuned"] == digests["defaults"]
+    assert len(digests["tuned"].strip()) == 64
 
 
 # Records, from inside training (metrics are computed at each evaluation), whether the tuning was on.
+# oneDNN's primitive cache and ideep's computation cache, by the names those libraries read.
 CONFTEST = """
 import json, os
 
 def pytest_finetune_metrics(recipe, logits, label_ids):
+    names = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
     with open("during.json", "w") as handle:
-        json.dump({"onednn": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")}, handle)
+        json.dump({name: os.environ.get(name) for name in names}, handle)
     return {}
 """
 TEST = """
@@ -127,7 +176,7 @@ def test_x(finetune_result):
 """
 
 
-@pytest.mark.usefixtures("no_onednn_setting")
+@pytest.mark.usefixtures("no_cache_settings")
 def test_a_session_with_and_without_tuning_computes_the_same_numbers(finetune_project: pytest.Pytester) -> None:
     import numpy as np
 
@@ -138,10 +187,10 @@ def test_a_session_with_and_without_tuning_computes_the_same_numbers(finetune_pr
         result = finetune_project.runpytest("--finetune", "--finetune-no-cache", *options)
         result.assert_outcomes(passed=1)
         path = finetune_project.path
-        during = json.loads((path / "during.json").read_text())["onednn"]
+        during = json.loads((path / "during.json").read_text())
         runs[setting] = (during, np.load(path / "logits.npy"), json.loads((path / "metrics.json").read_text()))
-    assert runs["default"][0] == str(ONEDNN_CACHE_CAPACITY)  # on by default, in a real session
-    assert runs["off"][0] is None
+    assert runs["default"][0] == {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "8", "LRU_CACHE_CAPACITY": "8"}  # by default
+    assert runs["off"][0] == {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": None, "LRU_CACHE_CAPACITY": None}
     assert np.array_equal(runs["default"][1], runs["off"][1])
     assert runs["default"][2] == runs["off"][2]
 
