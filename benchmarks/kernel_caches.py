@@ -41,27 +41,17 @@ SETTINGS = {
 def child(data: Path, model: Path | None, pairs: int) -> None:
     """Train one pass over the batches; print peak memory and mean step time as JSON."""
     import step_profile
-    import torch
-    from transformers import AutoModelForSequenceClassification, set_seed
 
     from pytest_finetune.dropout import dropout_masks_for, dropout_masks_from
     from pytest_finetune.runtime import tuned_runtime
 
     checkpoint = model or step_profile.default_model()
     batches = step_profile.batches(data, checkpoint, pairs)
-    set_seed(42)
-    network = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
-    network.train()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=5e-5, fused=True)
+    network, optimizer = step_profile.recipe_model(checkpoint)
     with tuned_runtime("cpu"), dropout_masks_from(dropout_masks_for("auto", "cpu")):
         start = time.perf_counter()
         for batch in batches:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = network(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            step_profile.train_step(network, optimizer, batch, bf16=True)
         seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     lengths = len({batch["input_ids"].shape[1] for batch in batches})

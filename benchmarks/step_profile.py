@@ -70,6 +70,24 @@ def batches(data: Path, checkpoint: Path, pairs: int = PAIRS) -> list[dict[str, 
     return made
 
 
+def recipe_model(checkpoint: Path) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The checkpoint with a new 2-class head (seed 42), in train mode, and the seed's AdamW (fused)."""
+    set_seed(42)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
+    model.train()
+    return model, torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, bf16: bool) -> None:
+    """The seed's step: forward (in bf16 autocast when ``bf16``), backward, clipping at 1.0, AdamW."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def product_rate(precision: str, repeats: int = 10) -> float:
     """GFLOPS of one large square matrix product in ``precision``: near what the CPU can do."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -93,20 +111,12 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = args.model or default_model()
     data = batches(args.data, checkpoint)
-    set_seed(42)
-    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
-    model.train()
+    model, optimizer = recipe_model(checkpoint)
     if args.compile:
         model.forward = torch.compile(model.forward, dynamic=True)  # type: ignore[method-assign]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True)
 
     def step(batch: dict[str, torch.Tensor]) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(model, optimizer, batch, bf16=args.precision == "bf16")
 
     with tuned_runtime("cpu", enabled=not args.no_tuning), dropout_masks_from(args.masks):
         start = time.perf_counter()

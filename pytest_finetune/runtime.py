@@ -8,7 +8,7 @@ While ``Trainer.train`` runs on a CPU, :func:`tuned_runtime` applies two setting
   computation cache (``LRU_CACHE_CAPACITY``), both 1024 by default. bf16 matrix products on a
   CPU run through ideep and oneDNN, which compile a kernel per shape; with dynamic padding
   nearly every batch has a new length, so the default caches filled with kernels (and their
-  buffers) that were seldom used again: about 370 MB together over 100 bf16 steps of MiniLM
+  buffers) that were seldom used again: about 360 MB together over 100 bf16 steps of MiniLM
   on MRPC (``python benchmarks/kernel_caches.py``), for no measurable speed. Both read their
   variable once, when they first compile: the setting takes effect in a process that has not
   run a oneDNN kernel before, and then holds for the rest of the process (the variables
