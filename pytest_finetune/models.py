@@ -17,9 +17,14 @@ def load_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
     """``AutoTokenizer`` for ``recipe.model``."""
     local = _checked_source(recipe.model)
     try:
-        return AutoTokenizer.from_pretrained(recipe.model, trust_remote_code=recipe.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(recipe.model, trust_remote_code=recipe.trust_remote_code)
     except (OSError, ValueError) as error:
         raise _load_error("tokenizer", recipe.model, local, error) from None
+    # A loading option that transformers keeps among the tokenizer's settings (true whenever
+    # HF_HUB_OFFLINE is set): left there, it would change datasets' fingerprint of every
+    # tokenization, and switching the Hub off would miss the result cache.
+    tokenizer.init_kwargs.pop("local_files_only", None)
+    return tokenizer
 
 
 def load_model(recipe: Recipe) -> PreTrainedModel:

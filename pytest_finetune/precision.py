@@ -5,9 +5,9 @@ bf16, a CPU with AVX-512 BF16 or AMX) and fp32 elsewhere: on a CPU without those
 instructions bf16 is emulated and about 16 times slower than fp32. An explicit precision
 the hardware cannot run is a :class:`FinetuneError` that names the fix.
 
-The choice becomes training arguments (``bf16``/``fp16``, ``use_cpu``) when the
-``training_args`` fixture builds them; the recipe itself does not change, and the dtype
-a result was computed in is recorded in its environment (and its baseline).
+The choice becomes training arguments (``bf16``/``fp16``) when the ``training_args`` fixture
+builds them; the recipe itself does not change, and the dtype a result was computed in is
+recorded in its environment (and its baseline).
 """
 
 from __future__ import annotations
@@ -54,6 +54,16 @@ def detect_hardware(use_cpu: bool = False) -> Hardware:
     if torch.backends.mps.is_available() and not use_cpu:
         return Hardware("mps", False, False, "Apple MPS")  # Trainer's mixed precision on MPS is not relied upon
     return cpu_hardware(cpu_flags(), torch.backends.cpu.get_cpu_capability())
+
+
+def accelerator_available() -> bool:
+    """Whether torch sees an accelerator of any kind (CUDA, MPS, XPU, ...) to train on."""
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)  # torch 2.6 and newer
+    if accelerator is None:
+        return torch.cuda.is_available() or torch.backends.mps.is_available()
+    return bool(accelerator.is_available())
 
 
 def cpu_hardware(flags: frozenset[str], capability: str) -> Hardware:
@@ -104,15 +114,9 @@ def choose_precision(setting: str, hardware: Hardware) -> str:
 
 
 def precision_training_args(setting: str, training_args: Mapping[str, Any], hardware: Hardware) -> dict[str, Any]:
-    """The training arguments that make a run compute in the chosen precision.
-
-    A recipe that sets ``bf16`` or ``fp16`` itself decides its precision: then only
-    ``use_cpu`` is added, which ``TrainingArguments`` needs for bf16 on a CPU.
-    """
+    """The training arguments that make a run compute in the chosen precision; none where
+    the recipe sets ``bf16`` or ``fp16`` itself (it then decides its precision)."""
     if any(name in training_args for name in PRECISION_ARGS):
-        return {"use_cpu": True} if training_args.get("bf16") and hardware.device == "cpu" else {}
-    chosen = choose_precision(setting, hardware)
-    if chosen == "fp32":
         return {}
-    # On a CPU, TrainingArguments accepts bf16 only with use_cpu (else it looks for a GPU's bf16).
-    return {chosen: True, **({"use_cpu": True} if hardware.device == "cpu" else {})}
+    chosen = choose_precision(setting, hardware)
+    return {} if chosen == "fp32" else {chosen: True}

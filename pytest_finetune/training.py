@@ -16,7 +16,7 @@ from .compat import evaluate_in_dataset_order, installed_training_args
 from .dropout import dropout_masks_for, dropout_masks_from
 from .errors import FinetuneError
 from .metrics import final_metrics, predicted_classes
-from .precision import detect_hardware, precision_training_args
+from .precision import accelerator_available, detect_hardware, precision_training_args
 from .provenance import environment
 from .recipe import Recipe
 from .runtime import tuned_runtime
@@ -25,9 +25,21 @@ from .runtime import tuned_runtime
 def training_arguments_kwargs(recipe: Recipe, output_dir: Path, precision: str) -> dict[str, Any]:
     """The keyword arguments of ``TrainingArguments`` for ``recipe``, computing in ``precision``
     (``finetune_precision``: see :mod:`pytest_finetune.precision`)."""
-    kwargs = {**installed_training_args(dict(recipe.training_args)), "seed": recipe.seed, "output_dir": str(output_dir)}
+    kwargs = {
+        **installed_training_args(dict(recipe.training_args)),
+        "seed": recipe.seed,
+        "output_dir": str(output_dir),
+        **device_training_args(),
+    }
     hardware = detect_hardware(use_cpu=bool(kwargs.get("use_cpu")))
     return kwargs | precision_training_args(precision, kwargs, hardware)
+
+
+def device_training_args() -> dict[str, Any]:
+    """``use_cpu=True`` where torch sees no accelerator, so the run computes on the CPU either way:
+    ``TrainingArguments`` accepts bf16 on a CPU only with it, and with it transformers does not
+    pin memory for a GPU there is not (torch warns at every ``DataLoader`` otherwise)."""
+    return {} if accelerator_available() else {"use_cpu": True}
 
 
 def build_training_arguments(kwargs: Mapping[str, Any]) -> TrainingArguments:

@@ -64,6 +64,20 @@ def test_an_unchanged_rerun_is_served_from_the_cache(project: pytest.Pytester) -
     second.stdout.fnmatch_lines(["test_quality.py::test_quality*passed*cached"])
 
 
+def test_switching_the_hub_off_still_hits(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers records HF_HUB_OFFLINE in a loaded tokenizer's settings (``local_files_only``);
+    the tokenization's fingerprint, and so the cache key, must not change with it. In
+    subprocesses: the Hub's offline switch is read at import."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    project.runpytest_subprocess("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # local checkpoint and data: nothing asks the Hub
+    second = project.runpytest_subprocess("--finetune")
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines(["test_quality.py::test_quality*passed*cached"])
+    assert (project.path / "trainings.txt").read_text().splitlines() == ["trained"]
+
+
 def test_entries_are_json_and_npy_without_pickle(project: pytest.Pytester) -> None:
     run(project)
     (entry,) = entries(project)

@@ -16,6 +16,8 @@ from pytest_finetune.precision import (
     detect_hardware,
     precision_training_args,
 )
+from pytest_finetune.recipe import Recipe
+from pytest_finetune.training import device_training_args, training_arguments_kwargs
 
 # CPUs as /proc/cpuinfo and torch describe them: this project's two kinds, and one with AMX.
 AVX2_CPU = cpu_hardware(frozenset({"fpu", "sse4_2", "avx", "avx2", "fma"}), "AVX2")
@@ -57,7 +59,7 @@ def test_fp16_on_a_cpu_is_an_error(hardware: Hardware) -> None:
 
 def test_the_choice_becomes_training_arguments() -> None:
     assert precision_training_args("auto", {}, AVX2_CPU) == {}
-    assert precision_training_args("auto", {}, BF16_CPU) == {"bf16": True, "use_cpu": True}
+    assert precision_training_args("auto", {}, BF16_CPU) == {"bf16": True}
     assert precision_training_args("auto", {}, AMPERE_GPU) == {"bf16": True}
     assert precision_training_args("fp16", {}, TURING_GPU) == {"fp16": True}
 
@@ -68,13 +70,39 @@ def test_a_recipe_that_sets_its_precision_decides_it(given: dict[str, bool]) -> 
     assert precision_training_args("bf16", given, AVX2_CPU) == {}  # no error: the recipe asked
 
 
-def test_bf16_forced_by_the_recipe_runs_on_a_cpu(tmp_path: Path) -> None:
+def test_bf16_forced_by_the_recipe_runs_on_a_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The documented way to force bf16 on any CPU: the training argument, which needs use_cpu there."""
     from transformers import TrainingArguments
 
-    added = precision_training_args("auto", {"bf16": True}, AVX2_CPU)
-    assert added == {"use_cpu": True}
-    assert TrainingArguments(output_dir=str(tmp_path), bf16=True, **added).bf16
+    no_accelerator(monkeypatch)
+    recipe = Recipe(training_args={"bf16": True})
+    kwargs = training_arguments_kwargs(recipe, tmp_path, "fp32")
+    assert (kwargs["bf16"], kwargs["use_cpu"]) == (True, True)
+    assert TrainingArguments(**kwargs).bf16
+
+
+def no_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make torch see no accelerator (as on this project's machines and in CI)."""
+    import torch
+
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def test_a_run_computes_on_the_cpu_only_where_torch_sees_no_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """use_cpu=True on a CPU-only machine (so no memory is pinned for a GPU there is not), and
+    nothing added where a GPU would train, so a GPU run is never moved to the CPU."""
+    import torch
+
+    no_accelerator(monkeypatch)
+    assert device_training_args() == {"use_cpu": True}
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    assert device_training_args() == {}
+    # torch older than 2.6 has no torch.accelerator: CUDA and MPS are asked instead
+    monkeypatch.delattr(torch, "accelerator")
+    assert device_training_args() == {"use_cpu": True}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device_training_args() == {}
 
 
 def test_a_gpu_that_emulates_bf16_gets_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,6 +141,7 @@ from pytest_finetune import precision
 def cpu_kind(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({CPU_FLAGS}))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
 """
 SHOW_ARGS = """
 import json
@@ -130,9 +159,9 @@ def mock_cpu(project: pytest.Pytester, *flags: str) -> None:
 @pytest.mark.parametrize(
     "flags, options, expected",
     [
-        (("avx2",), (), {"bf16": False, "fp16": False, "use_cpu": False}),
+        (("avx2",), (), {"bf16": False, "fp16": False, "use_cpu": True}),
         (("avx2", "avx512_bf16"), (), {"bf16": True, "fp16": False, "use_cpu": True}),
-        (("avx2", "avx512_bf16"), ("--finetune-precision=fp32",), {"bf16": False, "fp16": False, "use_cpu": False}),
+        (("avx2", "avx512_bf16"), ("--finetune-precision=fp32",), {"bf16": False, "fp16": False, "use_cpu": True}),
     ],
     ids=["auto-on-avx2", "auto-on-native-bf16", "fp32-asked-on-native-bf16"],
 )
@@ -182,3 +211,13 @@ def test_a_bf16_run_records_its_dtype_in_the_baseline(finetune_project: pytest.P
     finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
     (baseline,) = (finetune_project.path / "baselines").rglob("*.json")
     assert json.loads(baseline.read_text())["environment"]["dtype"] == "bfloat16"
+
+
+def test_an_fp32_run_on_a_cpu_ends_without_a_pin_memory_warning(finetune_project: pytest.Pytester) -> None:
+    """Without use_cpu, transformers asks the DataLoader to pin memory, and torch warns that
+    there is no accelerator, in every fp32 run on a CPU (bf16 runs had use_cpu already)."""
+    mock_cpu(finetune_project, "avx2")
+    finetune_project.makepyfile(test_quality="def test_q(finetune_result):\n    assert finetune_result.metrics\n")
+    result = finetune_project.runpytest("--finetune", "-W", "default")
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*UserWarning*no accelerator is found*")
