@@ -167,12 +167,15 @@ def make_project(root: Path, name: str, args: argparse.Namespace) -> Path:
     return project
 
 
-def run_plugin(project: Path, label: str, max_steps: int, extra: tuple[str, ...] = ()) -> Run:
+def run_plugin(
+    project: Path, label: str, max_steps: int, extra: tuple[str, ...] = (), extra_env: dict | None = None
+) -> Run:
     """``pytest --finetune`` on the project's test; the test writes its measurements as JSON."""
     out = project / "bench.json"
     budget = ("--finetune-set", f"max_steps={max_steps}") if max_steps > 0 else ()
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "--finetune", *budget, *extra]
-    run, _ = measure(label, [*command, str(project / "test_bench.py")], cwd=project, extra_env={"BENCH_OUT": str(out)})
+    env = {"BENCH_OUT": str(out), **(extra_env or {})}
+    run, _ = measure(label, [*command, str(project / "test_bench.py")], cwd=project, extra_env=env)
     result = json.loads(out.read_text())
     samples = (result["global_steps"] or 0) * SEED_BATCH_SIZE
     run.train_s = result["train_runtime"]
