@@ -70,6 +70,14 @@ def test_a_recipe_that_sets_its_precision_decides_it(given: dict[str, bool]) -> 
     assert precision_training_args("bf16", given, AVX2_CPU) == {}  # no error: the recipe asked
 
 
+def no_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make torch see no accelerator (as on this project's machines and in CI)."""
+    import torch
+
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 def test_bf16_forced_by_the_recipe_runs_on_a_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The documented way to force bf16 on any CPU: the training argument, which needs use_cpu there."""
     from transformers import TrainingArguments
@@ -79,14 +87,6 @@ def test_bf16_forced_by_the_recipe_runs_on_a_cpu(tmp_path: Path, monkeypatch: py
     kwargs = training_arguments_kwargs(recipe, tmp_path, "fp32")
     assert (kwargs["bf16"], kwargs["use_cpu"]) == (True, True)
     assert TrainingArguments(**kwargs).bf16
-
-
-def no_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make torch see no accelerator (as on this project's machines and in CI)."""
-    import torch
-
-    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
 def test_a_run_computes_on_the_cpu_only_where_torch_sees_no_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
