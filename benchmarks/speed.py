@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 OVERRIDES = ("PYTEST_ADDOPTS", "PYTEST_FINETUNE_MODEL", "PYTEST_FINETUNE_DATA")
 SEED_BATCH_SIZE = 8  # the seed recipe's per_device_train_batch_size, the plugin's default too
 IMPORTS = "import torch, transformers, datasets; from transformers import Trainer"
+#: ``--avx2-kernels``: torch's own kernels, oneDNN's and MKL's held to AVX2 in every run.
+AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 TEST_FILE = textwrap.dedent('''\
     import json
     import os
@@ -79,6 +81,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="rounds of seed + plugin, alternating who goes first")
     parser.add_argument("--ablation-steps", type=int, default=200, help="step budget of the ablation (0: skip it)")
     parser.add_argument("--json", type=Path, help="also write all measurements as JSON to this path")
+    parser.add_argument(
+        "--avx2-kernels",
+        action="store_true",
+        help="a proxy for an AVX2-only CPU on a newer one: every run held to AVX2 kernels, the plugin to fp32 "
+        "(what auto picks there)",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -162,6 +170,7 @@ def make_project(root: Path, name: str, args: argparse.Namespace) -> Path:
     (project / "pytest.ini").write_text(
         f"[pytest]\nfinetune_model = {args.model}\nfinetune_data = {args.data}\n"
         f"finetune_cache_dir = {root / (name + '-cache')}\n"
+        + ("finetune_precision = fp32\n" if getattr(args, "avx2_kernels", False) else "")
     )
     (project / "test_bench.py").write_text(TEST_FILE)
     return project
@@ -236,7 +245,7 @@ def ablation(args: argparse.Namespace, root: Path) -> list[tuple[Run | None, str
     rows.append((defaults, ""))
     for number, (label, options, already) in enumerate(TECHNIQUES_OFF, start=1):
         if already and defaults.details["environment"].get(already[0]) == already[1]:
-            rows.append((None, f"{label}: same as defaults: auto chose {already[1]} on this CPU"))
+            rows.append((None, f"{label}: same as defaults, which ran with {already[1]} here"))
         else:
             project = make_project(root, f"ablation-{number}", args)
             rows.append((run_plugin(project, label, steps, options), options[-1]))
@@ -285,6 +294,9 @@ def main() -> None:
     """Run everything, print the report, optionally write JSON."""
     args = parse_args()
     cpu = cpu_kind()
+    if args.avx2_kernels:  # every subprocess inherits them (measure copies this environment)
+        os.environ.update(AVX2_KERNELS)
+        cpu.update(kind=f"{cpu['kind']}, held to AVX2 kernels and fp32 (a proxy for AVX2 only)", native_bf16=False)
     budget = f"{args.max_steps} steps" if args.max_steps > 0 else "3 epochs"
     print(f"CPU: {cpu['name']}, {cpu['cpus']} CPUs, {cpu['kind']}")
     print(f"model: {args.model}\ndata: {args.data}\nbudget: {budget}, {args.rounds} round(s)\n\n{HEADER}", flush=True)
