@@ -18,10 +18,12 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_finetune.compat import fused_adamw_training_args
 from pytest_finetune.precision import NATIVE_BF16_CPU_FLAGS, cpu_flags
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +51,7 @@ TEST_FILE = textwrap.dedent('''\
             "num_train_epochs": training_args.num_train_epochs,
             "bf16": training_args.bf16,
             "fp16": training_args.fp16,
+            "optim": getattr(training_args.optim, "value", training_args.optim),
             "train_sampling_strategy": getattr(training_args, "train_sampling_strategy", None),
             "group_by_length": getattr(training_args, "group_by_length", None),
         }
@@ -226,14 +229,29 @@ def timing_rounds(args: argparse.Namespace, root: Path) -> list[tuple[Run, Run, 
     return rounds
 
 
+def ran_with(key: str, value: str) -> Callable[[Run], str | None]:
+    """A note where the defaults' run recorded ``value`` for ``key`` in its environment."""
+
+    def note(defaults: Run) -> str | None:
+        return f"ran with {value} here" if defaults.details["environment"].get(key) == value else None
+
+    return note
+
+
+def fused_by_default(defaults: Run) -> str | None:
+    """A note where the installed transformers already defaults to the fused AdamW (the plugin adds nothing)."""
+    return None if fused_adamw_training_args({}, "cpu") else "took transformers' own default, the fused AdamW"
+
+
 #: Each speed technique of the plugin's defaults, turned off: the row's label, the pytest options
-#: that turn it off, and the environment entry by which the defaults already ran without it.
-TECHNIQUES_OFF: tuple[tuple[str, tuple[str, ...], tuple[str, str] | None], ...] = (
+#: that turn it off, and what says (with a note) that the defaults already ran without it here.
+TECHNIQUES_OFF: tuple[tuple[str, tuple[str, ...], Callable[[Run], str | None]], ...] = (
     # the plugin respells the sampling strategy for transformers 4.x
-    ("length grouping off", ("--finetune-set", "train_sampling_strategy=random"), None),
-    ("runtime tuning off", ("-o", "finetune_runtime_tuning=false"), None),
-    ("dropout masks from torch", ("-o", "finetune_dropout_masks=torch"), ("dropout_masks", "torch")),
-    ("precision auto off (fp32)", ("--finetune-precision=fp32",), ("dtype", "float32")),
+    ("length grouping off", ("--finetune-set", "train_sampling_strategy=random"), lambda defaults: None),
+    ("runtime tuning off", ("-o", "finetune_runtime_tuning=false"), lambda defaults: None),
+    ("dropout masks from torch", ("-o", "finetune_dropout_masks=torch"), ran_with("dropout_masks", "torch")),
+    ("precision auto off (fp32)", ("--finetune-precision=fp32",), ran_with("dtype", "float32")),
+    ("unfused AdamW", ("--finetune-set", "optim=adamw_torch"), fused_by_default),
 )
 
 
@@ -244,8 +262,9 @@ def ablation(args: argparse.Namespace, root: Path) -> list[tuple[Run | None, str
     defaults = run_plugin(make_project(root, "ablation-defaults", args), "plugin defaults", steps)
     rows.append((defaults, ""))
     for number, (label, options, already) in enumerate(TECHNIQUES_OFF, start=1):
-        if already and defaults.details["environment"].get(already[0]) == already[1]:
-            rows.append((None, f"{label}: same as defaults, which ran with {already[1]} here"))
+        note = already(defaults)
+        if note:
+            rows.append((None, f"{label}: same as defaults, which {note}"))
         else:
             project = make_project(root, f"ablation-{number}", args)
             rows.append((run_plugin(project, label, steps, options), options[-1]))

@@ -33,8 +33,10 @@ def pytest_finetune_adjust_training_args(recipe: Recipe, training_args: dict[str
     """Change the keyword arguments of ``TrainingArguments`` in place before it is built.
 
     ``training_args`` holds the recipe's training arguments plus ``seed`` and
-    ``output_dir``. Use it for settings that are not part of the recipe's meaning
-    (a logging directory, a device setting); to change what is trained, prefer
+    ``output_dir``, and the ones the plugin chose for the machine (``use_cpu``, ``bf16`` or
+    ``fp16``, the fused AdamW's ``optim``: see the README's Speed section). Use it for
+    settings that are not part of the recipe's meaning (a logging directory, a device
+    setting); to change what is trained, prefer
     :func:`pytest_finetune_adjust_recipe`, which the result's recipe records.
     """
 

@@ -12,7 +12,7 @@ from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArgum
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PredictionOutput
 
-from .compat import evaluate_in_dataset_order, installed_training_args
+from .compat import evaluate_in_dataset_order, fused_adamw_training_args, installed_training_args
 from .dropout import dropout_masks_for, dropout_masks_from
 from .errors import FinetuneError
 from .metrics import final_metrics, predicted_classes
@@ -24,7 +24,8 @@ from .runtime import tuned_runtime
 
 def training_arguments_kwargs(recipe: Recipe, output_dir: Path, precision: str) -> dict[str, Any]:
     """The keyword arguments of ``TrainingArguments`` for ``recipe``, computing in ``precision``
-    (``finetune_precision``: see :mod:`pytest_finetune.precision`)."""
+    (``finetune_precision``: see :mod:`pytest_finetune.precision`), with the fused AdamW
+    where the installed versions would take the unfused one."""
     kwargs = {
         **installed_training_args(dict(recipe.training_args)),
         "seed": recipe.seed,
@@ -32,7 +33,11 @@ def training_arguments_kwargs(recipe: Recipe, output_dir: Path, precision: str) 
         **device_training_args(),
     }
     hardware = detect_hardware(use_cpu=bool(kwargs.get("use_cpu")))
-    return kwargs | precision_training_args(precision, kwargs, hardware)
+    return (
+        kwargs
+        | precision_training_args(precision, kwargs, hardware)
+        | fused_adamw_training_args(kwargs, hardware.device)
+    )
 
 
 def device_training_args() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""run_finetune: the final metrics come from the last evaluation when there was one, in the validation order."""
+"""run_finetune: the final metrics come from the last evaluation when there was one, in the validation order;
+the training arguments: the fused AdamW where the installed versions default to the unfused one."""
 
 from __future__ import annotations
 
@@ -83,3 +84,69 @@ def test_a_5x_only_sampling_strategy_is_refused_for_4x() -> None:
     assert compat._group_by_length_4x("random") is False
     with pytest.raises(FinetuneError, match="train_sampling_strategy='sequential' needs transformers 5"):
         compat._group_by_length_4x("sequential")
+
+
+def default_optimizer(monkeypatch: pytest.MonkeyPatch, name: str = "adamw_torch") -> None:
+    """Make the installed TrainingArguments default to optimizer ``name``: by default the
+    unfused AdamW, as transformers before 4.54 (or with torch before 2.8) does."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    (optim,) = (field for field in dataclasses.fields(TrainingArguments) if field.name == "optim")
+    monkeypatch.setattr(optim, "default", name)
+
+
+def test_the_fused_adamw_replaces_an_unfused_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from pytest_finetune.compat import fused_adamw_training_args
+
+    default_optimizer(monkeypatch, "adamw_torch_fused")  # transformers 4.54 and newer with torch 2.8 and newer
+    assert fused_adamw_training_args({}, "cpu") == {}
+    default_optimizer(monkeypatch)
+    assert fused_adamw_training_args({}, "cpu") == {"optim": "adamw_torch_fused"}
+    assert fused_adamw_training_args({}, "cuda") == {"optim": "adamw_torch_fused"}
+    assert fused_adamw_training_args({"optim": "adamw_torch"}, "cpu") == {}  # the recipe named its optimizer
+    assert fused_adamw_training_args({}, "mps") == {}
+    monkeypatch.setattr(torch, "__version__", torch.torch_version.TorchVersion("2.3.1"))
+    assert fused_adamw_training_args({}, "cpu") == {}  # no fused AdamW on a CPU before torch 2.4
+    assert fused_adamw_training_args({}, "cuda") == {"optim": "adamw_torch_fused"}
+
+
+OPTIMIZER_CONFTEST = """
+import json
+
+def pytest_finetune_adjust_training_args(recipe, training_args):
+    with open("given.json", "w") as handle:
+        json.dump({"optim": training_args.get("optim")}, handle)
+"""
+OPTIMIZER_TEST = """
+import json
+
+def test_x(trainer, finetune_result):
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    with open("built.json", "w") as handle:
+        json.dump({"fused": bool(optimizer.defaults.get("fused"))}, handle)
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "given", "fused"),
+    [((), "adamw_torch_fused", True), (("--finetune-set", "optim=adamw_torch"), "adamw_torch", False)],
+)
+def test_a_fine_tune_on_an_unfused_default_trains_with_the_fused_adamw(
+    finetune_project: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    options: tuple[str, ...],
+    given: str,
+    fused: bool,
+) -> None:
+    """Where the installed versions default to the unfused AdamW, the plugin asks for the fused
+    one (the hook sees it, Trainer builds it); a recipe that names its optimizer keeps it."""
+    default_optimizer(monkeypatch)
+    finetune_project.makeconftest(OPTIMIZER_CONFTEST)
+    finetune_project.makepyfile(test_x=OPTIMIZER_TEST)
+    finetune_project.runpytest("--finetune", "--finetune-no-cache", *options).assert_outcomes(passed=1)
+    assert json.loads((finetune_project.path / "given.json").read_text()) == {"optim": given}
+    assert json.loads((finetune_project.path / "built.json").read_text()) == {"fused": fused}
