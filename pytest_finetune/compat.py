@@ -104,8 +104,9 @@ def fused_adamw_training_args(training_args: Mapping[str, Any], device: str) -> 
 
     transformers 4.54 and newer, with torch 2.8 and newer, default to the fused AdamW; older
     pairs default to the multi-tensor one, which computes the same update in several passes
-    over the weights (on a CPU, 80 against 15 ms for MiniLM's 22.7 million weights:
-    ``benchmarks/optimizer_step.py``). torch fuses AdamW on CUDA, and on a CPU from 2.4.
+    over the weights (on a CPU, clipping and AdamW over MiniLM's 22.7 million weights took 67
+    to 80 ms with it, 21 to 23 ms with the fused one: ``benchmarks/optimizer_step.py``).
+    torch fuses AdamW on CUDA, and on a CPU from 2.4.
     """
     if "optim" in training_args or _default_optimizer() != UNFUSED_ADAMW:
         return {}
