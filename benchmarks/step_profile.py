@@ -12,10 +12,19 @@ matrix products, dropout's random masks, casts, the zeroing of new tensors (chie
 word-embedding gradient), AdamW and gradient clipping, the rest.
 
     python benchmarks/step_profile.py [--precision bf16|fp32] [--no-tuning] [--masks torch|numpy]
-                                      [--compile] [--steps 40]
+                                      [--compile [dynamic|static|layers]] [--pad-to-multiple-of N]
+                                      [--steps 40]
 
-``--compile`` wraps the model's forward in ``torch.compile(dynamic=True)`` (one graph for every
-padded length) and also prints how long compiling and the warm-up steps took.
+``--compile`` (``dynamic``) wraps the model's forward in ``torch.compile(dynamic=True)``, one
+graph for every padded length; ``static`` in ``torch.compile(dynamic=False)``, a graph per
+padded length (the warm-up then takes one batch of each length, so that every graph is compiled
+before the timed steps); ``layers`` compiles each encoder layer alone (``dynamic=True``,
+"regional compilation"), leaving the embeddings, the head and the loss eager. The warm-up's
+time is compiling and its steps; compiling reuses what earlier runs left in inductor's cache
+(``TORCHINDUCTOR_CACHE_DIR``, by default under the temporary folder): for a first compile, run
+with ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)``.
+``--pad-to-multiple-of`` pads each batch to a multiple of N tokens (``DataCollatorWithPadding``'s
+option): fewer padded lengths, more token positions.
 """
 
 from __future__ import annotations
@@ -28,13 +37,11 @@ import time
 from pathlib import Path
 
 import torch
-from speed import REPO, default_model
+from speed import REPO, default_model, tokenized_pairs
 from torch.profiler import ProfilerActivity, profile
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, set_seed
 
-from pytest_finetune.data import load_raw_dataset
 from pytest_finetune.dropout import dropout_masks_for, dropout_masks_from
-from pytest_finetune.recipe import TASKS
 from pytest_finetune.runtime import tuned_runtime
 
 KINDS = {
@@ -53,21 +60,30 @@ PAIRS, BATCH = 400, 8
 PEAK_SIDE = 2048
 
 
-def batches(data: Path, checkpoint: Path, pairs: int = PAIRS) -> list[dict[str, torch.Tensor]]:
+def batches(
+    data: Path, checkpoint: Path, pairs: int = PAIRS, pad_to_multiple_of: int | None = None
+) -> list[dict[str, torch.Tensor]]:
     """The first ``pairs`` training pairs, tokenized as the recipe does, in shuffled length-sorted batches."""
-    train = load_raw_dataset(str(data), TASKS["mrpc"])["train"].select(range(pairs))
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    encoded = tokenizer(list(train["sentence1"]), list(train["sentence2"]), truncation=True)
-    collator = DataCollatorWithPadding(tokenizer)
-    order = sorted(range(pairs), key=lambda i: len(encoded["input_ids"][i]))
+    features, labels, tokenizer = tokenized_pairs(data, checkpoint, "train", pairs)
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+    order = sorted(range(pairs), key=lambda i: len(features[i]["input_ids"]))
     made = []
     for start in range(0, pairs, BATCH):
         chosen = order[start : start + BATCH]
-        batch = collator([{key: encoded[key][i] for key in encoded} for i in chosen])
-        batch["labels"] = torch.tensor([train[i]["label"] for i in chosen])
+        batch = collator([features[i] for i in chosen])
+        batch["labels"] = torch.tensor([labels[i] for i in chosen])
         made.append(batch)
     random.Random(0).shuffle(made)
     return made
+
+
+def compiled(model: torch.nn.Module, how: str) -> None:
+    """Put ``model`` (a BERT) under ``torch.compile``: its forward (``dynamic``, ``static``) or each encoder layer."""
+    if how == "layers":
+        for layer in model.get_submodule("base_model.encoder.layer").children():
+            layer.compile(dynamic=True)
+    else:
+        model.forward = torch.compile(model.forward, dynamic=how == "dynamic")  # type: ignore[method-assign]
 
 
 def recipe_model(checkpoint: Path) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -106,21 +122,29 @@ def main() -> None:
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--no-tuning", action="store_true", help="without the plugin's runtime tuning")
     parser.add_argument("--masks", choices=("torch", "numpy"), default=dropout_masks_for("auto", "cpu"))
-    parser.add_argument("--compile", action="store_true", help="torch.compile(dynamic=True) the forward")
+    parser.add_argument(
+        "--compile", nargs="?", const="dynamic", choices=("dynamic", "static", "layers"), help="see the module's doc"
+    )
+    parser.add_argument("--pad-to-multiple-of", type=int, help="pad each batch to a multiple of N tokens")
     parser.add_argument("--steps", type=int, default=40, help="timed steps (then 10 profiled)")
     args = parser.parse_args()
     checkpoint = args.model or default_model()
-    data = batches(args.data, checkpoint)
+    data = batches(args.data, checkpoint, pad_to_multiple_of=args.pad_to_multiple_of)
     model, optimizer = recipe_model(checkpoint)
     if args.compile:
-        model.forward = torch.compile(model.forward, dynamic=True)  # type: ignore[method-assign]
+        compiled(model, args.compile)
+    warm_up_batches = data[:5]
+    if args.compile == "static":  # one batch of each padded length the first five lack
+        first_of_length = {batch["input_ids"].shape[1]: batch for batch in reversed(data[5:])}
+        seen = {batch["input_ids"].shape[1] for batch in data[:5]}
+        warm_up_batches += [first_of_length[n] for n in sorted(first_of_length.keys() - seen)]
 
     def step(batch: dict[str, torch.Tensor]) -> None:
         train_step(model, optimizer, batch, bf16=args.precision == "bf16")
 
     with tuned_runtime("cpu", enabled=not args.no_tuning), dropout_masks_from(args.masks):
         start = time.perf_counter()
-        for batch in data[:5]:  # warm-up (and, with --compile, compiling)
+        for batch in warm_up_batches:  # warm-up (and, with --compile, compiling)
             step(batch)
         warm_up = time.perf_counter() - start
         timed = [data[5 + i % (len(data) - 5)] for i in range(args.steps)]
@@ -144,12 +168,16 @@ def main() -> None:
     product_flops = sum(event.flops for event in products)
     product_seconds = sum(event.self_cpu_time_total for event in products) / 1e6
     tuning = "without" if args.no_tuning else "with"
-    compiled = ", compiled" if args.compile else ""
+    how = f", compiled ({args.compile})" if args.compile else ""
+    padded = f", padded to a multiple of {args.pad_to_multiple_of}" if args.pad_to_multiple_of else ""
     print(
-        f"{args.precision} step, batch {BATCH}, {tuning} runtime tuning, {args.masks} masks{compiled}: "
+        f"{args.precision} step, batch {BATCH}, {tuning} runtime tuning, {args.masks} masks{how}{padded}: "
         f"{milliseconds:.0f} ms "
-        f"(mean of {len(timed)}); the 5 warm-up steps took {warm_up:.1f} s"
+        f"(mean of {len(timed)}); the {len(warm_up_batches)} warm-up steps took {warm_up:.1f} s"
     )
+    padded_lengths = {batch["input_ids"].shape[1] for batch in data}
+    positions = sum(batch["input_ids"].numel() for batch in data)
+    print(f"{len(data)} batches: {len(padded_lengths)} padded lengths, {positions / len(data):.0f} positions a batch")
     print(f"dropout mask elements per profiled step: {mask_elements / 10 / 1e6:.1f} million")
     print(
         f"matrix products: {product_flops / 10 / 1e9:.1f} GFLOP per profiled step at "
