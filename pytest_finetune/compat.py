@@ -112,6 +112,7 @@ def fused_adamw_training_args(training_args: Mapping[str, Any], device: str) -> 
         return {}
     import torch
 
+    # torch.__version__ is a TorchVersion: it compares as a version ("2.13.0" >= "2.4"), not as text.
     if device == "cuda" or (device == "cpu" and torch.__version__ >= "2.4"):
         return {"optim": FUSED_ADAMW}
     return {}
