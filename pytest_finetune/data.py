@@ -14,17 +14,29 @@ Sources, by what ``data`` points at:
   and ``label`` (``idx`` is added when missing);
 - anything else: a Hugging Face Hub dataset id (the task's own, ``nyu-mll/glue``, is
   loaded with its config, ``mrpc``).
+
+A split loaded from local files gets a ``datasets`` fingerprint made from the folder's content
+digest (not the files' paths or modification times, which ``datasets`` hashes), so that a fresh
+checkout of the same data tokenizes to the same fingerprints and the result cache serves it.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
 import itertools
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import datasets
+import pyarrow  # type: ignore[import-untyped]  # no stubs; pyproject.toml covers only datasets
 
+from .cache import package_digest
 from .errors import FinetuneError
+from .provenance import content_digest
 from .recipe import Task, local_path, offline_help
 
 TEXT_COLUMNS = ("sentence1", "sentence2")
@@ -35,6 +47,14 @@ _GLUE_TSV_RENAMES = {"Quality": "label", "#1 String": "sentence1", "#2 String": 
 _GLUE_TSV_FEATURES = datasets.Features(
     {name: datasets.Value("int64" if name == "Quality" else "string") for name in GLUE_TSV_HEADER}
 )
+_GLUE_TSV_OPTIONS = {
+    "delimiter": "\t",
+    "quoting": csv.QUOTE_NONE,
+    "encoding": "utf-8-sig",
+    "features": _GLUE_TSV_FEATURES,
+}
+_INTEGER = re.compile(r"-?[0-9]+")
+_INT64 = range(-(2**63), 2**63)
 # pandas reads "NA", "null" or "None" as a missing value; a sentence is text as written.
 _CSV_TEXT_AS_WRITTEN = {"keep_default_na": False, "na_filter": False}
 # File suffix -> the ``datasets`` builder that reads it.
@@ -47,18 +67,18 @@ def load_raw_dataset(source: str, task: Task) -> datasets.DatasetDict:
     path = local_path(source, "data folder")
     if path is None:
         raw = _load_hub(source, task)
-        where = f"Hub dataset {source!r}"
+        where, content = f"Hub dataset {source!r}", None
     elif path.is_dir():
         if (path / "train.tsv").exists() or (path / "dev.tsv").exists():
             raw = _load_glue_tsv(path)
         else:
             raw = _load_files(path)
-        where = str(path)
+        where, content = str(path), content_digest(str(path))
     else:
         raise FinetuneError(
             f"data {source!r} is a file; point data at the folder holding the train and validation files"
         )
-    return _normalise(raw, where, task)
+    return _normalise(raw, where, task, content)
 
 
 def _load_glue_tsv(folder: Path) -> datasets.DatasetDict:
@@ -71,37 +91,38 @@ def _load_glue_tsv(folder: Path) -> datasets.DatasetDict:
             )
         if not _check_tsv_rows(file):
             raise _empty_split(folder, split, file)
-    raw = datasets.load_dataset(
-        "csv",
-        data_files={split: str(file) for split, file in files.items()},
-        delimiter="\t",
-        quoting=csv.QUOTE_NONE,
-        encoding="utf-8-sig",
-        features=_GLUE_TSV_FEATURES,
-        **_CSV_TEXT_AS_WRITTEN,
+    raw = datasets.DatasetDict(
+        {split: _read(file, "csv", {**_GLUE_TSV_OPTIONS, **_CSV_TEXT_AS_WRITTEN}) for split, file in files.items()}
     )
     return raw.rename_columns(_GLUE_TSV_RENAMES).remove_columns(["#1 ID", "#2 ID"])
 
 
 def _check_tsv_rows(file: Path) -> int:
-    """Fail on a header or a row that is not GLUE MRPC's five tab-separated fields; return the number of rows."""
+    """Fail on a file that is not UTF-8, or a header or a row that is not GLUE MRPC's five
+    tab-separated fields with an integer label; return the number of rows."""
     with file.open(encoding="utf-8-sig", newline="") as handle:
         rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = tuple(next(rows, ()))
-        if header != GLUE_TSV_HEADER:
-            raise FinetuneError(
-                f"{file}: header is {list(header)}, expected the GLUE MRPC header {list(GLUE_TSV_HEADER)}"
-            )
-        count = 0
-        for line_number, row in enumerate(rows, start=2):
-            count += 1
-            if len(row) != len(GLUE_TSV_HEADER):
+        try:
+            header = tuple(next(rows, ()))
+            if header != GLUE_TSV_HEADER:
                 raise FinetuneError(
-                    f"{file}, line {line_number}: {len(row)} tab-separated fields, expected "
-                    f"{len(GLUE_TSV_HEADER)}; fix or remove that row"
+                    f"{file}: header is {list(header)}, expected the GLUE MRPC header {list(GLUE_TSV_HEADER)}"
                 )
-            if not row[0].strip().lstrip("-").isdigit():
-                raise FinetuneError(f"{file}, line {line_number}: label {row[0]!r} is not an integer (0 or 1)")
+            count = 0
+            for line_number, row in enumerate(rows, start=2):
+                count += 1
+                if len(row) != len(GLUE_TSV_HEADER):
+                    raise FinetuneError(
+                        f"{file}, line {line_number}: {len(row)} tab-separated fields, expected "
+                        f"{len(GLUE_TSV_HEADER)}; fix or remove that row"
+                    )
+                label = row[0].strip()
+                if not _INTEGER.fullmatch(label):
+                    raise FinetuneError(f"{file}, line {line_number}: label {row[0]!r} is not an integer (0 or 1)")
+                if int(label) not in _INT64:
+                    raise FinetuneError(f"{file}, line {line_number}: label {row[0]!r} is out of range; write 0 or 1")
+        except UnicodeDecodeError as error:
+            raise _read_error(file, error) from None
     return count
 
 
@@ -154,16 +175,84 @@ def _load_files(folder: Path) -> datasets.DatasetDict:
 
 
 def _load_file(file: Path) -> datasets.Dataset:
+    """One csv, json, jsonl or parquet file as a dataset whose sentences are strings, with no value missing."""
     builder = FILE_BUILDERS[file.suffix]
     options = {**_CSV_TEXT_AS_WRITTEN, "converters": dict.fromkeys(TEXT_COLUMNS, str)} if builder == "csv" else {}
-    try:
-        dataset = datasets.load_dataset(builder, data_files={"data": str(file)}, split="data", **options)
-    except Exception as error:  # the builders raise several types for unreadable files
-        raise FinetuneError(f"could not read {str(file)!r} ({type(error).__name__}: {error})") from None
-    for column in TEXT_COLUMNS:  # json and parquet keep their own types
+    dataset = _read(file, builder, options)
+    _check_values(dataset, file)
+    for column in TEXT_COLUMNS:  # json and parquet keep their own types: a number becomes its text
         if column in dataset.column_names and dataset.features[column] != datasets.Value("string"):
-            dataset = dataset.cast_column(column, datasets.Value("string"))
+            try:
+                dataset = dataset.cast_column(column, datasets.Value("string"))
+            except Exception as error:  # pyarrow raises several types for values without a text form
+                raise FinetuneError(
+                    f"{file}: could not read {column} as text ({_root_cause(error)}); write each sentence as a string"
+                ) from None
     return dataset
+
+
+def _read(file: Path, builder: str, options: dict[str, Any]) -> datasets.Dataset:
+    """``file`` loaded by the ``datasets`` builder ``builder`` with ``options``."""
+    try:
+        return datasets.load_dataset(builder, data_files={"data": str(file)}, split="data", **options)
+    except Exception as error:  # the builders raise several types for unreadable files
+        raise _read_error(file, error) from None
+
+
+def _read_error(file: Path, error: BaseException) -> FinetuneError:
+    """The error for a data file that could not be read: the text is not UTF-8, else the root cause of ``error``."""
+    if file.suffix != ".parquet":
+        data = file.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as not_utf8:
+            if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                return FinetuneError(f"{file} is UTF-16 text, not UTF-8; save it as UTF-8")
+            line = data.count(b"\n", 0, not_utf8.start) + 1
+            return FinetuneError(
+                f"{file}, line {line}: byte {data[not_utf8.start]:#04x} is not UTF-8 (the file is latin-1 or "
+                "cp1252, perhaps); save the file as UTF-8"
+            )
+    return FinetuneError(f"could not read {str(file)!r} ({_root_cause(error)})")
+
+
+def _root_cause(error: BaseException) -> str:
+    """The first exception of ``error``'s chain (``datasets`` wraps the parser's error in its own), as
+    ``Type: message``."""
+    seen = {id(error)}
+    while (cause := error.__cause__ or error.__context__) is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        error = cause
+    return f"{type(error).__name__}: {str(error).strip()}"
+
+
+def _check_values(dataset: datasets.Dataset, file: Path) -> None:
+    """Fail on text that is not UTF-8, a missing (null) sentence or label, or a sentence that is a list or an object."""
+    for column in REQUIRED_COLUMNS:
+        if column not in dataset.column_names:
+            continue  # reported for the split, see _normalise
+        values = dataset.data.column(column)
+        try:
+            values.validate(full=True)  # the json reader keeps bytes that are not UTF-8 as text
+        except pyarrow.ArrowInvalid as error:
+            raise _read_error(file, error) from None
+        if values.null_count:
+            row = dataset[column].index(None) + 1
+            raise FinetuneError(
+                f"{file}, row {row}: {column} is missing (null); give every row a sentence1, sentence2 and label"
+            )
+        if column in TEXT_COLUMNS and not isinstance(dataset.features[column], datasets.Value):
+            row, value = next((n, v) for n, v in enumerate(dataset[column], start=1) if not isinstance(v, str))
+            raise FinetuneError(
+                f"{file}, row {row}: {column} is {_preview(value)}, not text; write each sentence as a string, "
+                "one sentence pair a row (a .json file: an array of row objects, not an object of columns)"
+            )
+
+
+def _preview(value: object) -> str:
+    """``value`` as a message shows it, cut to 40 characters."""
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def _load_hub(dataset_id: str, task: Task) -> datasets.DatasetDict:
@@ -178,8 +267,12 @@ def _load_hub(dataset_id: str, task: Task) -> datasets.DatasetDict:
         ) from None
 
 
-def _normalise(raw: datasets.DatasetDict, where: str, task: Task) -> datasets.DatasetDict:
-    """Keep train and validation, check the columns and labels, add ``idx`` when missing."""
+def _normalise(raw: datasets.DatasetDict, where: str, task: Task, content: str | None) -> datasets.DatasetDict:
+    """Keep train and validation, check the columns and labels, add ``idx`` when missing.
+
+    ``content``: the content digest of local data, from which each split's fingerprint is made;
+    ``None`` (the Hub) keeps the fingerprints ``datasets`` gives.
+    """
     splits = {}
     for split in _SPLIT_NAMES:
         if split not in raw:
@@ -195,8 +288,9 @@ def _normalise(raw: datasets.DatasetDict, where: str, task: Task) -> datasets.Da
             )
         if "idx" not in dataset.column_names:
             dataset = dataset.add_column("idx", list(range(len(dataset))))
-        dataset = dataset.select_columns(list(COLUMNS))
-        label_type = getattr(dataset.features["label"], "dtype", "int64")  # ClassLabel has no dtype: ints
+        fingerprint = _content_fingerprint(content, split, task) if content is not None else None
+        dataset = dataset.select_columns(list(COLUMNS), new_fingerprint=fingerprint)
+        label_type = _label_type(dataset.features["label"])
         if not label_type.startswith(("int", "uint")):
             raise FinetuneError(f"{where}, {split} split: labels are {label_type}, not integers; write them as 0 and 1")
         labels = set(dataset.unique("label"))
@@ -209,3 +303,19 @@ def _normalise(raw: datasets.DatasetDict, where: str, task: Task) -> datasets.Da
             )
         splits[split] = dataset
     return datasets.DatasetDict(splits)
+
+
+def _label_type(feature: object) -> str:
+    """What a label feature holds, as a message names it: ``int64`` for a ClassLabel (class ids),
+    a Value's dtype, else the feature's type (``Json``: values of several types, such as 1 and "yes")."""
+    if isinstance(feature, datasets.ClassLabel):
+        return "int64"
+    return feature.dtype if isinstance(feature, datasets.Value) else f"{type(feature).__name__} values"
+
+
+def _content_fingerprint(content: str, split: str, task: Task) -> str:
+    """The ``datasets`` fingerprint of a split of local data: its content digest, the split, what
+    the loader keeps (task, columns) and the loader's code (this plugin's source, the ``datasets``
+    version), and not the files' paths or modification times."""
+    loading = [content, split, task.name, COLUMNS, package_digest(), datasets.__version__]
+    return hashlib.sha256(json.dumps(loading).encode()).hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ import datasets
 import huggingface_hub
 import pandas as pd
 import pytest
-from conftest import Row, make_rows, write_glue_tsv
+from conftest import QUALITY_TEST, Row, make_rows, write_glue_tsv
 
 from pytest_finetune.data import COLUMNS, load_raw_dataset
 from pytest_finetune.errors import FinetuneError
@@ -30,17 +31,27 @@ def records(rows: Sequence[Row], with_idx: bool = False) -> list[dict[str, objec
 
 
 def write_table(path: Path, table: list[dict[str, object]]) -> Path:
-    """Write ``table`` in the format named by the suffix of ``path``."""
+    """Write ``table`` in the format named by the suffix of ``path`` (json text as written, not \\u escapes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
         pd.DataFrame(table).to_csv(path, index=False)
     elif path.suffix == ".json":  # one JSON array of objects
-        path.write_text(json.dumps(table))
+        path.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
     elif path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(record) + "\n" for record in table))
+        path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in table), encoding="utf-8")
     else:
         pd.DataFrame(table).to_parquet(path)
     return path
+
+
+def write_folder(folder: Path, suffix: str, train: Sequence[Row], validation: Sequence[Row]) -> Path:
+    """Write ``train`` and ``validation`` as train and dev files of ``suffix`` (``.tsv``: a GLUE TSV folder);
+    return the train file."""
+    if suffix == ".tsv":
+        write_glue_tsv(folder / "dev.tsv", validation)
+        return write_glue_tsv(folder / "train.tsv", train)
+    write_table(folder / f"dev{suffix}", records(validation))
+    return write_table(folder / f"train{suffix}", records(train))
 
 
 def assert_pairs(dataset: datasets.Dataset, rows: Sequence[Row]) -> None:
@@ -117,12 +128,7 @@ def test_file_folder(tmp_path: Path, suffix: str, validation_stem: str, with_idx
 )
 def test_sentences_stay_text(tmp_path: Path, suffix: str, rows: list[Row]) -> None:
     """A sentence is text even when pandas would read it as a missing value or a number."""
-    if suffix == ".tsv":
-        write_glue_tsv(tmp_path / "train.tsv", rows)
-        write_glue_tsv(tmp_path / "dev.tsv", rows)
-    else:
-        write_table(tmp_path / f"train{suffix}", records(rows))
-        write_table(tmp_path / f"validation{suffix}", records(rows))
+    write_folder(tmp_path, suffix, rows, rows)
     assert_pairs(load_raw_dataset(str(tmp_path), MRPC)["train"], rows)
 
 
@@ -131,6 +137,55 @@ def test_extra_columns_are_dropped(tmp_path: Path) -> None:
     for stem in ("train", "validation"):
         write_table(tmp_path / f"{stem}.jsonl", [record | {"source": "web"} for record in records(rows)])
     assert_shape(load_raw_dataset(str(tmp_path), MRPC))
+
+
+def count_words(batch: dict[str, list[str]]) -> dict[str, list[int]]:
+    """A stand-in for tokenization: ``datasets`` fingerprints a map from its input's fingerprint and this function."""
+    return {"words": [len(sentence.split()) for sentence in batch["sentence1"]]}
+
+
+def fingerprints(folder: Path) -> dict[str, str]:
+    """The fingerprints of the splits loaded from ``folder``, as loaded and after a ``map``."""
+    raw = load_raw_dataset(str(folder), MRPC)
+    mapped = raw.map(count_words, batched=True)
+    return {
+        f"{stage} {split}": data[split]._fingerprint
+        for stage, data in (("raw", raw), ("map", mapped))
+        for split in data
+    }
+
+
+def touch(folder: Path) -> None:
+    """Move the modification time of every file in ``folder`` an hour on, as a fresh checkout does."""
+    for file in folder.iterdir():
+        later = file.stat().st_mtime_ns + 3600 * 10**9
+        os.utime(file, ns=(later, later))
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl", ".parquet"])
+def test_local_fingerprints_follow_the_content_not_the_file_times(tmp_path: Path, suffix: str) -> None:
+    """``datasets`` hashes the files' modification times; the loader replaces that with the content."""
+    train = make_rows(10, seed=7)
+    write_folder(tmp_path, suffix, train, make_rows(5, seed=8))
+    loaded = fingerprints(tmp_path)
+    touch(tmp_path)
+    assert fingerprints(tmp_path) == loaded
+    train[3] = (1 - train[3][0], train[3][1], train[3][2])
+    write_folder(tmp_path, suffix, train, make_rows(5, seed=8))
+    changed = fingerprints(tmp_path)
+    assert all(changed[f"{stage} train"] != loaded[f"{stage} train"] for stage in ("raw", "map"))
+
+
+def test_touched_data_is_served_from_the_result_cache(
+    finetune_project: pytest.Pytester, glue_folder: Callable[..., Path]
+) -> None:
+    """A CI job's cached result folder is served after a fresh checkout, which gives the data new modification times."""
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    touch(glue_folder())  # the project's data folder, written again: the same bytes, later modification times
+    result = finetune_project.runpytest("--finetune")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_quality.py::test_quality*passed*cached"])
 
 
 def test_real_mrpc_folder(real_mrpc_dir: Path) -> None:
@@ -182,12 +237,87 @@ def _tsv_label(label: int, split: str) -> BadCase:
     return build
 
 
-def _tsv_text_label(tmp_path: Path) -> tuple[str, str]:
-    rows: list[Sequence[object]] = list(make_rows(4))
-    rows[2] = ("yes", rows[2][1], rows[2][2])
-    write_glue_tsv(tmp_path / "train.tsv", rows)
-    write_glue_tsv(tmp_path / "dev.tsv", make_rows(4))
-    return str(tmp_path), rf"{re.escape(str(tmp_path / 'train.tsv'))}, line 4: label 'yes' is not an integer"
+def _tsv_bad_label(label: str, problem: str) -> BadCase:
+    def build(tmp_path: Path) -> tuple[str, str]:
+        rows: list[Sequence[object]] = list(make_rows(4))
+        rows[2] = (label, rows[2][1], rows[2][2])
+        write_glue_tsv(tmp_path / "train.tsv", rows)
+        write_glue_tsv(tmp_path / "dev.tsv", make_rows(4))
+        return str(tmp_path), rf"{re.escape(str(tmp_path / 'train.tsv'))}, line 4: label '{label}' {problem}"
+
+    return build
+
+
+def _encoded(suffix: str, encoding: str, problem: str) -> BadCase:
+    """A train file whose fifth row says café, saved in ``encoding``."""
+
+    def build(tmp_path: Path) -> tuple[str, str]:
+        rows = make_rows(6)
+        rows[4] = (rows[4][0], "café au lait", rows[4][2])
+        file = write_folder(tmp_path, suffix, rows, make_rows(4))
+        file.write_bytes(file.read_text(encoding="utf-8").encode(encoding))
+        return str(tmp_path), re.escape(str(file)) + problem
+
+    return build
+
+
+MISSING = object()  # a key a row leaves out
+
+
+def _bad_value(suffix: str, column: str, value: object, problem: str) -> BadCase:
+    """A train file whose 7th row has ``value`` in ``column`` (``MISSING``: no such key)."""
+
+    def build(tmp_path: Path) -> tuple[str, str]:
+        table = records(make_rows(8))
+        table[6] = {key: v for key, v in (table[6] | {column: value}).items() if v is not MISSING}
+        file = write_table(tmp_path / f"train{suffix}", table)
+        write_table(tmp_path / f"dev{suffix}", records(make_rows(4)))
+        return str(tmp_path), rf"{re.escape(str(file))}, row 7: {column} {problem}"
+
+    return build
+
+
+def _json_columns(tmp_path: Path) -> tuple[str, str]:
+    """A .json file holding one object of column lists instead of an array of rows."""
+    table = records(make_rows(4))
+    file = tmp_path / "train.json"
+    file.write_text(json.dumps({column: [record[column] for record in table] for column in table[0]}))
+    write_table(tmp_path / "dev.json", table)
+    return str(tmp_path), rf"{re.escape(str(file))}, row 1: sentence1 is \[.*, not text; .*not an object of columns"
+
+
+def _jsonl_text_among_labels(tmp_path: Path) -> tuple[str, str]:
+    write_table(
+        tmp_path / "train.jsonl", records(make_rows(6)) + [{"sentence1": "a", "sentence2": "b", "label": "yes"}]
+    )
+    write_table(tmp_path / "dev.jsonl", records(make_rows(4)))
+    return str(tmp_path), rf"{re.escape(str(tmp_path))}, train split: labels are \w+ values, not integers; write them"
+
+
+def _written(name: str, text: str, cause: str) -> BadCase:
+    """A train file written as ``text`` that the reader refuses, for ``cause`` (a regex of the root cause)."""
+
+    def build(tmp_path: Path) -> tuple[str, str]:
+        file = tmp_path / name
+        file.write_text(text)
+        write_table(tmp_path / f"dev{file.suffix}", records(make_rows(4)))
+        return str(tmp_path), rf"could not read {re.escape(repr(str(file)))} \({cause}"
+
+    return build
+
+
+def _csv(lines: Sequence[str]) -> str:
+    """A csv file of good rows, ``lines`` among them."""
+    good = [f"{s1},{s2},{label}" for label, s1, s2 in make_rows(12)]
+    return "\n".join(["sentence1,sentence2,label", *good[:6], *lines, *good[6:]]) + "\n"
+
+
+def _parquet_bytes_sentence(tmp_path: Path) -> tuple[str, str]:
+    """A parquet sentence column of bytes that are not UTF-8 text."""
+    table = [record | {"sentence1": b"\xff\xfe"} for record in records(make_rows(4))]
+    file = write_table(tmp_path / "train.parquet", table)
+    write_table(tmp_path / "dev.parquet", records(make_rows(4)))
+    return str(tmp_path), rf"{re.escape(str(file))}: could not read sentence1 as text \(.+\); write each sentence"
 
 
 def _jsonl_float_labels(tmp_path: Path) -> tuple[str, str]:
@@ -262,7 +392,49 @@ def _unreadable(tmp_path: Path) -> tuple[str, str]:
             for column in ("sentence1", "sentence2", "label")
         ),
         pytest.param(_csv_without("label", ("train",)), id="csv-no-label-in-train-only"),
-        pytest.param(_tsv_text_label, id="tsv-text-label"),
+        pytest.param(_tsv_bad_label("yes", "is not an integer"), id="tsv-text-label"),
+        pytest.param(_tsv_bad_label("²", "is not an integer"), id="tsv-superscript-label"),
+        pytest.param(_tsv_bad_label("9" * 23, "is out of range; write 0 or 1"), id="tsv-huge-label"),
+        pytest.param(
+            _encoded(".tsv", "latin-1", ", line 6: byte 0xe9 is not UTF-8 .*; save the file as UTF-8"), id="tsv-latin-1"
+        ),
+        pytest.param(_encoded(".tsv", "utf-16", " is UTF-16 text, not UTF-8; save it as UTF-8"), id="tsv-utf-16"),
+        pytest.param(
+            _encoded(".csv", "cp1252", ", line 6: byte 0xe9 is not UTF-8 .*; save the file as UTF-8"), id="csv-cp1252"
+        ),
+        pytest.param(_encoded(".jsonl", "latin-1", ", line 5: byte 0xe9 is not UTF-8"), id="jsonl-latin-1"),
+        pytest.param(
+            _written("train.csv", _csv(['"he said,b,1']), "ParserError: .*EOF inside string"), id="csv-open-quote"
+        ),
+        pytest.param(
+            _written("train.csv", _csv(["a,b,1,extra"]), "ParserError: .*Expected 3 fields in line 8, saw 4"),
+            id="csv-ragged-row",
+        ),
+        pytest.param(
+            _written("train.json", '[{"sentence1": "a", "sente', "(?!DatasetGenerationError)"), id="json-truncated"
+        ),
+        pytest.param(
+            _bad_value(".jsonl", "sentence2", None, r"is missing \(null\); give every row"), id="jsonl-null-sentence"
+        ),
+        pytest.param(
+            _bad_value(".jsonl", "sentence2", MISSING, r"is missing \(null\)"), id="jsonl-row-without-sentence"
+        ),
+        pytest.param(_bad_value(".jsonl", "label", None, r"is missing \(null\)"), id="jsonl-null-label"),
+        pytest.param(_bad_value(".parquet", "sentence1", None, r"is missing \(null\)"), id="parquet-null-sentence"),
+        pytest.param(_bad_value(".parquet", "label", None, r"is missing \(null\)"), id="parquet-null-label"),
+        pytest.param(
+            _bad_value(
+                ".jsonl", "sentence1", ["a", "b"], r"is \['a', 'b'\], not text; write each sentence as a string"
+            ),
+            id="jsonl-list-sentence",
+        ),
+        pytest.param(
+            _bad_value(".jsonl", "sentence2", {"text": "a"}, r"is \{'text': 'a'\}, not text"),
+            id="jsonl-object-sentence",
+        ),
+        pytest.param(_json_columns, id="json-object-of-columns"),
+        pytest.param(_jsonl_text_among_labels, id="jsonl-text-among-labels"),
+        pytest.param(_parquet_bytes_sentence, id="parquet-bytes-sentence"),
         pytest.param(_jsonl_float_labels, id="jsonl-float-labels"),
         pytest.param(_relative_missing, id="relative-missing"),
         pytest.param(_absolute_missing, id="absolute-missing"),
