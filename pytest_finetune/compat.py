@@ -1,7 +1,7 @@
 """Differences between transformers 4.x and 5.x, in one place.
 
 Users may spell training arguments the way either major version does (for example
-``evaluation_strategy``, ``no_cuda`` or ``group_by_length=True``). A recipe keeps them in
+``evaluation_strategy``, ``no_cuda``, ``group_by_length=True`` or ``warmup_ratio``). A recipe keeps them in
 5.x spelling (:func:`modern_training_args`), so that a recipe and its baseline are the same
 under either version; :func:`installed_training_args` spells them for the installed
 ``TrainingArguments``, and :func:`training_arg_type` gives the type a value must have.
@@ -28,10 +28,12 @@ _FIELD_TYPES: dict[str, Any] = {
 }
 
 # 4.x spellings that 5.x renamed -> (the 5.x name, value mapping, the 4.x type or None for the 5.x one).
+# 5.x reads a warmup_steps below 1 as 4.x's warmup_ratio (recipe.py refuses a ratio of 1, which 5.x cannot say).
 _RENAMED: dict[str, tuple[str, Any, Any]] = {
     "evaluation_strategy": ("eval_strategy", lambda v: v, None),
     "no_cuda": ("use_cpu", lambda v: v, None),
     "group_by_length": ("train_sampling_strategy", lambda v: "group_by_length" if v else "random", bool),
+    "warmup_ratio": ("warmup_steps", lambda v: v, None),
 }
 
 
@@ -45,9 +47,21 @@ def _group_by_length_4x(strategy: str) -> bool:
     return strategy == "group_by_length"
 
 
-# 5.x names that a 4.x installation lacks -> (the 4.x name, value mapping, the 5.x type).
+def _warmup_4x(steps: float) -> dict[str, Any]:
+    """transformers 4.x's keywords for a 5.x ``warmup_steps``: below 1 (and above 0), the ratio of
+    the training steps (4.x's ``warmup_ratio``), else ``int(steps)`` steps, as 5.x reads it."""
+    return {"warmup_ratio": steps} if 0 < steps < 1 else {"warmup_steps": int(steps)}
+
+
+# 5.x fields that a 4.x installation lacks or reads otherwise -> (the 4.x field that only a 4.x
+# installation has, the 4.x keyword arguments for a value, the 5.x type).
 _NEWER: dict[str, tuple[str, Any, Any]] = {
-    "train_sampling_strategy": ("group_by_length", _group_by_length_4x, str),
+    "train_sampling_strategy": (
+        "group_by_length",
+        lambda strategy: {"group_by_length": _group_by_length_4x(strategy)},
+        str,
+    ),
+    "warmup_steps": ("warmup_ratio", _warmup_4x, float),
 }
 
 
@@ -64,9 +78,9 @@ def training_arg_type(name: str) -> Any:
     if name in _RENAMED:
         modern, _, own_type = _RENAMED[name]
         return own_type or training_arg_type(modern)
-    if name in _FIELD_TYPES:
-        return _FIELD_TYPES[name]
-    return _NEWER[name][2]
+    if name in _NEWER:
+        return _NEWER[name][2]
+    return _FIELD_TYPES[name]
 
 
 def modern_training_args(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -84,10 +98,10 @@ def installed_training_args(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` (accepted names only) spelled for the installed ``TrainingArguments``."""
     installed: dict[str, Any] = {}
     for name, value in modern_training_args(kwargs).items():
-        if name not in _FIELD_TYPES and name in _NEWER:
-            name, convert, _ = _NEWER[name]
-            value = convert(value)
-        installed[name] = value
+        if name in _NEWER and _NEWER[name][0] in _FIELD_TYPES:
+            installed.update(_NEWER[name][1](value))
+        else:
+            installed[name] = value
     return installed
 
 

@@ -51,8 +51,10 @@ MetricsFunction = Callable[["EvalPrediction"], dict[str, float]]
 SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second")
 #: Keys ``Trainer`` logs with an evaluation that are neither scores nor speed.
 PROGRESS_KEYS = ("epoch", "step")
-#: Names an extra metric may not take: the GLUE scores and what ``Trainer`` logs itself.
-RESERVED_NAMES = frozenset({"accuracy", "f1", "loss", *PROGRESS_KEYS, *SPEED_KEYS})
+#: The losses in each row of ``FinetuneResult.history``.
+HISTORY_LOSS_KEYS = ("training_loss", "validation_loss")
+#: Names an extra metric may not take: the GLUE scores, what ``Trainer`` logs itself and the history's losses.
+RESERVED_NAMES = frozenset({"accuracy", "f1", "loss", *PROGRESS_KEYS, *SPEED_KEYS, *HISTORY_LOSS_KEYS})
 
 
 def final_metrics(evaluation: Mapping[str, float]) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, set_seed
@@ -12,19 +13,71 @@ from .compat import mismatched_weights
 from .errors import FinetuneError
 from .recipe import Recipe, local_path, offline_help
 
+#: Files transformers builds a tokenizer from: its own serialization, its settings, or the vocabulary
+#: file of one of its tokenizer classes. A checkpoint folder holds at least one where a tokenizer's
+#: ``save_pretrained`` wrote to it.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "sentencepiece.model",
+    "spm.model",
+    "tokenizer.model",
+)
+
 
 def load_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
-    """``AutoTokenizer`` for ``recipe.model``."""
+    """``AutoTokenizer`` for ``recipe.model``, checked by :func:`_check_tokenizer`.
+
+    A checkpoint folder without tokenizer files (one ``model.save_pretrained`` alone wrote) is
+    refused before loading: transformers 5 would build a tokenizer of the special tokens alone.
+    """
     local = _checked_source(recipe.model)
+    if local and not any((Path(recipe.model).expanduser() / name).is_file() for name in TOKENIZER_FILES):
+        raise _vocabulary_error(
+            recipe.model, local, f"has no tokenizer files (such as {', '.join(TOKENIZER_FILES[:3])})"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(recipe.model, trust_remote_code=recipe.trust_remote_code)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:
         raise _load_error("tokenizer", recipe.model, local, error) from None
+    _check_tokenizer(tokenizer, recipe.model, local)
     # A loading option that transformers keeps among the tokenizer's settings (true whenever
     # HF_HUB_OFFLINE is set): left there, it would change datasets' fingerprint of every
     # tokenization, and switching the Hub off would miss the result cache.
     tokenizer.init_kwargs.pop("local_files_only", None)
     return tokenizer
+
+
+def _check_tokenizer(tokenizer: PreTrainedTokenizerBase, model: str, local: bool) -> None:
+    """Refuse a tokenizer whose vocabulary is its special tokens alone (what transformers 5 builds
+    from tokenizer files that lack the vocabulary, ``tokenizer_config.json`` alone, say) or that
+    has no padding token (GPT-2's, say), which the ``data_collator`` needs to pad each batch."""
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise _vocabulary_error(
+            model,
+            local,
+            f"gives a tokenizer of its {len(tokenizer)} special token(s) alone, without a vocabulary "
+            "(every word would be the unknown token)",
+        )
+    if tokenizer.pad_token is None:
+        raise FinetuneError(
+            f"the tokenizer of {_where(model, local)} has no padding token, which the data_collator needs to pad "
+            "each batch; override the tokenizer fixture in a conftest.py to set tokenizer.pad_token = "
+            "tokenizer.eos_token, and the model fixture to set model.config.pad_token_id = tokenizer.pad_token_id"
+        )
+
+
+def _vocabulary_error(model: str, local: bool, problem: str) -> FinetuneError:
+    """The checkpoint ``model`` lacks its tokenizer's vocabulary (``problem`` says how)."""
+    if local:
+        fix = f"save the checkpoint's tokenizer there with tokenizer.save_pretrained({model!r})"
+    else:
+        fix = "point model at a checkpoint folder whose tokenizer save_pretrained wrote"
+    return FinetuneError(f"{_where(model, local)} {problem}; {fix}, or override the tokenizer fixture in a conftest.py")
 
 
 def load_model(recipe: Recipe) -> PreTrainedModel:
@@ -59,7 +112,7 @@ def _mismatch_error(
 ) -> FinetuneError:
     """The checkpoint holds weights whose shapes differ from the model built for the task: its
     classification head (another number of labels) or, for a broken checkpoint, its encoder."""
-    where = f"checkpoint folder {recipe.model!r}" if local else repr(recipe.model)
+    where = _where(recipe.model, local)
     needed = recipe.task_spec.num_labels
     shapes = "; ".join(f"{key}: {stored} in the checkpoint, {built} needed" for key, stored, built in mismatched)
     if any(key.startswith(f"{base_prefix}.") for key, _, _ in mismatched):
@@ -88,6 +141,11 @@ def _checked_source(model: str) -> bool:
             "that save_pretrained wrote"
         )
     return path is not None
+
+
+def _where(model: str, local: bool) -> str:
+    """``model`` for a message: ``checkpoint folder '...'`` or the Hub id."""
+    return f"checkpoint folder {model!r}" if local else repr(model)
 
 
 def _load_error(what: str, model: str, local: bool, error: Exception) -> FinetuneError:

@@ -12,9 +12,10 @@ import dataclasses
 import enum
 import hashlib
 import json
+import math
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -203,12 +204,33 @@ def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) 
         hint = compat.training_arg_type(key)
     try:
         converted = _convert(hint, value, from_text)
+        _check_allowed(key, converted)
     except (TypeError, ValueError) as error:
         shown = f"{value!r}" if not from_text else f"{value}"
         raise FinetuneError(f"{where}: {key}={shown} is not valid: {error}") from None
     if key == "task" and converted not in TASKS:
         raise FinetuneError(f"{where}: unknown task {converted!r}; known tasks: {', '.join(sorted(TASKS))}")
     return converted
+
+
+#: Keywords whose values transformers or numpy refuse with a traceback, or that mean another
+#: thing under transformers 4 and 5: keyword -> (whether a value is allowed, what is allowed).
+_ALLOWED_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (lambda seed: 0 <= seed <= 2**32 - 1, "a seed from 0 to 2**32 - 1 (numpy's range)"),
+    "per_device_train_batch_size": (lambda size: size >= 1, "a batch size of 1 or more"),
+    "per_device_eval_batch_size": (lambda size: size >= 1, "a batch size of 1 or more"),
+    "gradient_accumulation_steps": (lambda steps: steps >= 1, "1 or more steps"),
+    # transformers 5 reads a warmup_steps below 1 as this ratio, and 1 or more as steps
+    "warmup_ratio": (lambda ratio: 0 <= ratio < 1, "a share of the training steps, from 0 up to (not including) 1"),
+}
+
+
+def _check_allowed(key: str, value: Any) -> None:
+    """``ValueError`` naming what is allowed where ``key`` takes only some values of its type."""
+    if value is not None and key in _ALLOWED_VALUES:
+        allowed, description = _ALLOWED_VALUES[key]
+        if not allowed(value):
+            raise ValueError(f"expected {description}")
 
 
 def _type_name(hint: Any) -> str:
@@ -239,15 +261,21 @@ def _arm_rank(arm: Any) -> int:
     return len(_ARM_ORDER) + (1 if arm is str else 0)
 
 
+def _finite(number: float) -> float:
+    """``number``, or ``ValueError`` for NaN and infinities (a recipe takes finite numbers only)."""
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {number}")
+    return number
+
+
 def _convert(hint: Any, value: Any, from_text: bool) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
+        nullable = type(None) in typing.get_args(hint)
         arms = [arm for arm in typing.get_args(hint) if arm is not type(None)]
         # "null" is always None; "none" only where no string is allowed (report_to="none" is a value).
         none_words = ("null",) if str in arms else ("none", "null")
-        if len(arms) < len(typing.get_args(hint)) and (
-            value is None or (from_text and str(value).strip().lower() in none_words)
-        ):
+        if nullable and (value is None or (from_text and str(value).strip().lower() in none_words)):
             return None
         if any(isinstance(arm, type) and issubclass(arm, enum.Enum) for arm in arms):
             arms = [arm for arm in arms if arm is not str]  # "Strategy | str" means one of the strategy values
@@ -256,7 +284,7 @@ def _convert(hint: Any, value: Any, from_text: bool) -> Any:
                 return _convert(arm, value, from_text)
             except (TypeError, ValueError):
                 continue
-        optional = " or None" if len(arms) < len(typing.get_args(hint)) else ""
+        optional = " or None" if nullable else ""
         raise TypeError(f"expected {' or '.join(_type_name(arm) for arm in arms)}{optional}")
     if origin is typing.Literal:
         for allowed in typing.get_args(hint):
@@ -286,9 +314,9 @@ def _convert(hint: Any, value: Any, from_text: bool) -> Any:
         raise TypeError(f"expected int, got {type(value).__name__}")
     if hint is float:
         if from_text:
-            return float(str(value).strip())
+            return _finite(float(str(value).strip()))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return _finite(float(value))
         raise TypeError(f"expected float, got {type(value).__name__}")
     if hint is str:
         if from_text or isinstance(value, str):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .cache import ResultCache
+from .errors import FinetuneError
 from .options import (
     Layer,
     alpha_setting,
@@ -101,13 +103,15 @@ class FinetuneSession:
             recipe = build_recipe(layers)
             # pluggy calls the last registered implementation (the closest conftest) first;
             # apply it last so that it wins.
+            where = f"{item.nodeid}: pytest_finetune_adjust_recipe hook"
             for overrides in reversed(item.ihook.pytest_finetune_adjust_recipe(recipe=recipe, item=item)):
-                if overrides:
-                    layers.append(
-                        python_layer(
-                            f"{item.nodeid}: pytest_finetune_adjust_recipe hook", overrides, item.config.rootpath
-                        )
+                if not isinstance(overrides, Mapping):
+                    raise FinetuneError(
+                        f"{where} returned {type(overrides).__name__} {overrides!r}; return a dict of "
+                        "keyword overrides, e.g. {'max_steps': 50}, or None to leave the recipe"
                     )
+                if overrides:
+                    layers.append(python_layer(where, overrides, item.config.rootpath))
             item.stash[_RECIPE_KEY] = build_recipe(layers)
         return item.stash[_RECIPE_KEY]
 

@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import EvalPrediction
 
+from pytest_finetune.errors import FinetuneError
 from pytest_finetune.metrics import accuracy_and_f1, make_compute_metrics
 
 
@@ -116,3 +117,12 @@ def test_compute_metrics_mismatched_shapes_raise() -> None:
     logits, _ = random_logits(5, 6)
     with pytest.raises(ValueError, match="6 predictions for 5 labels"):
         make_compute_metrics()(EvalPrediction(predictions=logits, label_ids=np.zeros(5, dtype=np.int64)))
+
+
+@pytest.mark.parametrize("name", ["training_loss", "validation_loss", "accuracy", "step", "eval_f1"])
+def test_an_extra_metric_may_not_take_a_name_of_the_history(name: str) -> None:
+    """A hook's ``training_loss`` would overwrite the real loss in ``finetune_result.history``."""
+    logits, label_ids = random_logits(6, 8)
+    compute_metrics = make_compute_metrics(lambda *_: {name: 0.5})
+    with pytest.raises(FinetuneError, match=rf"^pytest_finetune_metrics hook: the metric name '{name}' is taken; "):
+        compute_metrics(EvalPrediction(predictions=logits, label_ids=label_ids))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import assert_fails_clearly
 from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
@@ -58,6 +59,12 @@ def strategy_values(field: str) -> list[str]:
         ("report_to", "none", ["none"]),  # "none" means no trackers here, not None (which means all)
         ("gradient_accumulation_steps", "4", 4),
         ("model", "prajjwal1/bert-tiny", "prajjwal1/bert-tiny"),
+        ("seed", "0", 0),
+        ("seed", "4294967295", 2**32 - 1),
+        ("per_device_train_batch_size", "1", 1),
+        ("gradient_accumulation_steps", "1", 1),
+        ("warmup_ratio", "0", 0.0),
+        ("warmup_steps", "0.1", 0.1),  # 5.x: a ratio of the training steps, under 4.x too
     ],
 )
 def test_convert_from_text(key: str, text: str, expected: Any) -> None:
@@ -101,6 +108,19 @@ def test_convert_python_value(key: str, value: Any, expected: Any) -> None:
         ("fp16", "true", False, "expected bool, got str"),
         ("trust_remote_code", 1, False, "expected bool, got int"),
         ("model", 3, False, "expected str, got int"),
+        ("learning_rate", "nan", True, "expected a finite number, got nan"),
+        ("learning_rate", float("nan"), False, "expected a finite number, got nan"),
+        ("num_train_epochs", "inf", True, "expected a finite number, got inf"),
+        ("num_train_epochs", "1e400", True, "expected a finite number, got inf"),
+        ("weight_decay", float("-inf"), False, "expected a finite number, got -inf"),
+        ("seed", "-1", True, "expected a seed from 0 to 2**32 - 1 (numpy's range)"),
+        ("seed", 2**32, False, "expected a seed from 0 to 2**32 - 1 (numpy's range)"),
+        ("per_device_train_batch_size", "0", True, "expected a batch size of 1 or more"),
+        ("per_device_eval_batch_size", 0, False, "expected a batch size of 1 or more"),
+        ("per_device_train_batch_size", -8, False, "expected a batch size of 1 or more"),
+        ("gradient_accumulation_steps", "0", True, "expected 1 or more steps"),
+        ("warmup_ratio", "1", True, "expected a share of the training steps, from 0 up to (not including) 1"),
+        ("warmup_ratio", -0.1, False, "expected a share of the training steps, from 0 up to (not including) 1"),
     ],
 )
 def test_convert_rejects_wrong_values(key: str, value: Any, from_text: bool, reason: str) -> None:
@@ -137,6 +157,16 @@ def test_invalid_strategy_message_does_not_offer_any_string() -> None:
     assert not re.search(r"\bor str\b", str(raised.value)), str(raised.value)
 
 
+@pytest.mark.parametrize("from_text, value", [(True, "none"), (False, None)], ids=["text", "python"])
+def test_a_strategy_that_takes_no_none_does_not_offer_none(from_text: bool, value: str | None) -> None:
+    """eval_strategy is not optional: a message offering "... or None" would contradict the rejection."""
+    with pytest.raises(FinetuneError) as raised:
+        convert_value("eval_strategy", value, where=WHERE, from_text=from_text)
+    message = str(raised.value)
+    assert message.startswith(f"{WHERE}: eval_strategy={value} is not valid: expected one of 'no', "), message
+    assert not message.endswith("or None"), message
+
+
 def test_output_dir_is_refused_with_the_hook_to_use() -> None:
     with pytest.raises(FinetuneError, match=r"^cli: output_dir is chosen by pytest-finetune.*adjust_training_args"):
         convert_value("output_dir", "/tmp/run", where="cli", from_text=True)
@@ -151,7 +181,7 @@ def test_unknown_keyword_is_named_with_its_source(key: str, from_text: bool) -> 
 
 
 def test_every_field_and_legacy_spelling_is_accepted() -> None:
-    assert compat.ACCEPTED_NAMES >= {*FIELDS, "evaluation_strategy", "group_by_length", "no_cuda"}
+    assert compat.ACCEPTED_NAMES >= {*FIELDS, "evaluation_strategy", "group_by_length", "no_cuda", "warmup_ratio"}
 
 
 @pytest.mark.parametrize("text, expected", [("true", True), ("off", False)])
@@ -219,6 +249,8 @@ def test_seed_goes_to_the_recipe(from_text: bool) -> None:
         ({"train_sampling_strategy": "group_by_length"}, {"train_sampling_strategy": "group_by_length"}),
         ({"evaluation_strategy": "steps"}, {"eval_strategy": "steps"}),
         ({"no_cuda": True}, {"use_cpu": True}),
+        ({"warmup_ratio": 0.1}, {"warmup_steps": 0.1}),
+        ({"warmup_steps": 0.1}, {"warmup_steps": 0.1}),
     ],
 )
 def test_a_recipe_keeps_5x_spelling_and_training_arguments_get_the_installed_one(
@@ -235,9 +267,22 @@ def test_a_recipe_keeps_5x_spelling_and_training_arguments_get_the_installed_one
         assert getattr(arguments, key) == value
 
 
+@pytest.mark.parametrize(
+    "key, value, steps",
+    [("warmup_ratio", 0.25, 10), ("warmup_steps", 0.25, 10), ("warmup_steps", 3, 3), ("warmup_steps", 0, 0)],
+)
+def test_warmup_means_the_same_under_4x_and_5x(tmp_path: Path, key: str, value: float, steps: int) -> None:
+    """5.x reads a warmup_steps below 1 as 4.x's warmup_ratio: either spelling gives the same warmup (of 40 steps)."""
+    recipe = build_recipe([("marker", {key: convert_value(key, value, where="marker")})])
+    assert recipe.training_args["warmup_steps"] == value
+    arguments = TrainingArguments(output_dir=str(tmp_path), **compat.installed_training_args({"warmup_steps": value}))
+    assert arguments.get_warmup_steps(40) == steps
+
+
 def test_training_arg_type_of_legacy_and_current_names() -> None:
     assert compat.training_arg_type("max_steps") is int
     assert compat.training_arg_type("group_by_length") is bool
+    assert compat.training_arg_type("warmup_steps") is float  # 5.x's type, under 4.x too
     assert set(strategy_values("eval_strategy")) >= {"no", "steps", "epoch"}
 
 
@@ -311,3 +356,23 @@ def test_data_source(data: str | None, source: str) -> None:
 )
 def test_looks_like_path(source: str, is_path: bool) -> None:
     assert looks_like_path(source) is is_path
+
+
+@pytest.mark.parametrize(
+    "returned, type_name",
+    [("[('max_steps', 2)]", "list"), ("'max_steps=2'", "str"), ("2", "int")],
+    ids=["pairs", "text", "number"],
+)
+def test_an_adjust_recipe_hook_returning_no_dict_fails_naming_the_hook(
+    finetune_project: pytest.Pytester, returned: str, type_name: str
+) -> None:
+    finetune_project.makeconftest(f"def pytest_finetune_adjust_recipe(recipe, item):\n    return {returned}\n")
+    finetune_project.makepyfile("def test_x(finetune_recipe):\n    pass\n")
+    result = finetune_project.runpytest()
+    shown = returned.replace("[", "[[]")  # fnmatch: "[" opens a character class
+    assert_fails_clearly(
+        result,
+        "*ERROR at setup of test_x*",
+        f"*test_x: pytest_finetune_adjust_recipe hook returned {type_name} {shown}; return a dict of keyword "
+        "overrides, e.g. {'max_steps': 50}, or None to leave the recipe",
+    )
