@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,8 +148,12 @@ def trainer(
     tokenizer: PreTrainedTokenizerBase,
     compute_metrics: MetricsFunction,
 ) -> Trainer:
-    """A ``transformers.Trainer`` configured with the fixtures above, not yet trained
-    (except in a test whose ``finetune_result`` trained it)."""
+    """A ``transformers.Trainer`` configured with the fixtures above, not yet trained. Requesting
+    ``finetune_result`` trains it only when this test's result is fine-tuned: when the result is
+    served from the result cache (``finetune_result.from_cache``) or shared with an earlier test
+    of the session, this trainer stays untrained (``trainer.state.global_step == 0``) and
+    ``trainer.evaluate()`` scores the untrained model.
+    """
     from transformers import Trainer
 
     return Trainer(
@@ -169,11 +173,13 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     ``eval_loss``), ``.history`` (one row per epoch), ``.predictions`` (validation
     logits and labels) and ``.train_runtime``.
 
-    Trains once per session for each recipe and set of fixtures and hooks: tests that
-    share them share one fine-tune, each getting its own copy of the result. The
-    ``trainer`` of the test that triggers the training is the one trained. Across
-    sessions, a result stored in the result cache for the same inputs is served instead
-    (``.from_cache``). Needs ``--finetune``; the test is skipped without it.
+    Trains once per session for each recipe and set of fixtures (with their parameters) and
+    hooks: tests that share them share one fine-tune, each getting its own copy of the result.
+    Across sessions, a result stored in the result cache for the same inputs is served instead
+    (``.from_cache`` is true). The test's ``trainer`` is trained only when this test's result was
+    fine-tuned: not when it was served from the cache or shared with an earlier test (then
+    ``trainer.evaluate()`` scores an untrained model; use ``.metrics``). Needs ``--finetune``;
+    the test is skipped without it.
     """
     session = request.config.stash[SESSION_KEY]
     if not session.enabled:
@@ -274,9 +280,31 @@ def _fresh_models(request: pytest.FixtureRequest, trainer: Trainer) -> Callable[
 
 
 def _serving_definitions(request: pytest.FixtureRequest) -> dict[str, list[Any]]:
-    """The definitions of the training fixtures that serve this test, each with the ones it overrides."""
+    """The fixtures that decide what ``finetune_result`` trains: the training fixtures and every
+    fixture they request, transitively, each name with the definitions that serve this test, least
+    specific first. An override that requests its own name (``def model(model)``, possibly through
+    another fixture) gets the definition it overrides, as in pytest. A name that no definition
+    serves (``request``, a test's direct parameter) has none.
+    """
     manager = request._fixturemanager  # no public API lists the definitions that serve a node
-    return {name: list(manager.getfixturedefs(name, request.node) or ()) for name in _TRAINING_FIXTURES}
+    definitions: dict[str, Sequence[Any]] = {}
+    reached: dict[str, set[int]] = {}
+    walked: set[tuple[str, tuple[str, ...]]] = set()
+    # (name, the overridden names that request it, directly or not): they decide which definition it gets
+    pending: list[tuple[str, tuple[str, ...]]] = [(name, ()) for name in _TRAINING_FIXTURES]
+    while pending:
+        name, overriders = pending.pop()
+        if name not in definitions:
+            definitions[name] = manager.getfixturedefs(name, request.node) or ()
+            reached[name] = set()
+        index = len(definitions[name]) - 1 - overriders.count(name)
+        if index < 0 or (name, overriders) in walked:
+            continue
+        walked.add((name, overriders))
+        reached[name].add(index)
+        below = tuple(sorted((*overriders, name))) if len(definitions[name]) > 1 else overriders
+        pending.extend((argname, below) for argname in definitions[name][index].argnames)
+    return {name: [definitions[name][index] for index in sorted(reached[name])] for name in sorted(definitions)}
 
 
 def _result_hooks(request: pytest.FixtureRequest) -> list[Any]:
@@ -288,30 +316,31 @@ def _result_hooks(request: pytest.FixtureRequest) -> list[Any]:
 def _training_key(request: pytest.FixtureRequest, recipe: Recipe) -> tuple[Any, ...]:
     """What decides a fine-tune beyond the recipe, so tests share one only when it is the same:
 
-    - where the training fixtures that serve this test are defined (a ``conftest.py``
-      that overrides ``tokenized_mrpc`` gets its own training);
-    - the parameters of parametrized training fixtures;
+    - where the fixtures that decide the training (``_serving_definitions``) are defined for
+      this test (a ``conftest.py`` that overrides ``tokenized_mrpc``, or a fixture it requests,
+      gets its own training);
+    - the parameters of those fixtures (a parametrized ``max_length`` that ``tokenized_mrpc``
+      requests trains once per value), and of no other fixture;
     - which ``pytest_finetune_adjust_training_args`` and ``pytest_finetune_metrics``
       implementations apply to the test (conftest hooks are per directory).
     """
-    definitions = []
-    for name, fixture_defs in _serving_definitions(request).items():
-        if fixture_defs:
-            function = fixture_defs[-1].func
-            definitions.append(f"{name}={function.__module__}.{function.__qualname__}@{fixture_defs[-1].baseid}")
+    serving = _serving_definitions(request)
+    definitions = [
+        f"{name}={fixture_def.func.__module__}.{fixture_def.func.__qualname__}@{fixture_def.baseid}"
+        for name, fixture_defs in serving.items()
+        for fixture_def in fixture_defs
+    ]
     implementations = [
         (hook.name, tuple(impl.plugin_name for impl in hook.get_hookimpls())) for hook in _result_hooks(request)
     ]
-    return recipe.fingerprint, tuple(definitions), tuple(_training_params(request)), tuple(implementations)
+    return recipe.fingerprint, tuple(definitions), tuple(_training_params(request, serving)), tuple(implementations)
 
 
-def _training_params(
-    request: pytest.FixtureRequest, names: tuple[str, ...] | None = _TRAINING_FIXTURES
-) -> list[tuple[str, str]]:
-    """The parameters of this test's parametrized fixtures named in ``names`` (``None``: all of them)."""
+def _training_params(request: pytest.FixtureRequest, names: Collection[str]) -> list[tuple[str, str]]:
+    """The parameters of this test's parametrized fixtures (and direct parameters) named in ``names``."""
     callspec = getattr(request.node, "callspec", None)
     params = callspec.params.items() if callspec else ()
-    return sorted((name, repr(value)) for name, value in params if names is None or name in names)
+    return sorted((name, repr(value)) for name, value in params if name in names)
 
 
 def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer) -> dict[str, Any] | None:
@@ -319,7 +348,10 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     when the datasets carry no ``datasets`` fingerprint (then nothing is cached).
 
     The tokenized splits' fingerprints cover the data rows and the tokenize function; the
-    source of the training fixtures and hook implementations covers a ``conftest.py`` edit.
+    source of the modules that define the fixtures deciding the training and the hook
+    implementations covers a ``conftest.py`` edit, inside a fixture or not (a constant, a
+    ``Trainer`` subclass). Parameters count only when they reach those fixtures: one whose
+    ``repr`` changes every session (a function's) would otherwise never hit.
     """
     from .baselines import recipe_record
     from .cache import package_digest
@@ -333,10 +365,8 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     if not all(fingerprints.values()):
         return None
     output_dir = str(trainer.args.output_dir)
-    code = {
-        name: [_source(fixture_def.func) for fixture_def in fixture_defs]
-        for name, fixture_defs in _serving_definitions(request).items()
-    }
+    serving = _serving_definitions(request)
+    code = {name: [_source(fixture_def.func) for fixture_def in fixture_defs] for name, fixture_defs in serving.items()}
     code.update(
         (hook.name, [_source(impl.function) for impl in hook.get_hookimpls()]) for hook in _result_hooks(request)
     )
@@ -351,16 +381,22 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
         "tokenized": fingerprints,
         "model": {"class": type(trainer.model).__qualname__, "config": config},
         "collator": type(trainer.data_collator).__qualname__,
-        "params": _training_params(request, names=None),  # any parameter may reach a fixture's code
+        "trainer": f"{type(trainer).__module__}.{type(trainer).__qualname__}",
+        "params": _training_params(request, serving),
         "code": code,
         "environment": run_environment(trainer, session.dropout_masks),
     }
 
 
 def _source(function: Any) -> str:
+    """``function``'s qualified name and the sha256 of the whole source file that defines it (what it
+    uses from its own module counts; other modules are not followed); its name alone when no source is kept."""
+    import hashlib
     import inspect
 
+    name = f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', repr(function))}"
     try:
-        return inspect.getsource(function)
+        file = inspect.getsourcefile(function)
+        return f"{name} sha256:{hashlib.sha256(Path(file).read_bytes()).hexdigest()}" if file else name
     except (OSError, TypeError):  # defined where no source is kept: its name must do
-        return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', repr(function))}"
+        return name

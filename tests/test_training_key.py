@@ -1,0 +1,183 @@
+"""When two fine-tunes are the same: the in-session sharing key and the result cache key cover
+every fixture that the training fixtures request (with its parameters, and only those) and the
+whole module that defines each of them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+# Counts trainings: the result hook runs for a fine-tune, not for a shared or cached result.
+COUNTING_CONFTEST = """
+import json
+import pytest
+
+def pytest_finetune_result(result):
+    with open("trainings.jsonl", "a") as handle:
+        handle.write(json.dumps(result.metrics["eval_loss"]) + "\\n")
+"""
+# A tokenization whose length comes from a fixture that is not one of the training fixtures.
+MAX_LENGTH_TOKENIZATION = """
+@pytest.fixture
+def tokenized_mrpc(mrpc_dataset, tokenizer, max_length):
+    def tokenize(batch):
+        return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True, max_length=max_length)
+
+    return mrpc_dataset.map(tokenize, batched=True)
+"""
+# Records what each test was given.
+RECORDING_TEST = """
+import json, pytest
+
+def record(finetune_result, **seen):
+    with open("seen.jsonl", "a") as handle:
+        handle.write(json.dumps({"eval_loss": finetune_result.metrics["eval_loss"],
+                                 "from_cache": finetune_result.from_cache, **seen}) + "\\n")
+"""
+
+
+def read_lines(project: pytest.Pytester, name: str) -> list:
+    path = project.path / name
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def run(project: pytest.Pytester, passed: int = 1) -> pytest.RunResult:
+    """Run with --finetune --snapshot-update, two training steps; ``passed`` tests must pass."""
+    result = project.runpytest("--finetune", "--snapshot-update", "--finetune-set=max_steps=2")
+    result.assert_outcomes(passed=passed)
+    return result
+
+
+def test_a_parameter_of_a_fixture_that_tokenized_mrpc_requests_gets_its_own_training(
+    finetune_project: pytest.Pytester,
+) -> None:
+    finetune_project.makeconftest(COUNTING_CONFTEST + MAX_LENGTH_TOKENIZATION)
+    finetune_project.makepyfile(RECORDING_TEST + """
+@pytest.mark.parametrize("max_length", [4, 64])
+def test_length(finetune_result, tokenized_mrpc, max_length):
+    record(finetune_result, max_length=max_length)
+""")
+    run(finetune_project, passed=2)
+    trained = read_lines(finetune_project, "trainings.jsonl")
+    seen = read_lines(finetune_project, "seen.jsonl")
+    assert len(trained) == 2 and trained[0] != trained[1]  # truncating to 4 tokens changes the loss
+    assert sorted(row["eval_loss"] for row in seen) == sorted(trained)  # each test got its own result
+
+
+def test_an_override_that_requests_its_own_name_brings_what_the_overridden_one_requests(
+    finetune_project: pytest.Pytester,
+) -> None:
+    """``tokenized_mrpc(tokenized_mrpc)`` gets the conftest definition, which requests ``max_length``."""
+    finetune_project.makeconftest(COUNTING_CONFTEST + MAX_LENGTH_TOKENIZATION)
+    finetune_project.makepyfile(RECORDING_TEST + """
+@pytest.fixture
+def tokenized_mrpc(tokenized_mrpc):
+    return tokenized_mrpc
+
+@pytest.mark.parametrize("max_length", [4, 64])
+def test_length(finetune_result, tokenized_mrpc, max_length):
+    record(finetune_result, max_length=max_length)
+""")
+    run(finetune_project, passed=2)
+    assert len(read_lines(finetune_project, "trainings.jsonl")) == 2
+
+
+def test_a_fixture_defined_per_directory_gets_its_own_training(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makeconftest(COUNTING_CONFTEST + MAX_LENGTH_TOKENIZATION)
+    for folder, length in (("a", 4), ("b", 64)):
+        finetune_project.mkpydir(folder)
+        (finetune_project.path / folder / "conftest.py").write_text(
+            f"import pytest\n\n@pytest.fixture\ndef max_length():\n    return {length}\n"
+        )
+        (finetune_project.path / folder / f"test_{folder}.py").write_text(
+            "import pytest\n\n@pytest.mark.finetune\ndef test_quality(finetune_result):\n    pass\n"
+        )
+    run(finetune_project, passed=2)
+    assert len(read_lines(finetune_project, "trainings.jsonl")) == 2
+    baselines = [json.loads(path.read_text()) for path in sorted((finetune_project.path / "baselines").rglob("*.json"))]
+    assert len(baselines) == 2 and baselines[0]["metrics"] != baselines[1]["metrics"]  # b's is not a's
+
+
+def test_a_parameter_that_reaches_no_training_fixture_is_served_from_the_cache(
+    finetune_project: pytest.Pytester,
+) -> None:
+    """A function's ``repr`` holds its address, which changes every session."""
+    finetune_project.makeconftest(COUNTING_CONFTEST)
+    finetune_project.makepyfile(RECORDING_TEST + """
+def positive(metrics):
+    return metrics["accuracy"] >= 0.0
+
+@pytest.mark.finetune
+@pytest.mark.parametrize("check", [positive])
+def test_quality(finetune_result, check):
+    assert check(finetune_result.metrics)
+    record(finetune_result, check=repr(check))
+""")
+    first = run(finetune_project)  # kept: its items keep the first function alive, so the second gets another address
+    run(finetune_project)
+    before, after = read_lines(finetune_project, "seen.jsonl")
+    assert before["check"] != after["check"], "the premise: the parameter's repr changed"
+    assert after["from_cache"] is True
+    assert len(read_lines(finetune_project, "trainings.jsonl")) == 1
+    del first
+
+
+def test_a_conftest_edit_outside_the_fixture_misses(finetune_project: pytest.Pytester) -> None:
+    """The ``trainer`` fixture is unchanged; the constant its ``Trainer`` subclass uses is not."""
+    conftest = COUNTING_CONFTEST + """
+from transformers import Trainer
+
+LOSS_SCALE = 1.0
+
+
+class ScaledTrainer(Trainer):
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        computed = super().compute_loss(model, inputs, *args, **kwargs)
+        if isinstance(computed, tuple):
+            return (computed[0] * LOSS_SCALE, *computed[1:])
+        return computed * LOSS_SCALE
+
+
+@pytest.fixture
+def trainer(model, training_args, tokenized_mrpc, data_collator, tokenizer, compute_metrics):
+    return ScaledTrainer(model=model, args=training_args, train_dataset=tokenized_mrpc["train"],
+                         eval_dataset=tokenized_mrpc["validation"], data_collator=data_collator,
+                         processing_class=tokenizer, compute_metrics=compute_metrics)
+"""
+    finetune_project.makeconftest(conftest)
+    finetune_project.makepyfile(RECORDING_TEST + """
+@pytest.mark.finetune
+def test_quality(finetune_result):
+    record(finetune_result)
+""")
+    run(finetune_project)
+    finetune_project.makeconftest(conftest.replace("LOSS_SCALE = 1.0", "LOSS_SCALE = 1000.0"))
+    run(finetune_project)
+    before, after = read_lines(finetune_project, "seen.jsonl")
+    assert after["from_cache"] is False
+    assert after["eval_loss"] > 100 * before["eval_loss"]  # fine-tuned with the new constant
+
+
+def test_an_edit_to_a_test_module_that_defines_no_training_fixture_still_hits(
+    finetune_project: pytest.Pytester,
+) -> None:
+    finetune_project.makeconftest(COUNTING_CONFTEST)
+    test_module = RECORDING_TEST + """
+@pytest.mark.finetune
+def test_quality(finetune_result):
+    record(finetune_result)
+"""
+    finetune_project.makepyfile(test_quality=test_module)
+    run(finetune_project)
+    finetune_project.makepyfile(test_quality=test_module + "    assert finetune_result.metrics['accuracy'] >= 0.0\n")
+    run(finetune_project)
+    assert [row["from_cache"] for row in read_lines(finetune_project, "seen.jsonl")] == [False, True]
+    assert len(read_lines(finetune_project, "trainings.jsonl")) == 1
+
+
+def test_the_docs_say_when_the_trainer_is_trained(pytester: pytest.Pytester) -> None:
+    output = pytester.runpytest("--fixtures", "-v").stdout.str()
+    for name in ("trainer", "finetune_result"):
+        section = " ".join(output.split(f"\n{name} -- ")[1].split("\n\n")[0].split())
+        assert "from_cache" in section and "shared with an earlier test" in section, f"{name}'s docstring"
