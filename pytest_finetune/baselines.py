@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from .errors import FinetuneError
@@ -30,7 +31,7 @@ from .provenance import display_source, source_identity
 from .stats import examples_digest
 from .storage import write_atomically
 from .tolerances import Tolerances
-from .verdicts import DEFAULT_ALPHA, Verdict, compare
+from .verdicts import DEFAULT_ALPHA, Verdict, compare, recipe_changes
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -200,6 +201,38 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def with_stored_calibration(record: dict[str, Any], stored_text: str | None) -> dict[str, Any]:
+    """``record`` (a run that did not calibrate) with the stored baseline's calibration when it
+    still applies: a readable baseline of the same recipe, on the same validation examples.
+
+    So an unchanged run leaves a calibrated baseline as it is, and a changed one keeps it.
+    """
+    if "calibration" in record or stored_text is None:
+        return record
+    try:
+        stored = parse_baseline(stored_text, "(stored)", ())
+    except BaselineError:
+        return record
+    same_examples = (record.get("examples") or {}).get("digest") == (stored.get("examples") or {}).get("digest")
+    same_recipe = "recipe" in stored and not recipe_changes(record["recipe"], stored["recipe"])
+    if "calibration" not in stored or not same_examples or not same_recipe:
+        return record
+    return {**record, "calibration": stored["calibration"]}
+
+
+def check_gated_metrics(metrics: Mapping[str, Any], tolerances: Tolerances) -> None:
+    """A :class:`FinetuneError` when the run has no value for a metric a tolerance gates: the
+    tolerance names a metric the run never produces (a typo, a metric of another flow)."""
+    missing = [name for name in tolerances.metrics if name not in metrics]
+    if missing:
+        names = ", ".join(missing)
+        raise FinetuneError(
+            f"the run produced no metric {names} (its metrics: {', '.join(sorted(metrics))}), yet a tolerance "
+            f"gates it: drop the tolerance of {names} or fix the metric's name where it is set (ini "
+            "finetune_tolerance, --finetune-tolerance or the test's finetune marker)"
+        )
+
+
 def same_record(current: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
     """Equal but for :data:`VOLATILE_KEYS`: ``--snapshot-update`` leaves such a baseline alone."""
 
@@ -226,13 +259,21 @@ class BaselineSettings:
     invocation_dir: Path = Path(".")
 
 
-def baseline_folder(test_location: PyTestLocation, root: Path, rootdir: Path) -> Path:
-    """Where a test's baseline lives: ``root``, then the test module's path relative to the
-    rootdir (``..`` spelled ``_up_`` so that nothing lands outside ``root``), then its name."""
-    module = Path(test_location.filepath)
-    relative = Path(os.path.relpath(module.parent, rootdir))
-    parts = ["_up_" if part == ".." else part for part in relative.parts if part != "."]
-    return root.joinpath(*parts, module.stem)
+def baseline_folder(module: Path, root: Path, rootdir: Path) -> Path:
+    """Where the baselines of a test module live: ``root``, then the module's path relative to
+    the rootdir (``..`` spelled ``_up_`` so that nothing lands outside ``root``), then its name."""
+    return mirrored_folder(module.parent, root, rootdir) / module.stem
+
+
+def mirrored_folder(folder: Path, root: Path, rootdir: Path) -> Path:
+    """``folder``'s place under ``root``: its path relative to the rootdir, ``..`` spelled ``_up_``."""
+    relative = Path(os.path.relpath(folder, rootdir))
+    return root.joinpath(*("_up_" if part == ".." else part for part in relative.parts if part != "."))
+
+
+#: The baseline folders of test modules and folders whose collection was skipped or failed: their
+#: tests did not run, so their baselines are kept, neither reported unused nor deleted.
+KEPT_FOLDERS = pytest.StashKey[list[Path]]()
 
 
 class BaselineExtension(SingleFileSnapshotExtension):
@@ -252,6 +293,7 @@ class BaselineExtension(SingleFileSnapshotExtension):
         self.verdict: Verdict | None = None
         self.problem: BaselineError | None = None
         self._last_read = "(no file read)"  # the baseline being compared, for messages
+        self._stored: str | None = None  # its text, read before each serialization
 
     @classmethod
     @functools.cache
@@ -268,7 +310,32 @@ class BaselineExtension(SingleFileSnapshotExtension):
 
     @classmethod
     def dirname(cls, *, test_location: PyTestLocation) -> str:
-        return str(baseline_folder(test_location, cls.settings.root, cls.settings.rootdir))
+        return str(baseline_folder(Path(test_location.filepath), cls.settings.root, cls.settings.rootdir))
+
+    @classmethod
+    def _sanitize_filename(cls, filename: str) -> str:
+        """A test's baseline file name: syrupy's, but each character syrupy would strip (path
+        separators, ``: * ? " < > |``, control characters) percent-encoded rather than dropped,
+        so that ``test[a:b]`` and ``test[ab]`` get two files (``test[a%3Ab]``, ``test[ab]``)."""
+        kept = super()._sanitize_filename
+        return "".join(char if kept(char) else _escaped(char) for char in filename)
+
+    @classmethod
+    def matches_test_location(cls, *, test_location: PyTestLocation, snapshot_location: str) -> bool:
+        """Whether ``snapshot_location`` is ``test_location``'s baseline, an escaped name included
+        (syrupy compares the raw id, so a skipped ``test[org/model]`` would not keep its file)."""
+        own = Path(cls.get_location(test_location=test_location, index=0))
+        return Path(snapshot_location) == own or super().matches_test_location(
+            test_location=test_location, snapshot_location=snapshot_location
+        )
+
+    def owns_snapshot_collection(self, *, filepath: str, test_location: PyTestLocation) -> bool:
+        """A baseline file found while syrupy looks for unused ones, except those under
+        :data:`KEPT_FOLDERS`: syrupy never counts them unused, so never deletes them."""
+        kept = test_location.item.config.stash.get(KEPT_FOLDERS, [])
+        if any(Path(filepath).is_relative_to(folder) for folder in kept):
+            return False
+        return super().owns_snapshot_collection(filepath=filepath, test_location=test_location)
 
     def serialize(
         self,
@@ -285,13 +352,14 @@ class BaselineExtension(SingleFileSnapshotExtension):
             return _KEEP_TEXT
         if isinstance(data, FinetuneResult):
             _check_finite(data.metrics)
-            record = result_record(data, self.settings.rootdir)
+            record = with_stored_calibration(result_record(data, self.settings.rootdir), self._stored)
         elif isinstance(data, Mapping):
             record = metrics_record(data)
         else:
             raise TypeError(
                 f"finetune_snapshot compares a FinetuneResult or a dict of metrics, not {type(data).__name__}"
             )
+        check_gated_metrics(record["metrics"], self.settings.tolerances)
         record["date"] = datetime.date.today().isoformat()
         return to_json(record)
 
@@ -331,9 +399,10 @@ class BaselineExtension(SingleFileSnapshotExtension):
         self._last_read = shown_path(snapshot_location, self.settings.invocation_dir)
         self.verdict, self.problem = None, None  # each comparison starts here: forget the last one
         try:
-            return Path(snapshot_location).read_bytes().decode("utf-8", errors="replace")
+            self._stored = Path(snapshot_location).read_bytes().decode("utf-8", errors="replace")
         except FileNotFoundError:
-            return None
+            self._stored = None
+        return self._stored
 
     @classmethod
     def write_snapshot_collection(
@@ -342,6 +411,11 @@ class BaselineExtension(SingleFileSnapshotExtension):
         """Write through a temporary file in the same folder, fsync'd, then ``os.replace``."""
         data = next(iter(snapshot_collection)).data
         write_atomically(Path(snapshot_collection.location), str(data))
+
+
+def _escaped(char: str) -> str:
+    """``char`` percent-encoded, byte by byte of its UTF-8 form: ``:`` is ``%3A``."""
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", errors="surrogatepass"))
 
 
 def to_json(record: Mapping[str, Any]) -> str:

@@ -11,20 +11,19 @@ from __future__ import annotations
 import inspect
 import json
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .baselines import KEEP, shown_path
+from .baselines import KEEP, BaselineExtension, BaselineSettings, shown_path
 from .errors import FinetuneError
-from .report import ReportEntry, failure_message, junit_properties
+from .report import NOT_COMPARED, ReportEntry, failure_message, junit_properties
 from .session import SESSION_KEY
 
 if TYPE_CHECKING:
     from syrupy.assertion import AssertionResult, SnapshotAssertion
-
-    from .baselines import BaselineExtension
 
 SNAPSHOT_FIXTURE = "finetune_snapshot"
 RESULT_FIXTURE = "finetune_result"
@@ -44,6 +43,28 @@ def require_fixtures(item: pytest.Item) -> None:
     arguments = set(inspect.signature(item.obj).parameters) if isinstance(item, pytest.Function) else set()
     first_argument = next((index for index, name in enumerate(names) if name in arguments), len(names))
     names[first_argument:first_argument] = [SNAPSHOT_FIXTURE, RESULT_FIXTURE]
+
+
+def check_distinct_baselines(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
+    """Refuse (a usage error) two tests whose baselines would be one file: parametrize ids that
+    differ only where a file name cannot (``a:b`` and ``a%3Ab``), or beyond its 255 characters."""
+    from syrupy.location import PyTestLocation
+
+    session = config.stash[SESSION_KEY]
+    settings = BaselineSettings(root=session.baseline_dir, rootdir=config.rootpath)
+    extension = BaselineExtension.configured(settings)
+    owners: dict[Path, str] = {}
+    for item in items:
+        if not isinstance(item, pytest.Function) or SNAPSHOT_FIXTURE not in item.fixturenames:
+            continue
+        location = Path(extension.get_location(test_location=PyTestLocation(item), index=0))
+        owner = owners.setdefault(location, item.nodeid)
+        if owner != item.nodeid:
+            raise pytest.UsageError(
+                f"{owner} and {item.nodeid} would share one baseline file, "
+                f"{shown_path(location, config.invocation_params.dir)}; give one of them another parametrize id "
+                "(pytest.param(..., id=...) or ids=[...])"
+            )
 
 
 def conclude(item: pytest.Item, *, compare: bool) -> str | None:
@@ -75,6 +96,30 @@ def keep(item: pytest.Item) -> None:
         snapshot == KEEP  # noqa: B015
 
 
+def not_compared(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """Record for the reports a marked test that failed (its setup: training crashed; or its
+    body) before any comparison with its baseline: the reports count it failed."""
+    snapshot: SnapshotAssertion | None = getattr(item, "funcargs", {}).get(SNAPSHOT_FIXTURE)
+    if snapshot is not None and snapshot.num_executions:
+        return  # compared: conclude() made its entry
+    here = item.config.invocation_params.dir
+    location = (
+        snapshot.extension.get_location(test_location=snapshot.test_location, index=snapshot.index)
+        if snapshot is not None
+        else None
+    )
+    reason = call.excinfo.exconly().strip().splitlines()[0][:300] if call.excinfo is not None else call.when
+    entry = ReportEntry(
+        nodeid=item.nodeid,
+        outcome=NOT_COMPARED,
+        baseline="-" if location is None else shown_path(location, here),
+        gated=item.config.stash[SESSION_KEY].tolerances_for(item).metrics,
+        message=f"{item.nodeid}: {NOT_COMPARED} with its baseline ({call.when}): {reason}",
+    )
+    item.config.stash[SESSION_KEY].entries.append(entry)
+    item.user_properties.extend(junit_properties(entry))
+
+
 def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionResult) -> ReportEntry:
     """What one comparison came to, in the reports' terms."""
     extension: BaselineExtension = snapshot.extension  # type: ignore[assignment]
@@ -102,11 +147,33 @@ def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionR
         return ReportEntry(outcome="invalid baseline", message=f"{item.nodeid}: {extension.problem}", **common)
     if result.recalled_data is None:
         test_id = "::".join([shown_path(item.path, here), *item.nodeid.split("::")[1:]])
-        command = shlex.join(["pytest", "--finetune", "--snapshot-update", test_id])
+        recipe_options = recipe_arguments(item.config.invocation_params.args)
+        command = shlex.join(["pytest", "--finetune", "--snapshot-update", *recipe_options, test_id])
         message = f"{item.nodeid}: no baseline at {shown}; record it with: {command}"
         return ReportEntry(outcome="no baseline", message=message, **common)
     assert extension.verdict is not None
     return ReportEntry(outcome=extension.verdict.outcome.value, **common)
+
+
+#: Command-line options that change what a fine-tune computes: a command that records a
+#: baseline repeats them, else it would record another recipe.
+RECIPE_OPTIONS = ("--finetune-model", "--finetune-data", "--finetune-task", "--finetune-set", "--finetune-precision")
+
+
+def recipe_arguments(args: Sequence[str]) -> list[str]:
+    """The :data:`RECIPE_OPTIONS` among ``args`` (a command line), each with its value, as written."""
+    kept: list[str] = []
+    value_follows = False
+    for arg in map(str, args):
+        if value_follows:
+            kept.append(arg)
+            value_follows = False
+        else:
+            option, equals, _ = arg.partition("=")
+            if option in RECIPE_OPTIONS:
+                kept.append(arg)
+                value_follows = not equals
+    return kept
 
 
 def _record(serialized: Any) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from . import gate, hookspecs
+from .baselines import KEPT_FOLDERS, baseline_folder, mirrored_folder, shown_path
 from .errors import FinetuneError
 from .fixtures import (  # noqa: F401  (fixtures are registered by being in this module)
     compute_metrics,
@@ -63,8 +64,28 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) 
     return collected
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """A test module or folder that collection skipped (``pytest.skip(allow_module_level=True)``)
+    or failed to import ran none of its tests: keep its baselines (see :data:`KEPT_FOLDERS`)."""
+    report = yield
+    session = collector.config.stash[SESSION_KEY]
+    if session.enabled and not report.passed and isinstance(collector, pytest.Module | pytest.Directory):
+        root, rootdir = session.baseline_dir, collector.config.rootpath
+        folder = (
+            baseline_folder(collector.path, root, rootdir)
+            if isinstance(collector, pytest.Module)
+            else mirrored_folder(collector.path, root, rootdir)
+        )
+        collector.config.stash.setdefault(KEPT_FOLDERS, []).append(folder)
+    return report
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without ``--finetune`` marked tests are skipped; with it, each gets its result and baseline."""
+    """Without ``--finetune`` marked tests are skipped; with it, each gets its result and a baseline
+    of its own."""
     enabled = config.stash[SESSION_KEY].enabled
     for item in items:
         if not item.get_closest_marker(MARKER):
@@ -73,6 +94,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
         elif isinstance(item, pytest.Function):
             gate.require_fixtures(item)
+    if enabled:
+        gate.check_distinct_baselines(config, items)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -89,6 +112,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     return outcome
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A marked test that failed before comparing with its baseline still gets a report entry."""
+    report: pytest.TestReport = yield
+    if report.failed and report.when in ("setup", "call") and item.get_closest_marker(MARKER):
+        gate.not_compared(item, call)
+    return report
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     if item.get_closest_marker(MARKER):
@@ -101,6 +133,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_sep("-", "fine-tuning baselines")
         for line in summary_lines(entries, verbose=config.get_verbosity() > 0):
             terminalreporter.write_line(line)
+    for folder in config.stash.get(KEPT_FOLDERS, []):
+        if folder.is_dir():
+            terminalreporter.write_line(
+                f"pytest-finetune: the baselines in {shown_path(folder, config.invocation_params.dir)} are kept: "
+                "their tests were not collected (skipped or failing to import)"
+            )
     if config.stash.get(_KEPT_UNRUN, False):
         terminalreporter.write_line(
             "pytest-finetune: the session stopped before every test ran: the baselines of the tests it did not "

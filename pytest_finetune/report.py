@@ -11,8 +11,13 @@ from typing import Any
 
 from .verdicts import MetricRow, Outcome, Verdict
 
-#: The outcomes that fail a test: failing verdicts, and a baseline that is missing or unreadable.
-FAILING_OUTCOMES = frozenset({"no baseline", "invalid baseline", "error", *(o.value for o in Outcome if o.failed)})
+#: The outcome of a marked test that failed (training crashed, its body failed) before it compared.
+NOT_COMPARED = "failed before comparing"
+#: The outcomes that fail a test: failing verdicts, a baseline that is missing or unreadable, and
+#: a test that failed before or while comparing.
+FAILING_OUTCOMES = frozenset(
+    {"no baseline", "invalid baseline", "error", NOT_COMPARED, *(o.value for o in Outcome if o.failed)}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +26,8 @@ class ReportEntry:
 
     ``outcome`` is a verdict (``passed``, ``improved``, ``regressed``, ``changed``,
     ``missing metric``, ``recipe changed``) or what happened to the baseline
-    (``recorded``, ``updated``, ``no baseline``, ``invalid baseline``, ``error``).
+    (``recorded``, ``updated``, ``no baseline``, ``invalid baseline``, ``error``), or
+    ``failed before comparing``.
     ``record`` is this run's record (see :mod:`pytest_finetune.baselines`).
     """
 
@@ -100,14 +106,15 @@ def history_lines(record: dict[str, Any]) -> list[str]:
     history = record.get("history") or []
     if not history:
         return []
-    scores = [key for key in history[0] if key not in ("epoch", "step", "training_loss", "validation_loss")]
+    fixed = ("epoch", "step", "training_loss", "validation_loss")
+    scores = list(dict.fromkeys(key for row in history for key in row if key not in fixed))
     headers = ("epoch", "training loss", "validation loss", *scores)
     rows = [
         (
             f"{row['epoch']:.2f}",
             "no log" if row["training_loss"] is None else f"{row['training_loss']:.4f}",
             f"{row['validation_loss']:.4f}",
-            *(f"{row[key]:.4f}" for key in scores),
+            *(_number(row.get(key)) for key in scores),  # a hook metric may come at some evaluations only
         )
         for row in history
     ]

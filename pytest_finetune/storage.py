@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -23,19 +24,24 @@ class StorageError(FinetuneError, OSError):
 def write_atomically(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so that readers see the old file or the new one, never part.
 
+    The new file keeps the old one's permissions (a new file gets ``0o666`` less the umask, as
+    ``open`` gives), and a symbolic link at ``path`` stays one: its target is replaced.
     An ``OSError`` (a full disk, a read-only folder) becomes a :class:`StorageError` that names
     ``path``; the old file is left as it was and no temporary file is left behind.
     """
     existed = path.is_file()
+    target = Path(os.path.realpath(path))
     temporary: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mode = stat.S_IMODE(target.stat().st_mode) if existed else _new_file_mode()
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         with os.fdopen(handle, "w", encoding="utf-8") as file:
+            os.fchmod(file.fileno(), mode)
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException as error:
         if temporary is not None:
             with contextlib.suppress(OSError):  # the error to report is the first one
@@ -43,6 +49,13 @@ def write_atomically(path: Path, text: str) -> None:
         if isinstance(error, OSError) and not isinstance(error, StorageError):
             raise write_error(path, error, existed) from None
         raise
+
+
+def _new_file_mode() -> int:
+    """The permissions ``open`` gives a new file: ``0o666`` less the process's umask."""
+    umask = os.umask(0o022)  # reading the umask means setting it: put it back at once
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_error(path: Path, error: OSError, existed: bool) -> StorageError:

@@ -107,15 +107,23 @@ def compare(
     rows = metric_rows(current["metrics"], baseline["metrics"], tolerances, current.get("intervals") or {})
     paired, why_not = _paired_test(current, baseline, alpha)
     notes += (why_not,) if why_not else ()
+    return Verdict(_outcome(rows, paired, tolerances.strict), rows=rows, notes=notes, paired=paired)
+
+
+def _outcome(rows: tuple[MetricRow, ...], paired: PairedTest | None, strict: bool) -> Outcome:
+    """The policy: a failing metric, then a significantly worse paired test (which no improved
+    metric hides: a tolerance must never weaken the gate), then an improvement."""
     verdicts = {row.verdict for row in rows}
-    for outcome in (Outcome.MISSING_METRIC, Outcome.REGRESSED, Outcome.CHANGED, Outcome.IMPROVED):
+    for outcome in (Outcome.MISSING_METRIC, Outcome.REGRESSED, Outcome.CHANGED):
         if outcome.value in verdicts:
-            return Verdict(outcome, rows=rows, notes=notes, paired=paired)
+            return outcome
     if paired is not None and paired.significantly_worse:
-        return Verdict(Outcome.REGRESSED, rows=rows, notes=notes, paired=paired)
-    if paired is not None and paired.significant and tolerances.strict:
-        return Verdict(Outcome.CHANGED, rows=rows, notes=notes, paired=paired)
-    return Verdict(Outcome.PASSED, rows=rows, notes=notes, paired=paired)
+        return Outcome.REGRESSED
+    if Outcome.IMPROVED.value in verdicts:
+        return Outcome.IMPROVED
+    if paired is not None and paired.significant and strict:
+        return Outcome.CHANGED
+    return Outcome.PASSED
 
 
 def metric_rows(

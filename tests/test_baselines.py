@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import QUALITY_BASELINE as BASELINE
-from conftest import QUALITY_TEST, save_tiny_checkpoint
+from conftest import QUALITY_TEST, assert_usage_error, save_tiny_checkpoint
 
 
 @pytest.fixture
@@ -298,8 +298,8 @@ def test_parametrize_ids_cannot_write_outside_the_baseline_folder(finetune_proje
     written = sorted(p.relative_to(finetune_project.path).as_posix() for p in finetune_project.path.rglob("*.json"))
     written = [path for path in written if not path.startswith(".pytest_cache/")]  # the result cache
     assert written == [
-        "baselines/test_ids/test_case[....escape].json",
-        "baselines/test_ids/test_case[abspath].json",
+        "baselines/test_ids/test_case[%2Fabs%2Fpath].json",
+        "baselines/test_ids/test_case[..%2F..%2Fescape].json",
         "baselines/test_ids/test_case[ok].json",
     ]
     finetune_project.runpytest("--finetune").assert_outcomes(passed=3)
@@ -374,3 +374,115 @@ def test_an_update_of_a_selection_leaves_the_other_baselines(project: pytest.Pyt
     project.runpytest("--finetune", "--snapshot-update", "-k", "not other").assert_outcomes(passed=1, deselected=1)
     project.runpytest("--finetune", "--snapshot-update", "test_quality.py::test_quality").assert_outcomes(passed=1)
     assert other.read_text() == stored
+
+
+def test_an_update_keeps_the_calibration(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_quality=QUALITY_TEST.replace("finetune", 'finetune(tolerance="auto")', 1))
+    update = ("--finetune", "--snapshot-update")
+    finetune_project.runpytest(*update, "--finetune-calibrate", "2").assert_outcomes(passed=1)
+    calibrated = (finetune_project.path / BASELINE).read_text()
+    assert "calibration" in json.loads(calibrated)
+
+    result = finetune_project.runpytest(*update)  # an unchanged run, not calibrating: the file stays
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*baseline updated*")
+    assert (finetune_project.path / BASELINE).read_text() == calibrated
+    finetune_project.runpytest("--finetune").assert_outcomes(passed=1)
+
+    record = shift_baseline(finetune_project, accuracy=0.3)  # a changed run is rewritten, its calibration kept
+    finetune_project.runpytest(*update).stdout.fnmatch_lines(["*baseline updated*"])
+    assert read_baseline(finetune_project)["calibration"] == record["calibration"]
+    finetune_project.runpytest("--finetune").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("header", "args", "outcomes"),
+    [
+        ("pytest.skip('needs a GPU', allow_module_level=True)", (), {"passed": 1, "skipped": 1}),
+        ("import not_a_module", ("--continue-on-collection-errors",), {"passed": 1, "errors": 1}),
+    ],
+    ids=["skipped", "import-error"],
+)
+def test_baselines_of_a_module_not_collected_are_kept(
+    project: pytest.Pytester, header: str, args: tuple[str, ...], outcomes: dict[str, int]
+) -> None:
+    project.makepyfile(test_other=QUALITY_TEST)
+    project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
+    other = project.path / "baselines/test_other/test_quality.json"
+    stored = other.read_text()
+    project.makepyfile(test_other=f"import pytest\n{header}\n{QUALITY_TEST}")
+    for update in ((), ("--snapshot-update",)):
+        result = project.runpytest("--finetune", *update, *args)
+        result.assert_outcomes(**outcomes)
+        result.stdout.no_fnmatch_line("*unused*")
+        result.stdout.fnmatch_lines(["pytest-finetune: the baselines in baselines/test_other are kept: *"])
+        assert other.read_text() == stored
+    if not args:
+        assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_tolerance_of_a_metric_the_run_lacks_names_the_tolerance(project: pytest.Pytester) -> None:
+    stored = (project.path / BASELINE).read_text()
+    for args in (("--finetune-tolerance", "eval_accuracy=0.02"), ("--snapshot-update", "--finetune-tolerance=F1=0")):
+        result = project.runpytest("--finetune", *args)
+        result.assert_outcomes(failed=1)
+        name = args[-1].split("=")[-2]
+        result.stdout.fnmatch_lines(
+            [
+                f"*test_quality: the run produced no metric {name} (its metrics: accuracy, eval_loss, f1), yet a "
+                f"tolerance gates it: drop the tolerance of {name} or fix the metric's name where it is set*"
+            ]
+        )
+        result.stdout.no_fnmatch_line("*lacks the gated metric*")
+        assert (project.path / BASELINE).read_text() == stored
+
+
+def test_the_record_command_repeats_the_recipe_options(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    recipe = ["--finetune-set", "max_steps=2", "--finetune-task=mrpc", "--finetune-precision=fp32"]
+    result = finetune_project.runpytest("--finetune", "--finetune-tolerance=0.5", *recipe)
+    result.assert_outcomes(failed=1)
+    command = "pytest --finetune --snapshot-update --finetune-set max_steps=2 --finetune-task=mrpc "
+    result.stdout.fnmatch_lines([f"*record it with: {command}--finetune-precision=fp32 test_quality.py::test_quality"])
+    finetune_project.runpytest("--finetune", "--snapshot-update", *recipe).assert_outcomes(passed=1)
+    finetune_project.runpytest("--finetune", *recipe).assert_outcomes(passed=1)
+    assert read_baseline(finetune_project)["recipe"]["training_args"]["max_steps"] == 2
+
+
+PARAMETRIZED = """
+import pytest
+
+@pytest.mark.finetune
+@pytest.mark.parametrize("name", ["a:b", "ab", pytest.param("org/model", marks=MARKS)])
+def test_case(name):
+    pass
+"""
+
+
+def test_ids_with_characters_a_file_name_cannot_hold_get_files_of_their_own(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_ids=PARAMETRIZED.replace("MARKS", "()"))
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=3)
+    folder = finetune_project.path / "baselines/test_ids"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "test_case[a%3Ab].json",
+        "test_case[ab].json",
+        "test_case[org%2Fmodel].json",
+    ]
+    finetune_project.makepyfile(test_ids=PARAMETRIZED.replace("MARKS", "pytest.mark.skip(reason='no GPU')"))
+    for update in ((), ("--snapshot-update",)):
+        result = finetune_project.runpytest("--finetune", *update)
+        result.assert_outcomes(passed=2, skipped=1)
+        result.stdout.no_fnmatch_line("*unused*")
+        assert result.ret == pytest.ExitCode.OK
+    assert (folder / "test_case[org%2Fmodel].json").exists()
+
+
+def test_two_tests_sharing_a_baseline_file_are_refused(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_ids=PARAMETRIZED.replace('"org/model", marks=MARKS', '"a%3Ab"'))
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
+    assert_usage_error(
+        result,
+        "test_ids.py::test_case?a:b? and test_ids.py::test_case?a%3Ab? would share one baseline file, "  # ?: [ ]
+        "baselines/test_ids/test_case?a%3Ab?.json; give one of them another parametrize id*",
+    )
+    assert not (finetune_project.path / "baselines").exists()

@@ -91,3 +91,75 @@ def test_reports_are_written_when_nothing_fine_tunes(pytester: pytest.Pytester) 
     pytester.runpytest("--finetune-report=r.json", "--finetune-report-md=r.md").assert_outcomes(passed=1)
     assert json.loads((pytester.path / "r.json").read_text()) == {"summary": {}, "tests": []}
     assert "0 test(s), 0 failed." in (pytester.path / "r.md").read_text()
+
+
+def test_history_shows_a_hook_metric_missing_at_some_evaluations(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makeconftest("""
+        calls = []
+
+        def pytest_finetune_metrics(recipe, logits, label_ids):
+            calls.append(1)
+            return {"warmup_score": 0.5} if len(calls) == 1 else {}  # at the first evaluation only
+        """)
+    finetune_project.makepyfile(test_two="import pytest\n\n@pytest.mark.finetune\ndef test_steady():\n    pass\n")
+    two_epochs = ("per_device_train_batch_size=24", "num_train_epochs=2", "max_steps=-1")
+    args = [f"--finetune-set={assignment}" for assignment in two_epochs]
+    result = finetune_project.runpytest("--finetune", "--snapshot-update", "-v", *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test_two.py::test_steady: per-epoch history",
+            "*epoch*training loss*validation loss*accuracy*f1*warmup_score",
+            "*1.00*0.5000",
+            "*2.00*-",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*KeyError*")
+
+
+def test_tests_that_fail_before_comparing_are_reported_failed(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makeconftest("""
+        def pytest_finetune_adjust_training_args(recipe, training_args):
+            if recipe.seed == 7:
+                raise RuntimeError("training crashed")
+        """)
+    finetune_project.makepyfile(test_two="""
+        import pytest
+
+        @pytest.mark.finetune
+        def test_steady():
+            pass
+
+        @pytest.mark.finetune
+        def test_body_fails(finetune_result):
+            assert finetune_result.metrics["accuracy"] > 2, "model too weak"
+
+        @pytest.mark.finetune(seed=7)
+        def test_crashes():
+            pass
+        """)
+    result = finetune_project.runpytest(
+        "--finetune", "--snapshot-update", "--finetune-report=r.json", "--finetune-report-md=r.md"
+    )
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- fine-tuning baselines -*",
+            "test_two.py::test_steady*recorded*",
+            "test_two.py::test_body_fails*failed before comparing*",
+            "test_two.py::test_crashes*-*failed before comparing*",
+        ]
+    )
+    report = json.loads((finetune_project.path / "r.json").read_text())
+    assert report["summary"] == {"recorded": 1, "failed before comparing": 2}
+    by_test = {test["test"]: test for test in report["tests"]}
+    crashed = by_test["test_two.py::test_crashes"]
+    assert crashed["failed"] is True
+    assert crashed["baseline"] == "baselines/test_two/test_crashes.json"
+    assert crashed["message"] == (
+        "test_two.py::test_crashes: failed before comparing with its baseline (setup): RuntimeError: training crashed"
+    )
+    assert "AssertionError: model too weak" in by_test["test_two.py::test_body_fails"]["message"]
+    markdown = (finetune_project.path / "r.md").read_text()
+    assert "3 test(s), 2 failed." in markdown
+    assert "### `test_two.py::test_crashes`: failed before comparing" in markdown

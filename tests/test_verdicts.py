@@ -87,6 +87,22 @@ def test_a_gated_metric_the_run_lacks_fails() -> None:
     assert verdict.outcome is Outcome.MISSING_METRIC
 
 
+def test_an_improved_metric_does_not_hide_a_significantly_worse_paired_test() -> None:
+    """15 examples became wrong and 2 right (McNemar p = 0.0023) while eval_loss improved beyond
+    its tolerance: the paired test still fails the run, as without that tolerance."""
+
+    def examples(wrong: list[int]) -> dict:
+        return {"examples": {"count": 408, "digest": "same", "wrong": wrong}}
+
+    baseline = record(accuracy=1 - 112 / 408, f1=0.8, eval_loss=0.55) | examples([*range(100, 210), 400, 401])
+    current = record(accuracy=1 - 125 / 408, f1=0.8, eval_loss=0.53) | examples([*range(100, 210), *range(15)])
+    with_loss = compare(current, baseline, build_tolerances([0.05, {"eval_loss": 0.01}]))
+    assert [row.verdict for row in with_loss.rows] == ["ok", "improved", "ok"]
+    assert with_loss.paired is not None and with_loss.paired.significantly_worse
+    assert with_loss.outcome is Outcome.REGRESSED
+    assert compare(current, baseline, build_tolerances([0.05])).outcome is Outcome.REGRESSED
+
+
 def test_recipe_changes_compare_model_and_data_by_identity() -> None:
     moved = RECIPE | {"model": "b/model"}  # same content elsewhere
     assert recipe_changes(moved, RECIPE) == ()
@@ -139,3 +155,29 @@ def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(
         write_atomically(target, "new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["baseline.json"]
+
+
+def test_an_atomic_write_keeps_the_files_permissions(tmp_path: Path) -> None:
+    shared = tmp_path / "shared.json"
+    write_atomically(shared, "old\n")
+    shared.chmod(0o664)
+    write_atomically(shared, "new\n")
+    assert (shared.read_text(), shared.stat().st_mode & 0o777) == ("new\n", 0o664)
+
+    umask = os.umask(0o027)
+    try:
+        write_atomically(tmp_path / "fresh.json", "new\n")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "fresh.json").stat().st_mode & 0o777 == 0o640  # 0o666 less the umask, as open() gives
+
+
+def test_an_atomic_write_through_a_symlink_replaces_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "baseline.json"
+    write_atomically(target, "old\n")
+    link = tmp_path / "baseline.json"
+    link.symlink_to(target)
+    write_atomically(link, "new\n")
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert target.read_text() == "new\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["baseline.json"]
