@@ -3,9 +3,12 @@
 An entry is a folder named by the sha256 of everything that can change the outcome (see
 ``fixtures._cache_inputs``): ``result.json`` (metrics, history,
 runtime, environment) and ``predictions.npy`` / ``label_ids.npy``. Entries are data only
-(JSON and ``.npy`` read without pickle) and appear atomically: written in a temporary
-folder, then renamed. An unreadable entry is a miss, with a warning, and is rewritten; a
-folder that cannot be written means no caching, with a warning, never a failed test.
+(JSON and ``.npy`` read without pickle) and appear atomically: written in a hidden staging
+folder (``.{key[:12]}-*``), then renamed. An unreadable entry is a miss, with a warning, and
+is rewritten; a folder that cannot be written, or a result that cannot be written as such an
+entry (predictions that are not one numeric array, e.g. logits with hidden states), means no
+caching, with a warning, never a failed test. The cache folder may hold other files: only
+entries and staging folders are the cache's own (see :func:`is_entry`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
 FORMAT = 1
 _RESULT = "result.json"
 _ARRAYS = ("predictions", "label_ids")
+#: The names of the cache's own folders: an entry (a sha256 key) or a staging folder (see ``store``).
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}|\.[0-9a-f]{12}-[A-Za-z0-9_]+")
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,6 +52,16 @@ def cache_key(inputs: Mapping[str, Any]) -> str:
     """The sha256 of ``inputs`` as canonical JSON."""
     canonical = json.dumps({"format": FORMAT, **inputs}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def is_entry(path: Path) -> bool:
+    """Whether ``path`` is one of the cache's own folders: an entry or a staging folder."""
+    return bool(_ENTRY_NAME.fullmatch(path.name)) and path.is_dir() and not path.is_symlink()
+
+
+def cache_warning(message: str) -> pytest.PytestWarning:
+    """The warning the cache gives when it cannot do its work (the session goes on without it)."""
+    return pytest.PytestWarning(f"pytest-finetune: {message}")
 
 
 class ResultCache:
@@ -82,9 +98,18 @@ class ResultCache:
             return None
 
     def store(self, key: str, result: FinetuneResult, inputs: Mapping[str, Any]) -> None:
-        """Keep ``result`` under ``key``; ``inputs`` are written beside it for whoever wonders why."""
-        import numpy as np
+        """Keep ``result`` under ``key``; ``inputs`` are written beside it for whoever wonders why.
 
+        A result that cannot be stored (predictions that are not one numeric array, a folder
+        that cannot be written, anything that cannot be serialised) is not cached, with a
+        warning; the test goes on. No half-written entry is left behind.
+        """
+        arrays = {name: getattr(result.predictions, name) for name in _ARRAYS}
+        for name, value in arrays.items():
+            reason = _not_storable(name, value)
+            if reason:
+                _warn(f"{reason}; this result is not cached")
+                return
         stored = {
             "metrics": result.metrics,
             "history": result.history,
@@ -97,21 +122,67 @@ class ResultCache:
             self.folder.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=self.folder, prefix=f".{key[:12]}-"))
             try:
-                (staging / _RESULT).write_text(json.dumps(stored, indent=1, default=str), encoding="utf-8")
-                np.save(staging / "predictions.npy", np.asarray(result.predictions.predictions), allow_pickle=False)
-                np.save(staging / "label_ids.npy", np.asarray(result.predictions.label_ids), allow_pickle=False)
-                for file in staging.iterdir():
-                    with open(file, "rb") as handle:
-                        os.fsync(handle.fileno())
+                _write_entry(staging, stored, arrays)
                 _publish(staging, self.folder / key)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)  # still there only when another process published first
         except OSError as error:
             _warn(f"cannot write the result cache in {self.folder} ({error}); results are not cached")
+        except Exception as error:  # anything else: a finished fine-tune never fails for its cache entry
+            _warn(
+                f"cannot write this result to the cache in {self.folder} ({type(error).__name__}: {error}); "
+                "this result is not cached"
+            )
 
     def clear(self) -> None:
-        """Remove every entry (``--cache-clear``)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Remove every entry and staging folder (``--cache-clear``), and nothing else: the
+        folder may be shared with other files (``finetune_cache_dir = .``).
+
+        Raises the first :class:`OSError` of an entry that could not be removed, after
+        removing all it can (an entry removed meanwhile by another process is no error).
+        """
+        if not self.folder.is_dir():
+            return
+        failure: OSError | None = None
+        for path in sorted(self.folder.iterdir()):
+            if not is_entry(path):
+                continue
+            try:
+                shutil.rmtree(path)
+            except OSError as error:
+                shutil.rmtree(path, ignore_errors=True)  # what it can: one file's error stops rmtree
+                if os.path.lexists(path) and failure is None:
+                    failure = error
+        if failure is not None:
+            raise failure
+
+
+def _not_storable(name: str, value: Any) -> str | None:
+    """Why ``value`` (``predictions`` or ``label_ids``) cannot be an entry's ``.npy`` file, or ``None``."""
+    import numpy as np
+
+    if isinstance(value, tuple | list):
+        return (
+            f"{name} are a {type(value).__name__} of {len(value)} arrays, not one array (the model returns more "
+            "than its logits, e.g. hidden states or attentions, which the cache does not keep: they can be large)"
+        )
+    if not isinstance(value, np.ndarray):
+        return f"{name} are {type(value).__name__}, not a numpy array"
+    if value.dtype.kind not in "biufc":
+        return f"{name} are an array of {value.dtype}, not of numbers"
+    return None
+
+
+def _write_entry(staging: Path, stored: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+    """Write an entry's files into ``staging`` and flush them to disk."""
+    import numpy as np
+
+    (staging / _RESULT).write_text(json.dumps(stored, indent=1, default=str), encoding="utf-8")
+    for name, array in arrays.items():
+        np.save(staging / f"{name}.npy", array, allow_pickle=False)
+    for file in staging.iterdir():
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())
 
 
 def _publish(staging: Path, entry: Path) -> None:
@@ -124,4 +195,4 @@ def _publish(staging: Path, entry: Path) -> None:
 
 
 def _warn(message: str) -> None:
-    warnings.warn(pytest.PytestWarning(f"pytest-finetune: {message}"), stacklevel=3)
+    warnings.warn(cache_warning(message), stacklevel=3)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .cache import ResultCache, cache_warning
 from .calibration import check_seed_count
 from .dropout import DROPOUT_MASKS
 from .errors import FinetuneError
@@ -173,11 +173,12 @@ def session_layers(config: pytest.Config) -> list[Layer]:
             ini[key] = config.getini(ini_name)
         if env_name and os.environ.get(env_name):
             env[key] = os.environ[env_name]
-        if config.getoption(option):
-            cli[key] = config.getoption(option)
+        value = config.getoption(option)
+        if value is not None:
+            cli[key] = _not_empty(key, value, f"{option}={value}")
     for assignment in config.getoption("--finetune-set"):
         key, value = _split_assignment(assignment, "--finetune-set")
-        cli[key] = value
+        cli[key] = _not_empty(key, value, f"--finetune-set {assignment}")
     ini_folder = config.inipath.parent if config.inipath else config.rootpath
     return [
         _text_layer("ini file", ini, ini_folder),
@@ -328,19 +329,68 @@ def baseline_dir(config: pytest.Config) -> Path:
 
 def cache_dir(config: pytest.Config) -> Path | None:
     """The result cache's folder: ini ``finetune_cache_dir``, else ``finetune`` in pytest's cache;
-    ``None`` with ``--finetune-no-cache`` or without pytest's cache plugin. ``--cache-clear``
-    empties it."""
+    ``None`` with ``--finetune-no-cache``, without pytest's cache plugin, or when the folder
+    cannot be made or cleared (with a warning: the session runs without the cache).
+    ``--cache-clear`` empties it first (see :func:`clear_result_cache`)."""
+    cleared = clear_result_cache(config)
     if config.getoption("--finetune-no-cache"):
         return None
-    configured = config.getini("finetune_cache_dir")
-    if configured:
-        ini_folder = config.inipath.parent if config.inipath else config.rootpath
-        folder = (ini_folder / Path(configured).expanduser()).resolve()
-        if config.getoption("cacheclear", False):
-            shutil.rmtree(folder, ignore_errors=True)
-        return folder
+    if not cleared:
+        return None
+    configured = _configured_cache_dir(config)
+    if configured is not None:
+        return configured
     cache = getattr(config, "cache", None)
-    return cache.mkdir("finetune") if cache is not None else None  # pytest clears it on --cache-clear
+    if cache is None:
+        return None
+    try:
+        return cache.mkdir("finetune")  # pytest empties its own cache on --cache-clear
+    except OSError as error:
+        config.issue_config_time_warning(
+            cache_warning(f"cannot make the result cache folder in pytest's cache ({error}); results are not cached"),
+            stacklevel=2,
+        )
+        return None
+
+
+_CLEARED = pytest.StashKey[bool]()
+
+
+def clear_result_cache(config: pytest.Config) -> bool:
+    """``--cache-clear``: remove the entries of the ``finetune_cache_dir`` folder, and only
+    them (the folder may hold other files), once per run: in the controlling process, not in
+    pytest-xdist's workers (which start after it has cleared, and may store meanwhile).
+    pytest's own cache folder, the default, is emptied by pytest.
+
+    Call it whether or not fine-tuning runs (a later ``--finetune`` run must not find old
+    entries); it does its work once per session. ``False`` when entries could not be
+    removed (with a warning): the cache must then not be used, or it would serve them.
+    """
+    if _CLEARED not in config.stash:
+        config.stash[_CLEARED] = True
+        folder = _configured_cache_dir(config)
+        if folder is not None and config.getoption("cacheclear", False) and not hasattr(config, "workerinput"):
+            try:
+                ResultCache(folder).clear()
+            except OSError as error:
+                config.stash[_CLEARED] = False
+                config.issue_config_time_warning(
+                    cache_warning(
+                        f"--cache-clear cannot remove the result cache's entries in {folder} ({error}); "
+                        "results are not cached"
+                    ),
+                    stacklevel=2,
+                )
+    return config.stash[_CLEARED]
+
+
+def _configured_cache_dir(config: pytest.Config) -> Path | None:
+    """ini ``finetune_cache_dir`` resolved against the ini file's folder, ``None`` when unset."""
+    configured = config.getini("finetune_cache_dir")
+    if not configured:
+        return None
+    ini_folder = config.inipath.parent if config.inipath else config.rootpath
+    return (ini_folder / Path(configured).expanduser()).resolve()
 
 
 _MARKER_SETTINGS = pytest.StashKey[tuple[Layer, list[Setting]]]()
@@ -367,12 +417,12 @@ def marker_settings(item: pytest.Item) -> tuple[Layer, list[Setting]]:
 def python_layer(where: str, overrides: Mapping[str, Any], base: Path) -> Layer:
     """A layer of Python values (marker, hook): types are checked, not parsed."""
     converted = {key: convert_value(key, value, where=where) for key, value in overrides.items()}
-    return where, _resolve_paths(converted, base)
+    return where, _resolve_paths(converted, base, where)
 
 
 def _text_layer(where: str, overrides: Mapping[str, str], base: Path) -> Layer:
     converted = {key: convert_value(key, value, where=where, from_text=True) for key, value in overrides.items()}
-    return where, _resolve_paths(converted, base)
+    return where, _resolve_paths(converted, base, where)
 
 
 def _split_assignment(text: str, where: str) -> tuple[str, str]:
@@ -382,16 +432,34 @@ def _split_assignment(text: str, where: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _resolve_paths(overrides: dict[str, Any], base: Path) -> dict[str, Any]:
+def _not_empty(key: str, value: str, given: str) -> str:
+    """``value``; a usage error naming ``given`` (the option) when a model, data or task value is
+    empty (an unset shell variable, say): it would otherwise be ignored, or taken for the folder
+    a relative path is resolved against."""
+    if key in _NAMED_SETTINGS and not value.strip():
+        raise FinetuneError(f"{given} gives an empty {key}: {_EMPTY_HELP[key]}, or leave it out")
+    return value
+
+
+_EMPTY_HELP = {
+    "model": "give a Hub id or a checkpoint folder",
+    "data": "give a Hub dataset id or a data folder",
+    "task": "give a task such as mrpc",
+}
+
+
+def _resolve_paths(overrides: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
     """Make relative model and data paths absolute against ``base``.
 
     A value is a path when it exists under ``base`` or can only be a path (``./x``,
-    ``a/b/c``); anything else (``bert-base-uncased``, ``org/name``) stays a Hub id.
+    ``a/b/c``); anything else (``bert-base-uncased``, ``org/name``) stays a Hub id. An
+    empty value is an error naming ``where`` (it would resolve to ``base`` itself).
     """
     for key in _PATH_KEYS:
         value = overrides.get(key)
         if not isinstance(value, str):
             continue
+        _not_empty(key, value, f"{where}: {key}={value!r}")
         candidate = base / Path(value).expanduser()
         if candidate.exists() or looks_like_path(value):
             overrides[key] = str(candidate.resolve())

@@ -14,8 +14,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
-#: Files that can change what a checkpoint or data folder holds (READMEs and licences cannot).
-_CONTENT_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model", ".tsv", ".csv", ".jsonl", ".parquet")
+#: Files that can change what a checkpoint or data folder holds (READMEs and licences cannot);
+#: ``.py``: a checkpoint's own modeling code, run with ``trust_remote_code=True``.
+_CONTENT_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model", ".tsv", ".csv", ".jsonl", ".parquet", ".py")
 _CHUNK = 1 << 20
 
 

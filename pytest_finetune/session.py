@@ -20,6 +20,7 @@ from .options import (
     cache_dir,
     calibration_setting,
     check_path_options,
+    clear_result_cache,
     dropout_masks_setting,
     marker_settings,
     precision_setting,
@@ -76,6 +77,7 @@ class FinetuneSession:
         """Read the options, ini keys and environment (checked here)."""
         check_path_options(config)
         enabled = config.getoption("--finetune")
+        clear_result_cache(config)  # --cache-clear, with or without --finetune
         folder = cache_dir(config) if enabled else None
         auto_k, auto_floor = auto_settings(config)
         return cls(

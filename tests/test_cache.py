@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 
@@ -174,3 +175,242 @@ def test_the_cache_folder_can_move(project: pytest.Pytester) -> None:
     assert len(entries(project, "ci-cache")) == 1
     assert run(project)[1] == 1
     assert run(project, "--cache-clear")[1] == 2
+
+
+# --cache-clear removes the cache's own entries, and only them ----------------------------------
+
+
+def shared_cache(project: pytest.Pytester) -> Path:
+    """Point ``finetune_cache_dir`` at ``shared/``, a folder other tools write to as well."""
+    ini = (project.path / "tox.ini").read_text().replace("[pytest]", "[pytest]\nfinetune_cache_dir = shared")
+    (project.path / "tox.ini").write_text(ini)
+    shared = project.path / "shared"
+    (shared / "notes").mkdir(parents=True)
+    (shared / "other_tool_data.txt").write_text("not the cache's")
+    (shared / "notes" / "keep.txt").write_text("not the cache's either")
+    (shared / ("0" * 64 + ".txt")).write_text("a file, not an entry")
+    return shared
+
+
+def keyed(shared: Path) -> list[Path]:
+    """The entries in ``shared``: folders named by a sha256 key."""
+    return [path for path in shared.iterdir() if path.is_dir() and len(path.name) == 64]
+
+
+def others(shared: Path) -> list[str]:
+    return sorted(path.relative_to(shared).as_posix() for path in shared.rglob("*") if path.is_file())
+
+
+OTHERS = sorted([f"{'0' * 64}.txt", "notes/keep.txt", "other_tool_data.txt"])
+
+
+def test_cache_clear_removes_only_entries_and_staging_folders(project: pytest.Pytester) -> None:
+    shared = shared_cache(project)
+    run(project)
+    (entry,) = keyed(shared)
+    staging = shared / f".{entry.name[:12]}-abc_123x"  # left by a store that was killed
+    staging.mkdir()
+    (staging / "result.json").write_text("{}")
+    assert run(project, "--cache-clear")[1] == 2  # trained again: the entry was removed
+    assert not staging.exists()
+    assert others(shared) == sorted(OTHERS + [f"{entry.name}/{name}" for name in ENTRY_FILES])
+    assert run(project)[1] == 2  # the new entry serves
+
+
+ENTRY_FILES = ("label_ids.npy", "predictions.npy", "result.json")
+
+
+@pytest.mark.parametrize("args", [[], ["--finetune-no-cache"]], ids=["without-finetune", "finetune-no-cache"])
+def test_cache_clear_clears_without_fine_tuning_or_caching(project: pytest.Pytester, args: list[str]) -> None:
+    """``pytest --cache-clear`` (or with ``--finetune-no-cache``) clears the configured folder
+    too: the next ``--finetune`` run must not be served an old entry."""
+    shared = shared_cache(project)
+    run(project)
+    if args:
+        run(project, "--cache-clear", *args)
+    else:
+        project.runpytest("--cache-clear").assert_outcomes(skipped=1)
+    assert keyed(shared) == []
+    assert others(shared) == OTHERS
+    assert run(project)[1] == (3 if args else 2)
+
+
+def test_cache_clear_does_not_clear_in_xdist_workers(project: pytest.Pytester) -> None:
+    """A pytest-xdist worker (``config.workerinput``) leaves the folder alone: the controller
+    cleared it before the workers started, and another worker may have stored meanwhile."""
+    shared_cache(project)
+    run(project)
+    project.makeconftest(CONFTEST + """
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    config.workerinput = {"workerid": "gw0"}
+""")
+    result, trained, after = run(project, "--cache-clear")
+    assert trained == 1 and after["from_cache"] is True
+
+
+def test_cache_clear_clears_the_default_folder(project: pytest.Pytester) -> None:
+    run(project)
+    assert run(project, "--cache-clear")[1] == 2
+    assert run(project)[1] == 2
+
+
+def test_an_entry_cache_clear_cannot_remove_means_no_cache(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry that stays would be served despite ``--cache-clear``: the session runs without the cache."""
+    import shutil
+    from types import SimpleNamespace
+
+    from pytest_finetune import cache
+
+    shared_cache(project)
+    run(project)
+
+    def rmtree(path: object, ignore_errors: bool = False) -> None:
+        if not ignore_errors:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cache, "shutil", SimpleNamespace(rmtree=rmtree))
+    result, trained, after = run(project, "--cache-clear")
+    monkeypatch.setattr(cache, "shutil", shutil)
+    assert trained == 2 and after["from_cache"] is False
+    result.stdout.fnmatch_lines(
+        [
+            "*pytest-finetune: --cache-clear cannot remove the result cache's entries in *shared "
+            "(*Permission denied*); results are not cached"
+        ]
+    )
+    assert len(keyed(project.path / "shared")) == 1  # the old entry, not a new one
+
+
+def test_clear_removes_entries_and_keeps_other_files(tmp_path: Path) -> None:
+    from pytest_finetune.cache import ResultCache
+
+    keys = ["ab" * 32, "cd" * 32]
+    for key in keys:
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "result.json").write_text("{}")
+    (tmp_path / f".{keys[0][:12]}-k2j_4mzq").mkdir()
+    kept = ["AB" * 32, "ab" * 31, ".hidden", f".{keys[0][:12]}", "data.txt"]
+    for name in kept[:-1]:
+        (tmp_path / name).mkdir()
+    (tmp_path / "data.txt").write_text("x")
+    (tmp_path / ("ef" * 32)).symlink_to(tmp_path / ".hidden")  # a link named like an entry: not followed
+    kept.append("ef" * 32)
+    ResultCache(tmp_path).clear()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
+    ResultCache(tmp_path / "absent").clear()  # nothing to clear
+    ResultCache(tmp_path / "data.txt" / "below").clear()
+
+
+# A cache folder that cannot be made: no caching, with a warning, never a failed session -----------
+
+
+def test_an_unusable_pytest_cache_folder_warns_and_the_test_passes(project: pytest.Pytester) -> None:
+    (project.path / "blocked").write_text("a file where pytest's cache folder would go")
+    result, trained, _ = run(project, "-o", "cache_dir=blocked/cache")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        ["*pytest-finetune: cannot make the result cache folder in pytest's cache (*); results are not cached"]
+    )
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    assert run(project, "-o", "cache_dir=blocked/cache", "--cache-clear")[1] == trained + 1
+
+
+def test_cache_clear_of_an_unwritable_cache_folder_is_no_error(project: pytest.Pytester) -> None:
+    (project.path / "blocked").write_text("a file where the cache folder would go")
+    ini = (project.path / "tox.ini").read_text().replace("[pytest]", "[pytest]\nfinetune_cache_dir = blocked/cache")
+    (project.path / "tox.ini").write_text(ini)
+    result, trained, _ = run(project, "--cache-clear")
+    assert trained == 1
+    result.stdout.fnmatch_lines(["*cannot write the result cache in *blocked/cache*; results are not cached"])
+
+
+# Results the cache cannot hold: the test passes, with a warning, and nothing is stored --------------
+
+HIDDEN_STATES = """
+import pytest
+
+@pytest.fixture
+def model(finetune_recipe):
+    from pytest_finetune.models import load_model
+
+    model = load_model(finetune_recipe)
+    model.config.output_hidden_states = True  # predictions: (logits, hidden states)
+    return model
+"""
+
+
+def test_predictions_with_hidden_states_are_not_cached(finetune_project: pytest.Pytester) -> None:
+    from conftest import QUALITY_TEST
+
+    finetune_project.makeconftest(CONFTEST + HIDDEN_STATES)
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    for trainings in (1, 2):
+        result = finetune_project.runpytest("--finetune", "--snapshot-update")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["*pytest-finetune: predictions are a tuple of * arrays, not one array*"])
+        result.stdout.fnmatch_lines(["*hidden states*; this result is not cached"])
+        assert len((finetune_project.path / "trainings.txt").read_text().splitlines()) == trainings
+        cache = finetune_project.path / ".pytest_cache/d/finetune"
+        assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def fake_result(predictions: object, label_ids: object = None, inputs: object = None) -> object:
+    from types import SimpleNamespace
+
+    outputs = SimpleNamespace(
+        metrics={}, predictions=predictions, label_ids=np.arange(3) if label_ids is None else label_ids
+    )
+    return SimpleNamespace(
+        metrics={"accuracy": 0.5}, history=[], train_runtime=1.0, environment={}, predictions=outputs
+    )
+
+
+@pytest.mark.parametrize(
+    ("predictions", "label_ids", "message"),
+    [
+        ((np.ones((3, 2)), np.ones((3, 4, 8))), None, "predictions are a tuple of 2 arrays, not one array*"),
+        (np.array([{}, {}, {}], dtype=object), None, "predictions are an array of object, not of numbers"),
+        (np.ones((3, 2)), [0, 1, 1], "label_ids are a list of 3 arrays*"),
+    ],
+    ids=["tuple", "object-array", "list-labels"],
+)
+def test_a_result_that_is_not_arrays_of_numbers_is_not_stored(
+    tmp_path: Path, predictions: object, label_ids: object, message: str
+) -> None:
+    from pytest_finetune.cache import ResultCache
+
+    with pytest.warns(pytest.PytestWarning) as caught:
+        ResultCache(tmp_path).store("ab" * 32, fake_result(predictions, label_ids), {})  # type: ignore[arg-type]
+    (warning,) = caught
+    assert fnmatch.fnmatch(str(warning.message), f"pytest-finetune: {message}; this result is not cached")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_result_that_cannot_be_serialised_leaves_no_entry(tmp_path: Path) -> None:
+    from pytest_finetune.cache import ResultCache
+
+    circular: dict = {}
+    circular["self"] = circular
+    with pytest.warns(
+        pytest.PytestWarning, match=r"cannot write this result to the cache in .* \(ValueError: Circular"
+    ):
+        ResultCache(tmp_path).store("ab" * 32, fake_result(np.ones((3, 2))), circular)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # neither an entry nor a staging folder
+
+
+# A checkpoint's own code is part of its content --------------------------------------------------
+
+
+def test_a_checkpoints_python_code_is_part_of_its_content_digest(tmp_path: Path) -> None:
+    from pytest_finetune.provenance import content_digest
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "modeling_custom.py").write_text("HIDDEN = 32\n")
+    before = content_digest(str(tmp_path))
+    (tmp_path / "modeling_custom.py").write_text("HIDDEN = 64  # changed\n")
+    assert content_digest(str(tmp_path)) != before
