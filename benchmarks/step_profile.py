@@ -134,7 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = args.model or default_model()
     if args.precision == "bf32":
-        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"  # type: ignore[attr-defined]  # torch adds it at import
     data = batches(args.data, checkpoint, pad_to_multiple_of=args.pad_to_multiple_of)
     model, optimizer = recipe_model(checkpoint)
     if args.compile:
