@@ -330,12 +330,8 @@ def baseline_dir(config: pytest.Config) -> Path:
 def cache_dir(config: pytest.Config) -> Path | None:
     """The result cache's folder: ini ``finetune_cache_dir``, else ``finetune`` in pytest's cache;
     ``None`` with ``--finetune-no-cache``, without pytest's cache plugin, or when the folder
-    cannot be made or cleared (with a warning: the session runs without the cache).
-    ``--cache-clear`` empties it first (see :func:`clear_result_cache`)."""
-    cleared = clear_result_cache(config)
+    cannot be made (with a warning: the session runs without the cache)."""
     if config.getoption("--finetune-no-cache"):
-        return None
-    if not cleared:
         return None
     configured = _configured_cache_dir(config)
     if configured is not None:
@@ -353,35 +349,30 @@ def cache_dir(config: pytest.Config) -> Path | None:
         return None
 
 
-_CLEARED = pytest.StashKey[bool]()
-
-
 def clear_result_cache(config: pytest.Config) -> bool:
     """``--cache-clear``: remove the entries of the ``finetune_cache_dir`` folder, and only
-    them (the folder may hold other files), once per run: in the controlling process, not in
+    them (the folder may hold other files), whether or not fine-tuning runs (a later
+    ``--finetune`` run must not find old entries), in the controlling process only: not in
     pytest-xdist's workers (which start after it has cleared, and may store meanwhile).
     pytest's own cache folder, the default, is emptied by pytest.
 
-    Call it whether or not fine-tuning runs (a later ``--finetune`` run must not find old
-    entries); it does its work once per session. ``False`` when entries could not be
-    removed (with a warning): the cache must then not be used, or it would serve them.
+    ``False`` when entries could not be removed (with a warning): the cache must then not be
+    used, or it would serve them.
     """
-    if _CLEARED not in config.stash:
-        config.stash[_CLEARED] = True
-        folder = _configured_cache_dir(config)
-        if folder is not None and config.getoption("cacheclear", False) and not hasattr(config, "workerinput"):
-            try:
-                ResultCache(folder).clear()
-            except OSError as error:
-                config.stash[_CLEARED] = False
-                config.issue_config_time_warning(
-                    cache_warning(
-                        f"--cache-clear cannot remove the result cache's entries in {folder} ({error}); "
-                        "results are not cached"
-                    ),
-                    stacklevel=2,
-                )
-    return config.stash[_CLEARED]
+    folder = _configured_cache_dir(config)
+    if folder is None or not config.getoption("cacheclear", False) or hasattr(config, "workerinput"):
+        return True
+    try:
+        ResultCache(folder).clear()
+    except OSError as error:
+        config.issue_config_time_warning(
+            cache_warning(
+                f"--cache-clear cannot remove the result cache's entries in {folder} ({error}); results are not cached"
+            ),
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 def _configured_cache_dir(config: pytest.Config) -> Path | None:

@@ -77,8 +77,8 @@ class FinetuneSession:
         """Read the options, ini keys and environment (checked here)."""
         check_path_options(config)
         enabled = config.getoption("--finetune")
-        clear_result_cache(config)  # --cache-clear, with or without --finetune
-        folder = cache_dir(config) if enabled else None
+        cleared = clear_result_cache(config)  # --cache-clear, with or without --finetune
+        folder = cache_dir(config) if enabled and cleared else None
         auto_k, auto_floor = auto_settings(config)
         return cls(
             enabled=enabled,
