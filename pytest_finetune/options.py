@@ -384,25 +384,33 @@ def _configured_cache_dir(config: pytest.Config) -> Path | None:
     return (ini_folder / Path(configured).expanduser()).resolve()
 
 
-_MARKER_SETTINGS = pytest.StashKey[tuple[Layer, list[Setting]]]()
+_MARKER_SETTINGS = pytest.StashKey[tuple[list[pytest.Mark], Layer, list[Setting]]]()
 
 
 def marker_settings(item: pytest.Item) -> tuple[Layer, list[Setting]]:
     """The recipe layer and the tolerance settings of ``item``'s ``finetune`` markers,
-    farthest first so that the closest marker wins (checked once per test, at collection)."""
-    if _MARKER_SETTINGS not in item.stash:
-        where = f"{item.nodeid}: @pytest.mark.{MARKER}"
-        overrides: dict[str, Any] = {}
-        tolerances: list[Setting] = []
-        for mark in reversed(list(item.iter_markers(MARKER))):
-            if mark.args:
-                raise FinetuneError(f"{where} takes keyword arguments only, got {mark.args!r}")
-            keywords = dict(mark.kwargs)
-            if TOLERANCE_KEYWORD in keywords:
-                tolerances.append(check_setting(keywords.pop(TOLERANCE_KEYWORD), where))
-            overrides.update(keywords)
-        item.stash[_MARKER_SETTINGS] = (python_layer(where, overrides, item.config.rootpath), tolerances)
-    return item.stash[_MARKER_SETTINGS]
+    farthest first so that the closest marker wins.
+
+    Read again whenever the markers changed since the last call: a conftest's
+    ``pytest_collection_modifyitems`` may add one after collection checked them.
+    """
+    marks = list(item.iter_markers(MARKER))
+    stored = item.stash.get(_MARKER_SETTINGS, None)
+    if stored is not None and list(map(id, stored[0])) == list(map(id, marks)):  # the stash keeps them alive
+        return stored[1], stored[2]
+    where = f"{item.nodeid}: @pytest.mark.{MARKER}"
+    overrides: dict[str, Any] = {}
+    tolerances: list[Setting] = []
+    for mark in reversed(marks):
+        if mark.args:
+            raise FinetuneError(f"{where} takes keyword arguments only, got {mark.args!r}")
+        keywords = dict(mark.kwargs)
+        if TOLERANCE_KEYWORD in keywords:
+            tolerances.append(check_setting(keywords.pop(TOLERANCE_KEYWORD), where))
+        overrides.update(keywords)
+    layer = python_layer(where, overrides, item.config.rootpath)
+    item.stash[_MARKER_SETTINGS] = (marks, layer, tolerances)
+    return layer, tolerances
 
 
 def python_layer(where: str, overrides: Mapping[str, Any], base: Path) -> Layer:

@@ -83,13 +83,19 @@ def pytest_make_collect_report(
     return report
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without ``--finetune`` marked tests are skipped; with it, each gets its result and a baseline
-    of its own."""
+    of its own. Runs after the other implementations, so that a ``finetune`` marker one of them
+    added is checked too: a mistake in it is a usage error."""
     enabled = config.stash[SESSION_KEY].enabled
     for item in items:
         if not item.get_closest_marker(MARKER):
             continue
+        try:
+            marker_settings(item)
+        except FinetuneError as error:
+            raise pytest.UsageError(str(error)) from None
         if not enabled:
             item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
         elif isinstance(item, pytest.Function):

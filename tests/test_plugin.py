@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import assert_fails_clearly
+from conftest import assert_fails_clearly, assert_usage_error
 
 RECIPE_DUMP = """
 import json
@@ -156,6 +156,48 @@ def test_class_marker_applies_below_the_function_marker(finetune_project: pytest
                 assert (finetune_recipe.seed, finetune_recipe.training_args["max_steps"]) == (6, 3)
         """)
     finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
+
+
+MARKER_FROM_HOOK = """
+    import pytest
+
+    def pytest_collection_modifyitems(items):
+        for item in items:
+            item.add_marker(pytest.mark.finetune({keywords}), append={append})
+    """
+
+
+@pytest.mark.parametrize(("append", "max_steps"), [(True, 3), (False, 2)])
+def test_marker_a_hook_adds_after_collection_counts(
+    finetune_project: pytest.Pytester, append: bool, max_steps: int
+) -> None:
+    """A marker added in ``pytest_collection_modifyitems`` to an already marked test joins the
+    decorator's: appended, the decorator stays closest and wins where both set a keyword."""
+    finetune_project.makeconftest(MARKER_FROM_HOOK.format(keywords="learning_rate=1e-4, max_steps=2", append=append))
+    finetune_project.makepyfile(f"""
+        import pytest
+
+        @pytest.mark.finetune(max_steps=3)
+        def test_recipe(finetune_recipe):
+            assert finetune_recipe.training_args["learning_rate"] == 1e-4
+            assert finetune_recipe.training_args["max_steps"] == {max_steps}
+        """)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("args", [(), ("--finetune",)])
+def test_bad_marker_a_hook_adds_is_a_usage_error(pytester: pytest.Pytester, args: tuple[str, ...]) -> None:
+    pytester.makeconftest(MARKER_FROM_HOOK.format(keywords="learning_rat=1e-4", append=True))
+    pytester.makepyfile(test_x="""
+        import pytest
+
+        @pytest.mark.finetune(seed=1)
+        def test_x():
+            pass
+        """)
+    assert_usage_error(
+        pytester.runpytest(*args), "test_x.py::test_x: @pytest.mark.finetune: unknown keyword 'learning_rat'*"
+    )
 
 
 def test_command_line_beats_environment(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
