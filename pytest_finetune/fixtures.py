@@ -347,7 +347,8 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     """Everything that can change what ``trainer`` computes, for the result cache; ``None``
     when the datasets carry no ``datasets`` fingerprint (then nothing is cached).
 
-    The tokenized splits' fingerprints cover the data rows and the tokenize function; the
+    The tokenized splits' fingerprints cover the data rows and the tokenize function; a Hub
+    model's commit covers new weights pushed under its name; the
     source of the modules that define the fixtures deciding the training and the hook
     implementations covers a ``conftest.py`` edit, inside a fixture or not (a constant, a
     ``Trainer`` subclass). Parameters count only when they reach those fixtures: one whose
@@ -355,6 +356,7 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     """
     from .baselines import recipe_record
     from .cache import package_digest
+    from .provenance import hub_revision
     from .training import run_environment
 
     session = request.config.stash[SESSION_KEY]
@@ -379,7 +381,7 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
         },
         "training_arguments": {k: v for k, v in trainer.args.to_dict().items() if output_dir not in str(v)},
         "tokenized": fingerprints,
-        "model": {"class": type(trainer.model).__qualname__, "config": config},
+        "model": {"class": type(trainer.model).__qualname__, "config": config, "revision": hub_revision(recipe.model)},
         "collator": type(trainer.data_collator).__qualname__,
         "trainer": f"{type(trainer).__module__}.{type(trainer).__qualname__}",
         "params": _training_params(request, serving),

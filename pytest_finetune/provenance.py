@@ -1,4 +1,5 @@
-"""Where a result came from: content digests of local checkpoints and data, and the environment.
+"""Where a result came from: content digests of local checkpoints and data, the commit of a Hub
+model, and the environment.
 
 A baseline names its model and data by content, so that the same checkpoint or data
 folder at another path (a colleague's clone, a CI runner's virtualenv) is the same recipe,
@@ -60,6 +61,23 @@ def display_source(source: str, rootdir: Path) -> str:
 def source_identity(source: str) -> str:
     """What makes two sources the same: the content digest of a local path, else the Hub id."""
     return content_digest(source) if os.path.isabs(source) and os.path.exists(source) else source
+
+
+def hub_revision(source: str) -> str | None:
+    """The commit of a Hub model's files in the local Hub cache (the one ``from_pretrained``
+    resolved ``source`` to when it last loaded it); ``None`` for a local path or a model not in
+    the cache. A model's name stays the same when its owner pushes new weights; the commit does not.
+    """
+    if os.path.isabs(source):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(source, "config.json")
+    except ValueError:  # not a valid repository id
+        return None
+    parts = Path(found).parts if isinstance(found, str) else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
 
 
 def environment(device: str, dtype: str, dropout_masks: str) -> dict[str, Any]:

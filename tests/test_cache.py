@@ -130,6 +130,30 @@ def test_a_changed_data_row_misses(project: pytest.Pytester) -> None:
     assert run(project)[1] == 2
 
 
+def test_new_weights_pushed_to_a_hub_model_miss(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Hub model keeps its name when new weights are pushed; its commit changes. Offline, on a
+    Hub cache laid out as ``huggingface_hub`` lays it out (in subprocesses: the cache folder is
+    read at import)."""
+    hub = project.path / "hub"
+    repo = hub / "models--org--tiny"
+
+    def push(commit: str, seed: int) -> None:
+        save_tiny_checkpoint(repo / "snapshots" / commit, seed=seed)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    push("a" * 40, seed=0)
+    args = ("--finetune", "--snapshot-update", "--finetune-model=org/tiny")
+    project.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    project.runpytest_subprocess(*args).stdout.fnmatch_lines(["test_quality.py::test_quality*cached"])
+    push("b" * 40, seed=1)
+    project.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    assert (project.path / "trainings.txt").read_text().splitlines() == ["trained", "trained"]
+
+
 def test_no_cache_and_cache_clear_fine_tune_again(project: pytest.Pytester) -> None:
     run(project)
     assert run(project, "--finetune-no-cache")[1] == 2
