@@ -29,18 +29,18 @@ SNAPSHOT_FIXTURE = "finetune_snapshot"
 RESULT_FIXTURE = "finetune_result"
 
 
-def require_fixtures(item: pytest.Item) -> None:
+def require_fixtures(item: pytest.Function) -> None:
     """Make a marked test use its baseline and its result, even with an empty body.
 
     They are set up after the autouse and ``usefixtures`` fixtures (which may prepare what
     training sees) and before the test's own arguments; the baseline first, so that it is
     there to be kept if training fails.
     """
-    names: list[str] = item.fixturenames  # type: ignore[attr-defined]
+    names: list[str] = item.fixturenames
     for name in (RESULT_FIXTURE, SNAPSHOT_FIXTURE):
         if name in names:
             names.remove(name)
-    arguments = set(inspect.signature(item.obj).parameters) if isinstance(item, pytest.Function) else set()
+    arguments = set(inspect.signature(item.obj).parameters)
     first_argument = next((index for index, name in enumerate(names) if name in arguments), len(names))
     names[first_argument:first_argument] = [SNAPSHOT_FIXTURE, RESULT_FIXTURE]
 

@@ -250,13 +250,26 @@ def _ini_choice(
     return setting
 
 
+def update_setting(config: pytest.Config, enabled: bool) -> bool:
+    """syrupy's ``--snapshot-update``. The baselines are kept through syrupy's plugin: with it
+    disabled (``-p no:syrupy``) a run without ``--finetune`` goes on, one with it is a usage error."""
+    if config.pluginmanager.has_plugin("syrupy"):
+        return bool(config.getoption("--snapshot-update"))
+    if enabled:
+        raise FinetuneError(
+            "--finetune keeps its baselines through syrupy's pytest plugin, which is disabled here "
+            "(-p no:syrupy): remove -p no:syrupy"
+        )
+    return False
+
+
 def calibration_setting(config: pytest.Config) -> int | None:
     """``--finetune-calibrate N``: the number of seeds (checked; it needs ``--snapshot-update``)."""
     value = config.getoption("--finetune-calibrate")
     if value is None:
         return None
     count = check_seed_count(value)
-    if not config.getoption("--snapshot-update"):
+    if not config.getoption("--snapshot-update", False):
         raise FinetuneError(
             f"--finetune-calibrate {value} stores a calibration in the baselines: add --snapshot-update"
         )

@@ -87,19 +87,25 @@ def pytest_make_collect_report(
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without ``--finetune`` marked tests are skipped; with it, each gets its result and a baseline
     of its own. Runs after the other implementations, so that a ``finetune`` marker one of them
-    added is checked too: a mistake in it is a usage error."""
+    added is checked too: a mistake in it, or a marker on an item that is not a test function
+    (a doctest), is a usage error."""
     enabled = config.stash[SESSION_KEY].enabled
     for item in items:
         if not item.get_closest_marker(MARKER):
             continue
+        if not isinstance(item, pytest.Function):
+            raise pytest.UsageError(
+                f"{item.nodeid}: @pytest.mark.{MARKER} on a {type(item).__name__}, which cannot fine-tune "
+                "(only test functions ask for fixtures): remove the marker from it"
+            )
         try:
             marker_settings(item)
         except FinetuneError as error:
             raise pytest.UsageError(str(error)) from None
-        if not enabled:
-            item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
-        elif isinstance(item, pytest.Function):
+        if enabled:
             gate.require_fixtures(item)
+        else:
+            item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
     if enabled:
         gate.check_distinct_baselines(config, items)
 

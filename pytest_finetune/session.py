@@ -28,6 +28,7 @@ from .options import (
     runtime_tuning_setting,
     session_layers,
     session_tolerances,
+    update_setting,
 )
 from .recipe import Recipe, build_recipe
 from .tolerances import Setting, Tolerances, build_tolerances
@@ -85,7 +86,7 @@ class FinetuneSession:
             layers=session_layers(config),
             tolerance_settings=session_tolerances(config),
             strict=config.getoption("--finetune-strict"),
-            update=bool(config.getoption("--snapshot-update")),
+            update=update_setting(config, enabled),
             baseline_dir=baseline_dir(config),
             precision=precision_setting(config),
             runtime_tuning=runtime_tuning_setting(config),

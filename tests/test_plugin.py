@@ -200,6 +200,41 @@ def test_bad_marker_a_hook_adds_is_a_usage_error(pytester: pytest.Pytester, args
     )
 
 
+def test_a_marker_a_hook_puts_on_a_doctest_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    """Only test functions ask for fixtures: a marked doctest would pass without fine-tuning."""
+    pytester.makeconftest("""
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                item.add_marker(pytest.mark.finetune)
+        """)
+    pytester.makepyfile(mod='def double(x):\n    """\n    >>> double(2)\n    4\n    """\n    return 2 * x\n')
+    for args in ((), ("--finetune",)):
+        assert_usage_error(
+            pytester.runpytest("--doctest-modules", "mod.py", *args),
+            "mod.py::mod.double: @pytest.mark.finetune on a DoctestItem, which cannot fine-tune *: remove the marker*",
+        )
+
+
+def test_without_syrupy_plain_runs_go_on_and_finetune_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.finetune
+        def test_marked():
+            pass
+
+        def test_plain():
+            pass
+        """)
+    pytester.runpytest("-p", "no:syrupy").assert_outcomes(passed=1, skipped=1)
+    assert_usage_error(
+        pytester.runpytest("-p", "no:syrupy", "--finetune"),
+        "--finetune keeps its baselines through syrupy's pytest plugin, which is disabled here (-p no:syrupy)*",
+    )
+
+
 def test_command_line_beats_environment(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.makepyfile(RECIPE_DUMP)
     monkeypatch.setenv("PYTEST_FINETUNE_DATA", "env/data")
