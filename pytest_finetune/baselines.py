@@ -29,7 +29,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 from .errors import FinetuneError
 from .provenance import display_source, source_identity
 from .stats import examples_digest
-from .storage import write_atomically
+from .storage import StorageError, read_error, write_atomically, write_error
 from .tolerances import Tolerances
 from .verdicts import DEFAULT_ALPHA, Verdict, compare, recipe_changes
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from syrupy.data import SnapshotCollection
     from syrupy.location import PyTestLocation
-    from syrupy.types import PropertyFilter, PropertyMatcher, SerializableData, SerializedData
+    from syrupy.types import PropertyFilter, PropertyMatcher, SerializableData, SerializedData, SnapshotIndex
 
     from .recipe import Recipe
     from .training import FinetuneResult
@@ -121,6 +121,11 @@ def parse_baseline(text: str, location: str, gated: tuple[str, ...]) -> dict[str
         raise BaselineError(f"baseline {location} is not valid JSON ({str(error)[:200]}); {fix}") from None
     if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
         raise BaselineError(f'baseline {location} has no "metrics" object; {fix}')
+    if record.get("format", FORMAT) != FORMAT:
+        raise BaselineError(
+            f'baseline {location} is in format {json.dumps(record["format"])[:40]}, and this pytest-finetune reads '
+            f"format {FORMAT}: use the pytest-finetune that recorded it, or record it again with --snapshot-update"
+        )
     for name, value in record["metrics"].items():
         if not _is_finite(value):
             shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
@@ -136,6 +141,9 @@ def parse_baseline(text: str, location: str, gated: tuple[str, ...]) -> dict[str
         raise BaselineError(f'baseline {location}: "environment" is not an object; {fix}')
     if not isinstance(record.get("intervals", {}), dict):
         raise BaselineError(f'baseline {location}: "intervals" is not an object; {fix}')
+    history = record.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        raise BaselineError(f'baseline {location}: "history" is not a list of objects (one per epoch); {fix}')
     _check_examples(record.get("examples"), location, fix)
     _check_calibration(record, location, fix)
     return record
@@ -274,6 +282,65 @@ def mirrored_folder(folder: Path, root: Path, rootdir: Path) -> Path:
 #: The baseline folders of test modules and folders whose collection was skipped or failed: their
 #: tests did not run, so their baselines are kept, neither reported unused nor deleted.
 KEPT_FOLDERS = pytest.StashKey[list[Path]]()
+#: The baselines of marked tests that failed before their ``finetune_snapshot`` was set up (an
+#: autouse or ``usefixtures`` fixture failed): kept like those under :data:`KEPT_FOLDERS`.
+KEPT_BASELINES = pytest.StashKey[set[Path]]()
+
+
+def owning_module(baseline: Path, root: Path, rootdir: Path) -> Path | None:
+    """The test module ``baseline`` belongs to, the inverse of :func:`baseline_folder`:
+    ``<root>/tests/test_q/test_a.json`` is ``<rootdir>/tests/test_q.py``'s; None outside ``root``."""
+    try:
+        parts = baseline.relative_to(root).parts
+    except ValueError:
+        return None
+    if len(parts) < 2:
+        return None
+    folder = rootdir.joinpath(*(os.pardir if part == "_up_" else part for part in parts[:-2]))
+    return folder / f"{parts[-2]}.py"
+
+
+def is_kept(baseline: Path, config: pytest.Config, settings: BaselineSettings) -> bool:
+    """Whether ``baseline`` belongs to a test that did not run this session and still exists: under
+    :data:`KEPT_FOLDERS` or in :data:`KEPT_BASELINES`, or of a test module on disk that pytest did not
+    collect (``--ignore``, ``--ignore-glob``, ``collect_ignore``, a selection of other paths)."""
+    if baseline in config.stash.get(KEPT_BASELINES, set()):
+        return True
+    if any(baseline.is_relative_to(folder) for folder in config.stash.get(KEPT_FOLDERS, [])):
+        return True
+    module = owning_module(baseline, settings.root, settings.rootdir)
+    collected = _collected_modules(config)
+    return module is not None and collected is not None and module.is_file() and module_key(module) not in collected
+
+
+def module_key(module: Path) -> str:
+    """A test module's path as syrupy records the modules pytest collected."""
+    from syrupy.location import PyTestLocation
+
+    return PyTestLocation.module_path_key(module)
+
+
+def _collected_modules(config: pytest.Config) -> set[str] | None:
+    """The test modules this session collected, as syrupy 7 records them (None if it does not)."""
+    modules = getattr(getattr(config, "_syrupy", None), "_collected_modules", None)
+    return modules if isinstance(modules, set) else None
+
+
+def forget_undeleted(config: pytest.Config) -> None:
+    """After the removal of unused baselines stopped at a file it could not remove, make syrupy's
+    report count as deleted only the baselines that are gone: the others are still there, so it
+    reports them neither deleted nor unused (the plugin names the file it could not remove)."""
+    from syrupy.data import SnapshotCollections
+
+    report = getattr(getattr(config, "_syrupy", None), "report", None)
+    if report is None:
+        return
+    gone = SnapshotCollections()
+    for collection in report.unused:
+        if not Path(collection.location).exists():
+            gone.add(collection)
+    report.__dict__["unused"] = gone  # both are functools.cached_property values
+    report.__dict__.pop("num_unused", None)
 
 
 class BaselineExtension(SingleFileSnapshotExtension):
@@ -281,7 +348,8 @@ class BaselineExtension(SingleFileSnapshotExtension):
 
     Use :meth:`configured` for a class bound to one comparison policy and baseline
     folder (syrupy instantiates extension classes itself). After a comparison,
-    :attr:`verdict` holds the verdict and :attr:`problem` a baseline that could not be read.
+    :attr:`verdict` holds the verdict, :attr:`problem` a baseline that could not be read and
+    :attr:`refused` a value that cannot be compared.
     """
 
     file_extension = "json"
@@ -292,6 +360,8 @@ class BaselineExtension(SingleFileSnapshotExtension):
     def __init__(self) -> None:
         self.verdict: Verdict | None = None
         self.problem: BaselineError | None = None
+        self.refused: TypeError | None = None
+        self._config: pytest.Config | None = None  # the session whose discovery found this extension's files
         self._last_read = "(no file read)"  # the baseline being compared, for messages
         self._stored: str | None = None  # its text, read before each serialization
 
@@ -330,12 +400,22 @@ class BaselineExtension(SingleFileSnapshotExtension):
         )
 
     def owns_snapshot_collection(self, *, filepath: str, test_location: PyTestLocation) -> bool:
-        """A baseline file found while syrupy looks for unused ones, except those under
-        :data:`KEPT_FOLDERS`: syrupy never counts them unused, so never deletes them."""
-        kept = test_location.item.config.stash.get(KEPT_FOLDERS, [])
-        if any(Path(filepath).is_relative_to(folder) for folder in kept):
+        """A baseline file found while syrupy looks for unused ones, except those :func:`is_kept`:
+        syrupy never counts them unused, so never deletes them."""
+        self._config = test_location.item.config
+        if is_kept(Path(filepath), self._config, self.settings):
             return False
         return super().owns_snapshot_collection(filepath=filepath, test_location=test_location)
+
+    def delete_snapshots(self, *, snapshot_location: str, snapshot_names: set[str]) -> None:
+        """Remove an unused baseline. If that fails, syrupy's report is corrected (see
+        :func:`forget_undeleted`) before the error goes on to the plugin, which reports it."""
+        try:
+            Path(snapshot_location).unlink()
+        except OSError:
+            if self._config is not None:
+                forget_undeleted(self._config)
+            raise
 
     def serialize(
         self,
@@ -348,6 +428,7 @@ class BaselineExtension(SingleFileSnapshotExtension):
         """A :class:`FinetuneResult` or a dict of metrics as baseline JSON, dated today."""
         from .training import FinetuneResult
 
+        self.refused = None
         if data is KEEP:
             return _KEEP_TEXT
         if isinstance(data, FinetuneResult):
@@ -355,10 +436,11 @@ class BaselineExtension(SingleFileSnapshotExtension):
             record = with_stored_calibration(result_record(data, self.settings.rootdir), self._stored)
         elif isinstance(data, Mapping):
             record = metrics_record(data)
-        else:
-            raise TypeError(
+        else:  # a mistake in the test's body: its message alone, not syrupy's traceback
+            self.refused = TypeError(
                 f"finetune_snapshot compares a FinetuneResult or a dict of metrics, not {type(data).__name__}"
             )
+            pytest.fail(str(self.refused), pytrace=False)
         check_gated_metrics(record["metrics"], self.settings.tolerances)
         record["date"] = datetime.date.today().isoformat()
         return to_json(record)
@@ -402,7 +484,27 @@ class BaselineExtension(SingleFileSnapshotExtension):
             self._stored = Path(snapshot_location).read_bytes().decode("utf-8", errors="replace")
         except FileNotFoundError:
             self._stored = None
+        except OSError as error:  # a folder where the file should be, a file where a folder should be
+            self._stored = None
+            self.problem = BaselineError(str(read_error(Path(snapshot_location), error)))
         return self._stored
+
+    @classmethod
+    def write_snapshot(
+        cls,
+        *,
+        snapshot_location: str,
+        snapshots: list[tuple[SerializedData, PyTestLocation, SnapshotIndex]],
+        name_order: dict[str, int] | None = None,
+    ) -> None:
+        """syrupy's, whose making of the baseline's folder (a file may stand in its way) fails like
+        :func:`~pytest_finetune.storage.write_atomically`: a message naming the file and the fix."""
+        try:
+            super().write_snapshot(snapshot_location=snapshot_location, snapshots=snapshots, name_order=name_order)
+        except StorageError:
+            raise
+        except OSError as error:
+            raise write_error(Path(snapshot_location), error, existed=False) from None
 
     @classmethod
     def write_snapshot_collection(

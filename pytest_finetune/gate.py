@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .baselines import KEEP, BaselineExtension, BaselineSettings, shown_path
+from .baselines import KEEP, KEPT_BASELINES, BaselineExtension, BaselineSettings, shown_path
 from .errors import FinetuneError
 from .report import NOT_COMPARED, ReportEntry, failure_message, junit_properties
 from .session import SESSION_KEY
@@ -45,19 +45,24 @@ def require_fixtures(item: pytest.Function) -> None:
     names[first_argument:first_argument] = [SNAPSHOT_FIXTURE, RESULT_FIXTURE]
 
 
+def baseline_location(item: pytest.Item) -> Path:
+    """Where a test's baseline is, known from the item alone (its ``finetune_snapshot`` may never
+    have been set up)."""
+    from syrupy.location import PyTestLocation
+
+    settings = BaselineSettings(root=item.config.stash[SESSION_KEY].baseline_dir, rootdir=item.config.rootpath)
+    extension = BaselineExtension.configured(settings)
+    return Path(extension.get_location(test_location=PyTestLocation(item), index=0))
+
+
 def check_distinct_baselines(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
     """Refuse (a usage error) two tests whose baselines would be one file: parametrize ids that
     differ only where a file name cannot (``a:b`` and ``a%3Ab``), or beyond its 255 characters."""
-    from syrupy.location import PyTestLocation
-
-    session = config.stash[SESSION_KEY]
-    settings = BaselineSettings(root=session.baseline_dir, rootdir=config.rootpath)
-    extension = BaselineExtension.configured(settings)
     owners: dict[Path, str] = {}
     for item in items:
         if not isinstance(item, pytest.Function) or SNAPSHOT_FIXTURE not in item.fixturenames:
             continue
-        location = Path(extension.get_location(test_location=PyTestLocation(item), index=0))
+        location = baseline_location(item)
         owner = owners.setdefault(location, item.nodeid)
         if owner != item.nodeid:
             raise pytest.UsageError(
@@ -87,9 +92,15 @@ def conclude(item: pytest.Item, *, compare: bool) -> str | None:
 
 def keep(item: pytest.Item) -> None:
     """A marked test that failed before comparing still owns its baseline: mark it used,
-    so that syrupy neither reports it unused nor deletes it under ``--snapshot-update``."""
+    so that syrupy neither reports it unused nor deletes it under ``--snapshot-update``. One whose
+    ``finetune_snapshot`` was never set up (an autouse or ``usefixtures`` fixture failed first) goes
+    to :data:`~pytest_finetune.baselines.KEPT_BASELINES`."""
     snapshot: SnapshotAssertion | None = getattr(item, "funcargs", {}).get(SNAPSHOT_FIXTURE)
-    if snapshot is None or snapshot.num_executions:
+    if snapshot is None:
+        if item.config.stash[SESSION_KEY].enabled:
+            item.config.stash.setdefault(KEPT_BASELINES, set()).add(baseline_location(item))
+        return
+    if snapshot.num_executions:
         return
     location = snapshot.extension.get_location(test_location=snapshot.test_location, index=snapshot.index)
     if Path(location).exists():
@@ -103,16 +114,11 @@ def not_compared(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
     if snapshot is not None and snapshot.num_executions:
         return  # compared: conclude() made its entry
     here = item.config.invocation_params.dir
-    location = (
-        snapshot.extension.get_location(test_location=snapshot.test_location, index=snapshot.index)
-        if snapshot is not None
-        else None
-    )
     reason = call.excinfo.exconly().strip().splitlines()[0][:300] if call.excinfo is not None else call.when
     entry = ReportEntry(
         nodeid=item.nodeid,
         outcome=NOT_COMPARED,
-        baseline="-" if location is None else shown_path(location, here),
+        baseline=shown_path(baseline_location(item), here),
         gated=item.config.stash[SESSION_KEY].tolerances_for(item).metrics,
         message=f"{item.nodeid}: {NOT_COMPARED} with its baseline ({call.when}): {reason}",
     )
@@ -135,8 +141,8 @@ def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionR
         "verdict": extension.verdict,
         "record": record,
     }
-    if result.exception is not None:
-        error = result.exception
+    error = result.exception if result.exception is not None else extension.refused
+    if error is not None:
         message = str(error) if isinstance(error, FinetuneError | TypeError) else f"{type(error).__name__}: {error}"
         return ReportEntry(outcome="error", message=f"{item.nodeid}: {message}", **common)
     if result.created:
@@ -158,22 +164,42 @@ def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionR
 #: Command-line options that change what a fine-tune computes: a command that records a
 #: baseline repeats them, else it would record another recipe.
 RECIPE_OPTIONS = ("--finetune-model", "--finetune-data", "--finetune-task", "--finetune-set", "--finetune-precision")
+#: pytest's ini overrides: repeated too when they set a ``finetune_*`` ini value.
+OVERRIDE_OPTIONS = ("-o", "--override-ini")
 
 
 def recipe_arguments(args: Sequence[str]) -> list[str]:
-    """The :data:`RECIPE_OPTIONS` among ``args`` (a command line), each with its value, as written."""
+    """The :data:`RECIPE_OPTIONS` among ``args`` (a command line), and the :data:`OVERRIDE_OPTIONS`
+    of ``finetune_*`` ini values, each with its value, as written."""
     kept: list[str] = []
-    value_follows = False
+    pending: str | None = None  # an option whose value is the next argument
     for arg in map(str, args):
-        if value_follows:
-            kept.append(arg)
-            value_follows = False
-        else:
-            option, equals, _ = arg.partition("=")
-            if option in RECIPE_OPTIONS:
+        if pending is not None:
+            if _repeated(pending, arg):
+                kept += [pending, arg]
+            pending = None
+            continue
+        option, value = _option_and_value(arg)
+        if option in RECIPE_OPTIONS + OVERRIDE_OPTIONS:
+            if value is None:
+                pending = option
+            elif _repeated(option, value):
                 kept.append(arg)
-                value_follows = not equals
     return kept
+
+
+def _option_and_value(arg: str) -> tuple[str, str | None]:
+    """``-oKEY=VALUE`` and ``--option=VALUE`` split; the value None when the next argument holds it."""
+    if arg.startswith("-o") and not arg.startswith("--"):
+        return "-o", arg[2:] or None
+    option, equals, value = arg.partition("=")
+    return option, value if equals else None
+
+
+def _repeated(option: str, value: str) -> bool:
+    """Whether a record command repeats ``option`` with ``value``: a recipe option, or an ini override
+    of a ``finetune_*`` value."""
+    return option in RECIPE_OPTIONS or value.startswith("finetune_")
 
 
 def _record(serialized: Any) -> dict[str, Any] | None:

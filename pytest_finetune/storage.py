@@ -14,6 +14,8 @@ from .errors import FinetuneError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+#: A folder where a file should be, or a file where a folder should be.
+_BLOCKED = (errno.EEXIST, errno.EISDIR, errno.ENOTDIR)
 
 
 class StorageError(FinetuneError, OSError):
@@ -61,7 +63,15 @@ def _new_file_mode() -> int:
 def write_error(path: Path, error: OSError, existed: bool) -> StorageError:
     """The error for ``path`` that could not be written because of ``error``."""
     kept = "the old file is unchanged" if existed else "nothing was written"
-    return StorageError(f"could not write {path} ({_reason(error)}); {kept}; {_fix(error, path.parent)}")
+    return StorageError(f"could not write {path} ({_reason(error)}); {kept}; {_fix(error, path)}")
+
+
+def read_error(path: Path, error: OSError) -> StorageError:
+    """The error for ``path`` that could not be read because of ``error`` (it exists, or something
+    stands in its way): nothing was compared or written."""
+    return StorageError(
+        f"could not read {path} ({_reason(error)}); nothing was compared or written; {_fix(error, path)}"
+    )
 
 
 def unwritten_message(error: OSError) -> str:
@@ -70,9 +80,7 @@ def unwritten_message(error: OSError) -> str:
         return str(error)
     if error.filename:
         path = Path(os.fsdecode(error.filename))
-        return (
-            f"pytest-finetune: could not change {path} ({_reason(error)}); it is unchanged; {_fix(error, path.parent)}"
-        )
+        return f"pytest-finetune: could not change {path} ({_reason(error)}); it is unchanged; {_fix(error, path)}"
     return f"pytest-finetune: a file could not be written ({_reason(error)}); {_fix(error, None)}"
 
 
@@ -80,10 +88,22 @@ def _reason(error: OSError) -> str:
     return f"{type(error).__name__}: {error.strerror or error or 'no reason given'}"
 
 
-def _fix(error: OSError, folder: Path | None) -> str:
-    where = f" {folder}" if folder is not None else " the folder"
+def _fix(error: OSError, path: Path | None) -> str:
+    """How to fix ``error`` about the file ``path``."""
+    where = f" {path.parent}" if path is not None else " the folder"
     if error.errno in _FULL:
         return f"free space on the disk that holds{where} and run again"
     if error.errno in _DENIED:
         return f"make{where} writable and run again"
+    blocker = _in_the_way(path) if path is not None and error.errno in _BLOCKED else None
+    if blocker is not None:
+        kind = "a folder where a file" if blocker == path else "a file where a folder"
+        return f"move {blocker} away ({kind} should be) and run again"
     return "fix that and run again"
+
+
+def _in_the_way(path: Path) -> Path | None:
+    """What stands where ``path`` should go: a folder at ``path``, or a file at one of its folders."""
+    if path.is_dir():
+        return path
+    return next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)

@@ -618,6 +618,12 @@ OTHER_BYTES = {
         '{"metrics": {"accuracy": 0.7, "f1": 0.8}, "calibration": {"seeds": "x", "metrics": 1}}',
         ': "calibration" is not {"seeds": [[]2 or more ints[]], "metrics": *}',
     ),
+    "history": ('{"metrics": {"accuracy": 0.7, "f1": 0.8}, "history": [1]}', ': "history" is not a list of objects'),
+    "format": (
+        '{"metrics": {"accuracy": 0.7, "f1": 0.8}, "format": 2}',
+        " is in format 2, and this pytest-finetune reads format 1: use the pytest-finetune that recorded it, or "
+        "record it again with --snapshot-update",
+    ),
 }
 
 
@@ -702,3 +708,58 @@ def test_a_calibration_made_on_other_validation_examples_is_refused(recorded: py
     )
     assert_no_traceback(result)
     assert files_under(recorded.path / "baselines") == before
+
+
+def test_an_unused_baseline_that_cannot_be_removed_is_not_reported_deleted(recorded: pytest.Pytester) -> None:
+    stale = recorded.path / BASELINE.parent / "test_removed.json"
+    shutil.copy(recorded.path / BASELINE, stale)
+    recorded.makeconftest(UNLINK_REFUSED_CONFTEST)
+    result = recorded.runpytest("--finetune", "--snapshot-update")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([f"ERROR: pytest-finetune: could not change {stale} (PermissionError: *"])
+    result.stdout.no_fnmatch_line("*unused snapshot*deleted*")
+    result.stdout.no_fnmatch_line("Deleted test_removed*")
+    assert stale.exists()
+
+
+def test_finetune_snapshot_compared_with_a_list_fails_with_the_message_alone(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_own="""
+        def test_list(finetune_snapshot):
+            assert [1] == finetune_snapshot
+        """)
+    result = pytester.runpytest("--snapshot-update")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*finetune_snapshot compares a FinetuneResult or a dict of metrics, not list*"])
+    assert_no_traceback(result)
+    result.stdout.no_fnmatch_line("*syrupy/assertion.py*")
+
+
+def test_a_file_where_the_baseline_folder_should_be_names_it(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    blocker = finetune_project.path / BASELINE.parent
+    blocker.parent.mkdir()
+    blocker.write_text("in the way")
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"*test_quality: could not write {finetune_project.path / BASELINE} (FileExistsError: *); nothing was "
+            f"written; move {blocker} away (a file where a folder should be) and run again",
+            "test_quality.py::test_quality  *tiny* error *",  # the summary row keeps the model and metrics
+        ]
+    )
+    assert_no_traceback(result)
+    assert blocker.read_text() == "in the way"
+
+
+def test_a_folder_where_the_baseline_should_be_names_it(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    blocker = finetune_project.path / BASELINE
+    blocker.mkdir(parents=True)
+    fix = f"move {blocker} away (a folder where a file should be) and run again"
+    for update, what in (((), "read"), (("--snapshot-update",), "write")):
+        result = finetune_project.runpytest("--finetune", *update)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines([f"*test_quality: could not {what} {blocker} (IsADirectoryError: *); *; {fix}"])
+        assert_no_traceback(result)
+    assert blocker.is_dir()

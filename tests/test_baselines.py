@@ -423,7 +423,7 @@ def test_baselines_of_a_module_not_collected_are_kept(
 
 def test_a_tolerance_of_a_metric_the_run_lacks_names_the_tolerance(project: pytest.Pytester) -> None:
     stored = (project.path / BASELINE).read_text()
-    for args in (("--finetune-tolerance", "eval_accuracy=0.02"), ("--snapshot-update", "--finetune-tolerance=F1=0")):
+    for args in (("--finetune-tolerance", "eval_accuracy=0.02"), ("--snapshot-update", "--finetune-tolerance=mcc=0")):
         result = project.runpytest("--finetune", *args)
         result.assert_outcomes(failed=1)
         name = args[-1].split("=")[-2]
@@ -486,3 +486,68 @@ def test_two_tests_sharing_a_baseline_file_are_refused(finetune_project: pytest.
         "baselines/test_ids/test_case?a%3Ab?.json; give one of them another parametrize id*",
     )
     assert not (finetune_project.path / "baselines").exists()
+
+
+@pytest.mark.parametrize(
+    ("conftest", "args"),
+    [
+        ("", ("--ignore=test_other.py",)),
+        ("", ("--ignore-glob=*other*",)),
+        ('collect_ignore = ["test_other.py"]', ()),
+    ],
+    ids=["ignore", "ignore-glob", "collect_ignore"],
+)
+def test_baselines_of_an_ignored_module_are_kept(
+    project: pytest.Pytester, conftest: str, args: tuple[str, ...]
+) -> None:
+    project.makepyfile(test_other=QUALITY_TEST)
+    project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
+    other = project.path / "baselines/test_other/test_quality.json"
+    stored = other.read_text()
+    project.makeconftest(conftest)
+    for update in ((), ("--snapshot-update",)):
+        result = project.runpytest("--finetune", *update, *args)
+        result.assert_outcomes(passed=1)
+        result.stdout.no_fnmatch_line("*unused*")
+        assert result.ret == pytest.ExitCode.OK
+        assert other.read_text() == stored
+    (project.path / "test_other.py").unlink()  # a module that is gone: its baselines are unused
+    result = project.runpytest("--finetune", "--snapshot-update", *args)
+    result.stdout.fnmatch_lines(["*1 unused snapshot deleted*"])
+    assert not other.exists()
+
+
+AUTOUSE_FAILS = """
+import pytest
+
+@pytest.fixture(autouse=True)
+def env_check(request):
+    if request.node.path.name == "test_quality.py":
+        raise RuntimeError("database not reachable")
+"""
+
+
+def test_a_test_whose_autouse_fixture_fails_keeps_its_baseline(project: pytest.Pytester) -> None:
+    project.makepyfile(test_other=QUALITY_TEST)  # a test that compares: syrupy looks for unused baselines
+    project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
+    stored = (project.path / BASELINE).read_text()
+    project.makeconftest(AUTOUSE_FAILS)
+    for update in ((), ("--snapshot-update",)):
+        result = project.runpytest("--finetune", *update)
+        result.assert_outcomes(passed=1, errors=1)
+        result.stdout.no_fnmatch_line("*unused*")
+        assert (project.path / BASELINE).read_text() == stored
+
+
+def test_the_record_command_repeats_finetune_ini_overrides(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    overrides = ["-o", "finetune_training_args=max_steps=2", "--override-ini=finetune_precision=fp32"]
+    result = finetune_project.runpytest("--finetune", "-o", "console_output_style=classic", *overrides)
+    result.assert_outcomes(failed=1)
+    command = "pytest --finetune --snapshot-update -o finetune_training_args=max_steps=2 "
+    result.stdout.fnmatch_lines(
+        [f"*record it with: {command}--override-ini=finetune_precision=fp32 test_quality.py::*"]
+    )
+    finetune_project.runpytest("--finetune", "--snapshot-update", *overrides).assert_outcomes(passed=1)
+    finetune_project.runpytest("--finetune", *overrides).assert_outcomes(passed=1)
+    assert read_baseline(finetune_project)["recipe"]["training_args"]["max_steps"] == 2
