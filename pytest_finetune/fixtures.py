@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .errors import FinetuneError
 from .options import SKIP_REASON
 from .recipe import Recipe
 from .session import SESSION_KEY
@@ -112,30 +114,42 @@ def compute_metrics(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     """``compute_metrics`` for ``Trainer``: accuracy and F1 as GLUE MRPC scores them
     (offline), plus what ``pytest_finetune_metrics`` hooks add.
     """
-    from .metrics import make_compute_metrics
+    from .metrics import METRICS_HOOK, make_compute_metrics, metrics_dict
 
     ihook = request.node.ihook
 
     def extra_metrics(logits: np.ndarray, label_ids: np.ndarray) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         for metrics in ihook.pytest_finetune_metrics(recipe=finetune_recipe, logits=logits, label_ids=label_ids):
-            extra.update(metrics or {})
+            extra.update(metrics_dict(metrics, METRICS_HOOK))
         return extra
 
     return make_compute_metrics(extra_metrics)
 
 
 @pytest.fixture
-def training_args(request: pytest.FixtureRequest, finetune_recipe: Recipe, tmp_path: Path) -> TrainingArguments:
+def training_args(
+    request: pytest.FixtureRequest, finetune_recipe: Recipe, tmp_path_factory: pytest.TempPathFactory
+) -> TrainingArguments:
     """``TrainingArguments`` of the recipe (seed settings: eval each epoch, lr 5e-5,
-    batch 8, 3 epochs; no checkpoints saved, no trackers), writing under ``tmp_path``;
+    batch 8, 3 epochs; no checkpoints saved, no trackers), writing under a new folder of
+    pytest's base temporary directory (``trainer0``, ``trainer1``, ...);
     ``pytest_finetune_adjust_training_args`` hooks may change them.
     """
     from .training import build_training_arguments, training_arguments_kwargs
 
+    # Not ``tmp_path``: after a Ctrl-C during training (a test's setup) its teardown raises
+    # KeyError (pytest's bug), which turns a clean interruption into a traceback.
     precision = request.config.stash[SESSION_KEY].precision
-    kwargs = training_arguments_kwargs(finetune_recipe, tmp_path / "trainer", precision)
-    request.node.ihook.pytest_finetune_adjust_training_args(recipe=finetune_recipe, training_args=kwargs)
+    kwargs = training_arguments_kwargs(finetune_recipe, tmp_path_factory.mktemp("trainer"), precision)
+    returned = request.node.ihook.pytest_finetune_adjust_training_args(recipe=finetune_recipe, training_args=kwargs)
+    for value in returned:
+        if value is not None:
+            raise FinetuneError(
+                f"{request.node.nodeid}: a pytest_finetune_adjust_training_args hook returned "
+                f"{type(value).__name__} {value!r}, which would be ignored; change its training_args "
+                "dict in place (training_args['logging_steps'] = 10) and return None"
+            )
     return build_training_arguments(kwargs)
 
 
@@ -174,7 +188,9 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     logits and labels) and ``.train_runtime``.
 
     Trains once per session for each recipe and set of fixtures (with their parameters) and
-    hooks: tests that share them share one fine-tune, each getting its own copy of the result.
+    hooks whose trainer holds the same inputs (the result cache's: tokenized data, weights,
+    training arguments, ...): tests that share them share one fine-tune, each getting its own
+    copy of the result.
     Across sessions, a result stored in the result cache for the same inputs is served instead
     (``.from_cache`` is true). The test's ``trainer`` is trained only when this test's result was
     fine-tuned: not when it was served from the cache or shared with an earlier test (then
@@ -184,9 +200,13 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     session = request.config.stash[SESSION_KEY]
     if not session.enabled:
         pytest.skip(SKIP_REASON)
-    key = _training_key(request, finetune_recipe)
+    from .cache import cache_key
+
+    trainer = request.getfixturevalue("trainer")
+    inputs = _cache_inputs(request, finetune_recipe, trainer)
+    key = (_training_key(request, finetune_recipe), cache_key(inputs) if inputs is not None else None)
     if key not in session.results:
-        session.results[key] = _fine_tune(request, finetune_recipe)
+        session.results[key] = _fine_tune(request, finetune_recipe, trainer, inputs)
     return copy.deepcopy(session.results[key])  # a test that edits its result cannot change another's
 
 
@@ -213,30 +233,38 @@ def finetune_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertio
     return snapshot.use_extension(BaselineExtension.configured(settings))
 
 
-def _fine_tune(request: pytest.FixtureRequest, recipe: Recipe) -> FinetuneResult:
-    """The test's ``trainer`` fine-tuned (or its result from the cache), with the uncertainty of
-    its metrics; with ``--finetune-calibrate N``, the same for N - 1 more seeds, summarized."""
+def _fine_tune(
+    request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer, inputs: dict[str, Any] | None
+) -> FinetuneResult:
+    """The test's ``trainer`` fine-tuned (or its result from the cache, by ``inputs``), with the
+    uncertainty of its metrics; with ``--finetune-calibrate N``, the same for N - 1 more seeds,
+    summarized."""
     from .calibration import calibration_seeds, reseeded_trainer
     from .stats import calibration_record
 
     session = request.config.stash[SESSION_KEY]
-    trainer = request.getfixturevalue("trainer")
     seeds = calibration_seeds(recipe.seed, session.calibrate) if session.calibrate else []
     fresh_model = _fresh_models(request, trainer) if seeds else None  # copied before training
-    result = _trained_or_cached(request, recipe, trainer, request.node.nodeid)
+    result = _trained_or_cached(request, recipe, trainer, inputs, request.node.nodeid)
     if fresh_model is not None:
         runs = [result.metrics]
         for seed in seeds[1:]:
             seeded = dataclasses.replace(recipe, seed=seed)
             again = reseeded_trainer(trainer, seed, fresh_model(seeded))
-            runs.append(_trained_or_cached(request, seeded, again, f"{request.node.nodeid} (seed {seed})").metrics)
+            label = f"{request.node.nodeid} (seed {seed})"
+            runs.append(
+                _trained_or_cached(request, seeded, again, _cache_inputs(request, seeded, again), label).metrics
+            )
         result = dataclasses.replace(result, calibration=calibration_record(seeds, runs))
     return result
 
 
-def _trained_or_cached(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer, label: str) -> FinetuneResult:
-    """The result from the result cache, or a fine-tune of ``trainer`` (then stored), with
-    the validation examples' ids and the bootstrap intervals of its metrics."""
+def _trained_or_cached(
+    request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer, inputs: dict[str, Any] | None, label: str
+) -> FinetuneResult:
+    """The result from the result cache (keyed by ``inputs``; ``None``: not cached), or a fine-tune
+    of ``trainer`` (then stored), with the validation examples' ids and the bootstrap intervals of
+    its metrics."""
     import numpy as np
 
     from .cache import cache_key
@@ -247,8 +275,7 @@ def _trained_or_cached(request: pytest.FixtureRequest, recipe: Recipe, trainer: 
 
     session = request.config.stash[SESSION_KEY]
     cache = session.cache
-    inputs = _cache_inputs(request, recipe, trainer) if cache is not None else None
-    key = cache_key(inputs) if inputs is not None else None
+    key = cache_key(inputs) if cache is not None and inputs is not None else None
     result = cache.load(key, recipe) if cache is not None and key is not None else None
     if result is None:
         progress = terminal_progress(request.config, label)
@@ -347,8 +374,9 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     """Everything that can change what ``trainer`` computes, for the result cache; ``None``
     when the datasets carry no ``datasets`` fingerprint (then nothing is cached).
 
-    The tokenized splits' fingerprints cover the data rows and the tokenize function; a Hub
-    model's commit covers new weights pushed under its name; the
+    The tokenized splits' fingerprints cover the data rows and the tokenize function; the
+    digest of the untrained weights covers whatever model the ``model`` fixture gives (new
+    weights pushed under a Hub id, a ``conftest.py`` that loads or changes one); the
     source of the modules that define the fixtures deciding the training and the hook
     implementations covers a ``conftest.py`` edit, inside a fixture or not (a constant, a
     ``Trainer`` subclass). Parameters count only when they reach those fixtures: one whose
@@ -356,7 +384,7 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     """
     from .baselines import recipe_record
     from .cache import package_digest
-    from .provenance import hub_revision
+    from .provenance import weights_digest
     from .training import run_environment
 
     session = request.config.stash[SESSION_KEY]
@@ -366,7 +394,6 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     }
     if not all(fingerprints.values()):
         return None
-    output_dir = str(trainer.args.output_dir)
     serving = _serving_definitions(request)
     code = {name: [_source(fixture_def.func) for fixture_def in fixture_defs] for name, fixture_defs in serving.items()}
     code.update(
@@ -379,9 +406,13 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
         "recipe": {
             k: v for k, v in recipe_record(recipe, request.config.rootpath).items() if k not in ("model", "data")
         },
-        "training_arguments": {k: v for k, v in trainer.args.to_dict().items() if output_dir not in str(v)},
+        "training_arguments": _without_run_folder(trainer.args.to_dict(), str(trainer.args.output_dir)),
         "tokenized": fingerprints,
-        "model": {"class": type(trainer.model).__qualname__, "config": config, "revision": hub_revision(recipe.model)},
+        "model": {
+            "class": type(trainer.model).__qualname__,
+            "config": config,
+            "weights": weights_digest(trainer.model),
+        },
         "collator": type(trainer.data_collator).__qualname__,
         "trainer": f"{type(trainer).__module__}.{type(trainer).__qualname__}",
         "params": _training_params(request, serving),
@@ -390,12 +421,25 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     }
 
 
+def _without_run_folder(arguments: dict[str, Any], output_dir: str) -> dict[str, Any]:
+    """``arguments`` without those naming the run's output folder or a path inside it (``output_dir``,
+    ``logging_dir``, a ``run_name`` taken from it): a new temporary folder every session."""
+    inside = output_dir.rstrip(os.sep) + os.sep
+    return {
+        key: value
+        for key, value in arguments.items()
+        if not (isinstance(value, str) and (value == output_dir or value.startswith(inside)))
+    }
+
+
 def _source(function: Any) -> str:
     """``function``'s qualified name and the sha256 of the whole source file that defines it (what it
-    uses from its own module counts; other modules are not followed); its name alone when no source is kept."""
+    uses from its own module counts; other modules are not followed); its name alone when no source is kept.
+    A decorated function (``functools.wraps``) is the one it wraps."""
     import hashlib
     import inspect
 
+    function = inspect.unwrap(function)
     name = f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', repr(function))}"
     try:
         file = inspect.getsourcefile(function)

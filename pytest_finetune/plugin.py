@@ -24,7 +24,7 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by being in this
     training_args,
 )
 from .options import MARKER, MARKER_HELP, SKIP_REASON, add_options, marker_settings
-from .report import report_json, report_markdown, summary_lines
+from .report import entry_from_json, entry_to_json, report_json, report_markdown, summary_lines
 from .session import SESSION_KEY, FinetuneSession
 from .storage import StorageError, unwritten_message, write_atomically
 
@@ -32,6 +32,9 @@ from .storage import StorageError, unwritten_message, write_atomically
 _UNWRITTEN = pytest.StashKey[list[str]]()
 #: Set when the session stopped early and the baselines of the tests it did not run were kept.
 _KEPT_UNRUN = pytest.StashKey[bool]()
+#: The attribute of a pytest-xdist worker's test report that carries the report entries its test
+#: made (as :func:`~pytest_finetune.report.entry_to_json` text) to the controller.
+_ENTRIES_ATTRIBUTE = "finetune_entries"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,6 +51,25 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION_KEY] = FinetuneSession.from_config(config)
     except FinetuneError as error:
         raise pytest.UsageError(str(error)) from None
+    if not _is_worker(config):
+        config.pluginmanager.register(_EntriesFromWorkers(config.stash[SESSION_KEY]), "finetune-entries-from-workers")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    """Whether this process is a pytest-xdist worker (its controller reports for the session)."""
+    return hasattr(config, "workerinput")
+
+
+class _EntriesFromWorkers:
+    """On the controller of a pytest-xdist run (and harmlessly in a serial run, whose reports carry
+    none), adds the report entries that come with the workers' test reports to the session's."""
+
+    def __init__(self, session: FinetuneSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for text in getattr(report, _ENTRIES_ATTRIBUTE, ()):
+            self.session.entries.append(entry_from_json(text))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -126,10 +148,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """A marked test that failed before comparing with its baseline still gets a report entry."""
+    """A marked test that failed before comparing with its baseline still gets a report entry.
+    A pytest-xdist worker hands the entries its test made to the controller in the test report."""
     report: pytest.TestReport = yield
     if report.failed and report.when in ("setup", "call") and item.get_closest_marker(MARKER):
         gate.not_compared(item, call)
+    if _is_worker(item.config):
+        entries = item.config.stash[SESSION_KEY].entries
+        setattr(report, _ENTRIES_ATTRIBUTE, [entry_to_json(entry) for entry in entries])
+        entries.clear()
     return report
 
 
@@ -162,9 +189,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
-    """Write the report files. A file that cannot be written or removed at the end of the session
-    (a report; an unused baseline syrupy removes under ``--snapshot-update``) fails the session
-    with a message naming it, not a traceback.
+    """Write the report files (on pytest-xdist's controller), also when the session was interrupted.
+    A file that cannot be written or removed at the end of the session (a report; an unused
+    baseline syrupy removes under ``--snapshot-update``) fails the session with a message naming
+    it, not a traceback.
 
     A session stopped early (Ctrl-C, ``-x``, ``--maxfail``) did not run every test: syrupy
     would count the baselines of the others unused and, under ``--snapshot-update``, delete them.
@@ -177,6 +205,13 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
         yield
     except OSError as error:
         _fail_session(session, unwritten_message(error))
+    finally:
+        if not _is_worker(session.config):
+            _write_reports(session)
+
+
+def _write_reports(session: pytest.Session) -> None:
+    """Write ``--finetune-report`` and ``--finetune-report-md``: the controller's job under pytest-xdist."""
     config = session.config
     entries = config.stash[SESSION_KEY].entries
     for option, render in (("--finetune-report", report_json), ("--finetune-report-md", report_markdown)):

@@ -1,5 +1,5 @@
-"""Where a result came from: content digests of local checkpoints and data, the commit of a Hub
-model, and the environment.
+"""Where a result came from: content digests of local checkpoints and data, of a model's
+weights, and the environment.
 
 A baseline names its model and data by content, so that the same checkpoint or data
 folder at another path (a colleague's clone, a CI runner's virtualenv) is the same recipe,
@@ -63,21 +63,18 @@ def source_identity(source: str) -> str:
     return content_digest(source) if os.path.isabs(source) and os.path.exists(source) else source
 
 
-def hub_revision(source: str) -> str | None:
-    """The commit of a Hub model's files in the local Hub cache (the one ``from_pretrained``
-    resolved ``source`` to when it last loaded it); ``None`` for a local path or a model not in
-    the cache. A model's name stays the same when its owner pushes new weights; the commit does not.
-    """
-    if os.path.isabs(source):
-        return None
-    from huggingface_hub import try_to_load_from_cache
+def weights_digest(model: Any) -> str:
+    """sha256 of a model's parameters and buffers (names, dtypes, shapes and values): what a
+    checkpoint's path or Hub id cannot tell (new weights pushed under the same name, a model a
+    ``conftest.py`` loads or changes, one an earlier test trained)."""
+    import torch
 
-    try:
-        found = try_to_load_from_cache(source, "config.json")
-    except ValueError:  # not a valid repository id
-        return None
-    parts = Path(found).parts if isinstance(found, str) else ()
-    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        values = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{values.dtype}:{tuple(tensor.shape)}\0".encode())
+        digest.update(values.view(torch.uint8).numpy())
+    return "sha256:" + digest.hexdigest()
 
 
 def environment(device: str, dtype: str, dropout_masks: str) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .verdicts import MetricRow, Outcome, Verdict
+from .stats import PairedTest
+from .verdicts import MetricRow, Outcome, RecipeChange, Verdict
 
 #: The outcome of a marked test that failed (training crashed, its body failed) before it compared.
 NOT_COMPARED = "failed before comparing"
@@ -57,6 +58,37 @@ class ReportEntry:
             MetricRow(name, None, value, None, "", interval=tuple(intervals[name]) if name in intervals else None)
             for name, value in sorted(record.get("metrics", {}).items())
         )
+
+
+def entry_to_json(entry: ReportEntry) -> str:
+    """``entry`` as JSON text, for a pytest-xdist worker to hand it to the controller
+    (see :func:`entry_from_json`)."""
+    return json.dumps(dataclasses.asdict(entry), default=str)
+
+
+def entry_from_json(text: str) -> ReportEntry:
+    """The :class:`ReportEntry` that :func:`entry_to_json` wrote."""
+    fields = json.loads(text)
+    verdict = fields.pop("verdict")
+    return ReportEntry(
+        **{**fields, "gated": tuple(fields["gated"])},
+        verdict=None if verdict is None else _verdict_from_dict(verdict),
+    )
+
+
+def _verdict_from_dict(fields: dict[str, Any]) -> Verdict:
+    rows = tuple(
+        MetricRow(**{**row, "interval": None if row["interval"] is None else tuple(row["interval"])})
+        for row in fields["rows"]
+    )
+    paired = fields["paired"]
+    return Verdict(
+        outcome=Outcome(fields["outcome"]),
+        rows=rows,
+        recipe_changes=tuple(RecipeChange(**change) for change in fields["recipe_changes"]),
+        notes=tuple(fields["notes"]),
+        paired=None if paired is None else PairedTest(**paired),
+    )
 
 
 # ---------------------------------------------------------------- one test

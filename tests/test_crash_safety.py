@@ -297,3 +297,21 @@ def test_a_run_stopped_by_a_failure_keeps_the_baselines_it_did_not_reach(recorde
         ["pytest-finetune: the session stopped before every test ran: the baselines of the tests*"]
     )
     assert baseline_bytes(recorded) == old
+
+
+def test_ctrl_c_while_training_ends_cleanly_and_writes_the_reports(recorded: pytest.Pytester) -> None:
+    """Ctrl-C while the second test trains (its setup): exit code 2 (interrupted), no traceback,
+    the "kept" message, the reports of what finished, and the baselines whole (test_a's new)."""
+    old = baseline_bytes(recorded)
+    process = start(recorded, "--finetune-report=r.json", "--finetune-report-md=r.md", PAUSE_AT="2")
+    wait_for(recorded.path / "paused", process)
+    process.send_signal(signal.SIGINT)
+    returncode, output = finish(process)
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output
+    assert "Traceback (most recent call last)" not in output and "KeyError" not in output, output
+    assert "pytest-finetune: the session stopped before every test ran" in output, output
+    report = json.loads((recorded.path / "r.json").read_text())
+    assert [(test["test"], test["outcome"]) for test in report["tests"]] == [("test_kill_models.py::test_a", "updated")]
+    assert "1 test(s), 0 failed." in (recorded.path / "r.md").read_text()
+    assert assert_whole(recorded, old) == {"test_a": "new", "test_b": "old", "test_c": "old"}, output

@@ -163,3 +163,41 @@ def test_tests_that_fail_before_comparing_are_reported_failed(finetune_project: 
     markdown = (finetune_project.path / "r.md").read_text()
     assert "3 test(s), 2 failed." in markdown
     assert "### `test_two.py::test_crashes`: failed before comparing" in markdown
+
+
+def test_reports_under_xdist_match_a_serial_run(recorded: pytest.Pytester) -> None:
+    """With ``-n 2`` the workers' comparisons reach the controller: the terminal table, the JSON
+    (verdict rows, paired test and all) and the Markdown are those of a serial run, written once."""
+    serial = recorded.runpytest("--finetune", "-p", "no:xdist", "--finetune-report=serial.json")
+    serial.assert_outcomes(passed=1, failed=1)
+    result = recorded.runpytest(
+        "--finetune", "-n", "2", "--finetune-report=reports/finetune.json", "--finetune-report-md=reports/summary.md"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*- fine-tuning baselines -*", "test*model*accuracy*f1*verdict*train"])
+    result.stdout.fnmatch_lines(["test_two.py::test_steady*tiny-bert*(+0.0000)*(+0.0000)*passed*cached"])
+    result.stdout.fnmatch_lines(["test_two.py::test_reseeded*tiny-bert*(-0.2000)*regressed*cached"])
+
+    def by_test(path: str) -> dict[str, dict]:
+        report = json.loads((recorded.path / path).read_text())
+        assert report["summary"] == {"passed": 1, "regressed": 1}
+        return {test["test"]: test for test in report["tests"]}
+
+    assert by_test("reports/finetune.json") == by_test("serial.json")
+    assert by_test("serial.json")["test_two.py::test_reseeded"]["paired_test"] is not None
+    markdown = (recorded.path / "reports/summary.md").read_text()
+    assert "2 test(s), 1 failed." in markdown
+    assert "### `test_two.py::test_reseeded`: regressed" in markdown
+    assert sorted(path.name for path in (recorded.path / "reports").iterdir()) == ["finetune.json", "summary.md"]
+
+
+def test_xdist_reports_recorded_baselines(finetune_project: pytest.Pytester) -> None:
+    """``-n 2 --snapshot-update`` on a fresh repository names each recorded baseline, as a serial run does."""
+    finetune_project.makepyfile(test_two=TWO_TESTS)
+    result = finetune_project.runpytest("--finetune", "--snapshot-update", "-n", "2", "--finetune-report=r.json")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["test_two.py::test_steady: baseline recorded: baselines/test_two/test_steady.json"])
+    result.stdout.fnmatch_lines(
+        ["test_two.py::test_reseeded: baseline recorded: baselines/test_two/test_reseeded.json"]
+    )
+    assert json.loads((finetune_project.path / "r.json").read_text())["summary"] == {"recorded": 2}

@@ -26,6 +26,27 @@ def tokenized_mrpc(mrpc_dataset, tokenizer, max_length):
 
     return mrpc_dataset.map(tokenize, batched=True)
 """
+# A trainer whose loss a module-level constant scales: an edit outside the fixture.
+SCALED_TRAINER = """
+from transformers import Trainer
+
+LOSS_SCALE = 1.0
+
+
+class ScaledTrainer(Trainer):
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        computed = super().compute_loss(model, inputs, *args, **kwargs)
+        if isinstance(computed, tuple):
+            return (computed[0] * LOSS_SCALE, *computed[1:])
+        return computed * LOSS_SCALE
+
+
+@pytest.fixture
+def trainer(model, training_args, tokenized_mrpc, data_collator, tokenizer, compute_metrics):
+    return ScaledTrainer(model=model, args=training_args, train_dataset=tokenized_mrpc["train"],
+                         eval_dataset=tokenized_mrpc["validation"], data_collator=data_collator,
+                         processing_class=tokenizer, compute_metrics=compute_metrics)
+"""
 # Records what each test was given.
 RECORDING_TEST = """
 import json, pytest
@@ -34,6 +55,13 @@ def record(finetune_result, **seen):
     with open("seen.jsonl", "a") as handle:
         handle.write(json.dumps({"eval_loss": finetune_result.metrics["eval_loss"],
                                  "from_cache": finetune_result.from_cache, **seen}) + "\\n")
+"""
+
+# One marked test that records what it was given.
+ONE_TEST = RECORDING_TEST + """
+@pytest.mark.finetune
+def test_quality(finetune_result):
+    record(finetune_result)
 """
 
 
@@ -125,32 +153,9 @@ def test_quality(finetune_result, check):
 
 def test_a_conftest_edit_outside_the_fixture_misses(finetune_project: pytest.Pytester) -> None:
     """The ``trainer`` fixture is unchanged; the constant its ``Trainer`` subclass uses is not."""
-    conftest = COUNTING_CONFTEST + """
-from transformers import Trainer
-
-LOSS_SCALE = 1.0
-
-
-class ScaledTrainer(Trainer):
-    def compute_loss(self, model, inputs, *args, **kwargs):
-        computed = super().compute_loss(model, inputs, *args, **kwargs)
-        if isinstance(computed, tuple):
-            return (computed[0] * LOSS_SCALE, *computed[1:])
-        return computed * LOSS_SCALE
-
-
-@pytest.fixture
-def trainer(model, training_args, tokenized_mrpc, data_collator, tokenizer, compute_metrics):
-    return ScaledTrainer(model=model, args=training_args, train_dataset=tokenized_mrpc["train"],
-                         eval_dataset=tokenized_mrpc["validation"], data_collator=data_collator,
-                         processing_class=tokenizer, compute_metrics=compute_metrics)
-"""
+    conftest = COUNTING_CONFTEST + SCALED_TRAINER
     finetune_project.makeconftest(conftest)
-    finetune_project.makepyfile(RECORDING_TEST + """
-@pytest.mark.finetune
-def test_quality(finetune_result):
-    record(finetune_result)
-""")
+    finetune_project.makepyfile(ONE_TEST)
     run(finetune_project)
     finetune_project.makeconftest(conftest.replace("LOSS_SCALE = 1.0", "LOSS_SCALE = 1000.0"))
     run(finetune_project)
@@ -163,11 +168,7 @@ def test_an_edit_to_a_test_module_that_defines_no_training_fixture_still_hits(
     finetune_project: pytest.Pytester,
 ) -> None:
     finetune_project.makeconftest(COUNTING_CONFTEST)
-    test_module = RECORDING_TEST + """
-@pytest.mark.finetune
-def test_quality(finetune_result):
-    record(finetune_result)
-"""
+    test_module = ONE_TEST
     finetune_project.makepyfile(test_quality=test_module)
     run(finetune_project)
     finetune_project.makepyfile(test_quality=test_module + "    assert finetune_result.metrics['accuracy'] >= 0.0\n")
@@ -181,3 +182,124 @@ def test_the_docs_say_when_the_trainer_is_trained(pytester: pytest.Pytester) -> 
     for name in ("trainer", "finetune_result"):
         section = " ".join(output.split(f"\n{name} -- ")[1].split("\n\n")[0].split())
         assert "from_cache" in section and "shared with an earlier test" in section, f"{name}'s docstring"
+
+
+# What the fixtures hand the trainer, beyond their code and parameters -----------------------------
+
+
+def test_other_weights_in_a_model_fixture_s_fixed_folder_miss(finetune_project: pytest.Pytester) -> None:
+    """A ``model`` fixture that loads a folder of its own (not the recipe's model): new weights
+    there are a new fine-tune, not the old result."""
+    from conftest import save_tiny_checkpoint
+
+    save_tiny_checkpoint(finetune_project.path / "own_model", seed=0)
+    finetune_project.makeconftest(COUNTING_CONFTEST + """
+from transformers import AutoModelForSequenceClassification, set_seed
+
+@pytest.fixture
+def model():
+    set_seed(0)  # the new head's weights count too: unseeded, they differ every session
+    return AutoModelForSequenceClassification.from_pretrained("own_model", num_labels=2)
+""")
+    finetune_project.makepyfile(ONE_TEST)
+    run(finetune_project)
+    run(finetune_project)
+    save_tiny_checkpoint(finetune_project.path / "own_model", seed=1)
+    run(finetune_project)
+    assert [row["from_cache"] for row in read_lines(finetune_project, "seen.jsonl")] == [False, True, False]
+
+
+def test_a_decorated_fixture_is_hashed_by_the_module_that_defines_it(finetune_project: pytest.Pytester) -> None:
+    """``functools.wraps`` on a ``trainer`` fixture: its conftest's constant still counts."""
+    (finetune_project.path / "helpers.py").write_text(
+        "import functools\n\n"
+        "def logged(function):\n"
+        "    @functools.wraps(function)\n"
+        "    def wrapper(*args, **kwargs):\n"
+        "        return function(*args, **kwargs)\n\n"
+        "    return wrapper\n"
+    )
+    decorated = SCALED_TRAINER.replace("@pytest.fixture\n", "@pytest.fixture\n@logged\n")
+    conftest = "from helpers import logged\n" + COUNTING_CONFTEST + decorated
+    finetune_project.makeconftest(conftest)
+    finetune_project.makepyfile(ONE_TEST)
+    run(finetune_project)
+    finetune_project.makeconftest(conftest.replace("LOSS_SCALE = 1.0", "LOSS_SCALE = 1000.0"))
+    run(finetune_project)
+    assert [row["from_cache"] for row in read_lines(finetune_project, "seen.jsonl")] == [False, False]
+
+
+def test_training_arguments_count_when_the_output_folder_is_the_project(finetune_project: pytest.Pytester) -> None:
+    """``output_dir="."`` names no temporary folder: the other arguments must still be in the key
+    (only the values naming the output folder are left out)."""
+    finetune_project.makeconftest(COUNTING_CONFTEST + """
+import os
+
+def pytest_finetune_adjust_training_args(recipe, training_args):
+    training_args["output_dir"] = "."
+    training_args["learning_rate"] = float(os.environ["TEST_LR"])
+""")
+    finetune_project.makepyfile(ONE_TEST)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TEST_LR", "0.5")
+        run(finetune_project)
+        patch.setenv("TEST_LR", "0.01")
+        run(finetune_project)
+    assert [row["from_cache"] for row in read_lines(finetune_project, "seen.jsonl")] == [False, False]
+
+
+def test_tests_share_a_fine_tune_only_when_their_data_is_the_same(finetune_project: pytest.Pytester) -> None:
+    """One recipe, a ``tokenized_mrpc`` that reads another marker of the test: two fine-tunes."""
+    finetune_project.makeconftest(COUNTING_CONFTEST + """
+@pytest.fixture
+def tokenized_mrpc(request, mrpc_dataset, tokenizer):
+    max_length = request.node.get_closest_marker("max_length").args[0]
+
+    def tokenize(batch):
+        return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True, max_length=max_length)
+
+    return mrpc_dataset.map(tokenize, batched=True)
+""")
+    finetune_project.makepyfile(RECORDING_TEST + """
+@pytest.mark.finetune
+@pytest.mark.max_length(64)
+def test_long(finetune_result):
+    record(finetune_result, test="long")
+
+@pytest.mark.finetune
+@pytest.mark.max_length(5)
+def test_short(finetune_result):
+    record(finetune_result, test="short")
+
+@pytest.mark.finetune
+@pytest.mark.max_length(64)
+def test_long_again(finetune_result):
+    record(finetune_result, test="long")
+""")
+    run(finetune_project, passed=3)
+    assert len(read_lines(finetune_project, "trainings.jsonl")) == 2
+    losses = {row["test"]: row["eval_loss"] for row in read_lines(finetune_project, "seen.jsonl")}
+    assert losses["long"] != losses["short"]
+
+
+def test_an_adjust_training_args_hook_that_returns_a_dict_fails_naming_it(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makeconftest("""
+def pytest_finetune_adjust_training_args(recipe, training_args):
+    return {"learning_rate": 1e-3}
+""")
+    finetune_project.makepyfile("""
+import pytest
+
+@pytest.mark.finetune
+def test_quality(finetune_result):
+    pass
+""")
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_quality: a pytest_finetune_adjust_training_args hook returned dict {'learning_rate': 0.001}, which "
+            "would be ignored; change its training_args dict in place*"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
