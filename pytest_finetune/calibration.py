@@ -35,9 +35,15 @@ def check_seed_count(value: str) -> int:
     return count
 
 
+#: numpy and ``transformers.set_seed`` take seeds from 0 to ``SEEDS - 1``.
+SEEDS = 2**32
+
+
 def calibration_seeds(seed: int, count: int) -> list[int]:
-    """The recipe's own seed first, then the next ``count - 1`` integers."""
-    return [seed + offset for offset in range(count)]
+    """The recipe's own seed first, then the next ``count - 1`` integers, counting on from 0
+    past the last seed numpy takes (``2**32 - 1``, then 0, 1, ...): every recipe seed can be
+    calibrated, and the seeds stay distinct."""
+    return [(seed + offset) % SEEDS for offset in range(count)]
 
 
 def reseeded_trainer(trainer: Trainer, seed: int, model: PreTrainedModel) -> Trainer:

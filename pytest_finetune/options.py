@@ -51,6 +51,25 @@ _NAMED_SETTINGS = {
 }
 _PATH_KEYS = ("model", "data")
 
+#: ini keys of one number or true/false: the Python type a native ``[tool.pytest]`` table (pytest 9)
+#: may give one in, and an example value.
+_SCALAR_INI_KEYS: dict[str, tuple[type, str]] = {
+    "finetune_runtime_tuning": (bool, "false"),
+    "finetune_alpha": (float, "0.05"),
+    "finetune_auto_k": (float, "3"),
+    "finetune_auto_floor": (float, "0.005"),
+    "finetune_bootstrap_resamples": (int, "1000"),
+}
+#: ini keys of a list of strings, and how a native ``[tool.pytest]`` table writes one.
+_LIST_INI_KEYS = {
+    "finetune_training_args": '["max_steps=50", "learning_rate=2e-5"]',
+    "finetune_tolerance": '["0.02"] or ["f1=0.015", "eval_loss=0.05"]',
+}
+#: pytest 9.2 and newer register an ini key as ``str | float`` (say): a native ``[tool.pytest]``
+#: table may then give a TOML number, and ini files and ``-o`` text as before. pytest 9.0 and 9.1
+#: read that table too, but take the text form only (``"0.05"``); pytest 8 reads no such table.
+_INI_UNIONS = pytest.version_tuple >= (9, 2)
+
 
 def add_options(parser: pytest.Parser) -> None:
     """Register the plugin's command-line options and ini keys."""
@@ -128,7 +147,8 @@ def add_options(parser: pytest.Parser) -> None:
         type="args",
     )
     parser.addini("finetune_precision", "arithmetic precision: auto (default), fp32, bf16 or fp16")
-    parser.addini(
+    _add_scalar_ini(
+        parser,
         "finetune_runtime_tuning",
         "while training on a CPU, keep freed memory for reuse and few oneDNN kernels: faster, less memory, "
         "the same numbers (default true)",
@@ -138,15 +158,21 @@ def add_options(parser: pytest.Parser) -> None:
         "who draws dropout's random masks while training on a CPU: auto (default: numpy where torch would draw "
         "them one by one, as on AMD CPUs), torch or numpy",
     )
-    parser.addini(
-        "finetune_alpha", f"significance level of the paired test against the baseline (default {DEFAULT_ALPHA})"
+    _add_scalar_ini(
+        parser,
+        "finetune_alpha",
+        f"significance level of the paired test against the baseline (default {DEFAULT_ALPHA})",
     )
-    parser.addini("finetune_auto_k", f"tolerance auto allows max(k * std, floor): k (default {DEFAULT_AUTO_K:g})")
-    parser.addini(
+    _add_scalar_ini(
+        parser, "finetune_auto_k", f"tolerance auto allows max(k * std, floor): k (default {DEFAULT_AUTO_K:g})"
+    )
+    _add_scalar_ini(
+        parser,
         "finetune_auto_floor",
         f"tolerance auto allows max(k * std, floor): floor (default {DEFAULT_AUTO_FLOOR:g})",
     )
-    parser.addini(
+    _add_scalar_ini(
+        parser,
         "finetune_bootstrap_resamples",
         f"resamples of each metric's bootstrap interval; 0 for none (default {DEFAULT_RESAMPLES})",
     )
@@ -160,17 +186,56 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
+def _add_scalar_ini(parser: pytest.Parser, name: str, help: str) -> None:
+    """Register ini key ``name`` (of :data:`_SCALAR_INI_KEYS`): text, and where pytest can say so
+    (:data:`_INI_UNIONS`), its TOML type too."""
+    if _INI_UNIONS:
+        kind = _SCALAR_INI_KEYS[name][0]
+        parser.addini(name, help, type=str | kind, default="")  # type: ignore[arg-type]
+    else:
+        parser.addini(name, help)
+
+
+def _ini(config: pytest.Config, name: str) -> Any:
+    """ini key ``name`` as pytest reads it; a value of a type pytest refuses (from a native
+    ``[tool.pytest]`` table) is an error saying how to write it there."""
+    try:
+        return config.getini(name)
+    except pytest.UsageError as error:
+        raise FinetuneError(f"{error}; {_toml_form(name)}") from None
+
+
+def _ini_text(config: pytest.Config, name: str) -> str:
+    """ini key ``name`` of one value as text, stripped: a TOML ``false`` or ``0.05`` as ``False``, ``0.05``."""
+    return str(_ini(config, name)).strip()
+
+
+def _toml_form(name: str) -> str:
+    """How a native ``[tool.pytest]`` table writes ini key ``name``, with this pytest."""
+    if name in _LIST_INI_KEYS:
+        return f"in a [tool.pytest] table write a list of strings: {name} = {_LIST_INI_KEYS[name]}"
+    if name not in _SCALAR_INI_KEYS:
+        return f'in a [tool.pytest] table write a string: {name} = "..."'
+    example = _SCALAR_INI_KEYS[name][1]
+    if _INI_UNIONS:
+        return f"in a [tool.pytest] table write e.g. {name} = {example}"
+    return (
+        f'pytest {pytest.__version__} takes it quoted in a [tool.pytest] table: {name} = "{example}" '
+        f"(pytest 9.2 and newer also take {name} = {example})"
+    )
+
+
 def session_layers(config: pytest.Config) -> list[Layer]:
     """The ini, environment and command-line layers, lowest priority first."""
     ini: dict[str, Any] = {}
-    for line in config.getini("finetune_training_args"):
+    for line in _ini(config, "finetune_training_args"):
         key, value = _split_assignment(line, "ini finetune_training_args")
         ini[key] = value
     env: dict[str, Any] = {}
     cli: dict[str, Any] = {}
     for key, (ini_name, env_name, option) in _NAMED_SETTINGS.items():
-        if config.getini(ini_name):
-            ini[key] = config.getini(ini_name)
+        if _ini(config, ini_name):
+            ini[key] = _ini(config, ini_name)
         if env_name and os.environ.get(env_name):
             env[key] = os.environ[env_name]
         value = config.getoption(option)
@@ -215,7 +280,7 @@ def check_path_options(config: pytest.Config) -> None:
 
 def session_tolerances(config: pytest.Config) -> list[Setting]:
     """The tolerance settings of the ini file, then the command line."""
-    ini = [parse_setting(text, "ini finetune_tolerance") for text in config.getini("finetune_tolerance")]
+    ini = [parse_setting(text, "ini finetune_tolerance") for text in _ini(config, "finetune_tolerance")]
     cli = [parse_setting(text, "--finetune-tolerance") for text in config.getoption("--finetune-tolerance")]
     return [*ini, *cli]
 
@@ -227,7 +292,7 @@ def precision_setting(config: pytest.Config) -> str:
 
 def runtime_tuning_setting(config: pytest.Config) -> bool:
     """ini ``finetune_runtime_tuning`` (default true): see :mod:`pytest_finetune.runtime`."""
-    text = config.getini("finetune_runtime_tuning").strip()
+    text = _ini_text(config, "finetune_runtime_tuning")
     try:
         return parse_bool(text) if text else True
     except ValueError:
@@ -244,7 +309,7 @@ def _ini_choice(
 ) -> str:
     """``command_line`` (already checked by its option), else ini ``name``, else ``default``; an ini
     value that is not one of ``choices`` is an error naming them."""
-    setting = command_line or config.getini(name).strip() or default
+    setting = command_line or _ini_text(config, name) or default
     if setting not in choices:
         raise FinetuneError(f"ini {name}: {setting!r} is not one of {', '.join(choices)}")
     return setting
@@ -289,7 +354,7 @@ def alpha_setting(config: pytest.Config) -> float:
 
 def auto_settings(config: pytest.Config) -> tuple[float, float]:
     """ini ``finetune_auto_k`` (> 0) and ``finetune_auto_floor`` (>= 0): ``auto`` = max(k * std, floor)."""
-    k_text, floor_text = config.getini("finetune_auto_k").strip(), config.getini("finetune_auto_floor").strip()
+    k_text, floor_text = _ini_text(config, "finetune_auto_k"), _ini_text(config, "finetune_auto_floor")
     k = _float(k_text, "ini finetune_auto_k") if k_text else DEFAULT_AUTO_K
     floor = _float(floor_text, "ini finetune_auto_floor") if floor_text else DEFAULT_AUTO_FLOOR
     if not k > 0 or not floor >= 0:
@@ -302,7 +367,7 @@ def auto_settings(config: pytest.Config) -> tuple[float, float]:
 
 def bootstrap_setting(config: pytest.Config) -> int:
     """ini ``finetune_bootstrap_resamples``: an integer >= 0 (0: no intervals)."""
-    text = config.getini("finetune_bootstrap_resamples").strip()
+    text = _ini_text(config, "finetune_bootstrap_resamples")
     if not text:
         return DEFAULT_RESAMPLES
     if not text.isdigit():
@@ -316,7 +381,7 @@ def _number_setting(config: pytest.Config, option: str, ini: str) -> tuple[str, 
     """Where a setting with an option and an ini key comes from, and its text (``None``: unset)."""
     if config.getoption(option) is not None:
         return option, str(config.getoption(option))
-    text = config.getini(ini).strip()
+    text = _ini_text(config, ini)
     return f"ini {ini}", text or None
 
 
@@ -333,7 +398,7 @@ def _float(text: str, where: str) -> float:
 def baseline_dir(config: pytest.Config) -> Path:
     """The baseline folder: ini ``finetune_baseline_dir`` (relative to the ini file), else
     ``baselines/`` at the rootdir."""
-    configured = config.getini("finetune_baseline_dir")
+    configured = _ini(config, "finetune_baseline_dir")
     if not configured:
         return config.rootpath / "baselines"
     ini_folder = config.inipath.parent if config.inipath else config.rootpath
@@ -390,7 +455,7 @@ def clear_result_cache(config: pytest.Config) -> bool:
 
 def _configured_cache_dir(config: pytest.Config) -> Path | None:
     """ini ``finetune_cache_dir`` resolved against the ini file's folder, ``None`` when unset."""
-    configured = config.getini("finetune_cache_dir")
+    configured = _ini(config, "finetune_cache_dir")
     if not configured:
         return None
     ini_folder = config.inipath.parent if config.inipath else config.rootpath

@@ -268,17 +268,49 @@ def _finite(number: float) -> float:
     return number
 
 
+def _parsed(parse: Callable[[str], Any], text: str, expected: str) -> Any:
+    """``parse(text)`` (stripped), or ``ValueError`` saying what was ``expected`` (not Python's own words)."""
+    try:
+        return parse(text.strip())
+    except ValueError:
+        raise ValueError(f"expected {expected}") from None
+
+
+def _is_dict(hint: Any) -> bool:
+    """Whether ``hint`` is ``dict`` or ``dict[...]``."""
+    return hint is dict or typing.get_origin(hint) is dict
+
+
+#: How a dict is written as text, for messages.
+_JSON_OBJECT = 'a JSON object such as {"num_cycles": 2}'
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object, or ``ValueError`` saying how to write one."""
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than the decoder recurses
+        raise ValueError(f"expected {_JSON_OBJECT} ({error})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"expected {_JSON_OBJECT}")
+    return parsed
+
+
 def _convert(hint: Any, value: Any, from_text: bool) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         nullable = type(None) in typing.get_args(hint)
         arms = [arm for arm in typing.get_args(hint) if arm is not type(None)]
-        # "null" is always None; "none" only where no string is allowed (report_to="none" is a value).
+        # "null" and Python's "None" are always None; "none" only where no string is allowed
+        # (report_to="none" is a value).
         none_words = ("null",) if str in arms else ("none", "null")
-        if nullable and (value is None or (from_text and str(value).strip().lower() in none_words)):
+        text = str(value).strip()
+        if nullable and (value is None or (from_text and (text == "None" or text.lower() in none_words))):
             return None
         if any(isinstance(arm, type) and issubclass(arm, enum.Enum) for arm in arms):
             arms = [arm for arm in arms if arm is not str]  # "Strategy | str" means one of the strategy values
+        if from_text and any(_is_dict(arm) for arm in arms) and str(value).lstrip().startswith(("{", "[")):
+            return _json_object(str(value))  # JSON meant for the dict, never a string that happens to fail
         for arm in sorted(arms, key=_arm_rank):
             try:
                 return _convert(arm, value, from_text)
@@ -308,13 +340,13 @@ def _convert(hint: Any, value: Any, from_text: bool) -> Any:
         raise TypeError(f"expected bool, got {type(value).__name__}")
     if hint is int:
         if from_text:
-            return int(str(value).strip())
+            return _parsed(int, str(value), "int (a whole number such as 50)")
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise TypeError(f"expected int, got {type(value).__name__}")
     if hint is float:
         if from_text:
-            return _finite(float(str(value).strip()))
+            return _finite(_parsed(float, str(value), "float (a number such as 2e-5)"))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return _finite(float(value))
         raise TypeError(f"expected float, got {type(value).__name__}")
@@ -322,11 +354,12 @@ def _convert(hint: Any, value: Any, from_text: bool) -> Any:
         if from_text or isinstance(value, str):
             return str(value)
         raise TypeError(f"expected str, got {type(value).__name__}")
-    if hint is dict or origin is dict:
-        parsed = json.loads(value) if from_text else value
-        if isinstance(parsed, dict):
-            return parsed
-        raise TypeError(f"expected a dict{' (as JSON)' if from_text else ''}")
+    if _is_dict(hint):
+        if from_text:
+            return _json_object(str(value))
+        if isinstance(value, dict):
+            return value
+        raise TypeError("expected a dict")
     if hint is list or origin is list:
         if from_text:
             text = str(value).strip()

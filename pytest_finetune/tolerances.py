@@ -28,6 +28,9 @@ from .errors import FinetuneError
 #: fixed recipe and seed repeats exactly, so noise needs no wider default.
 DEFAULT_TOLERANCES: Mapping[str, float] = {"accuracy": 0.01, "f1": 0.01}
 
+#: The metrics every run has (a ``pytest_finetune_metrics`` hook may add others).
+OWN_METRICS = (*DEFAULT_TOLERANCES, "eval_loss")
+
 #: The amount that asks for the calibrated spread.
 AUTO = "auto"
 #: ``auto``: the allowed drop is ``max(k * std, floor)`` of the metric over the calibration's
@@ -133,8 +136,16 @@ def _parse_amount(text: str, where: str) -> Amount:
 
 
 def _check_name(name: Any, where: str) -> str:
+    """``name`` stripped; a usage error for a non-name, or for one of :data:`OWN_METRICS` in another
+    case (``F1``): names are case-sensitive, and such a tolerance would gate a metric no run has."""
     if not isinstance(name, str) or not name.strip():
         raise FinetuneError(f"{where}: tolerance keys are metric names such as 'accuracy', got {name!r}")
+    meant = {metric.lower(): metric for metric in OWN_METRICS}.get(name.strip().lower())
+    if meant is not None and meant != name.strip():
+        raise FinetuneError(
+            f"{where}: tolerance of {name.strip()!r}: metric names are case-sensitive; write {meant!r} "
+            f"(the plugin's metrics: {', '.join(OWN_METRICS)})"
+        )
     return name.strip()
 
 

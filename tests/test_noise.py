@@ -412,3 +412,24 @@ def test_auto_applies_to_a_plain_dict_of_metrics() -> None:
         {"metrics": {"accuracy": 0.88, "f1": 0.8}}, record(0.90, [], calibration=CALIBRATION), build_tolerances([AUTO])
     )
     assert verdict.outcome is Outcome.PASSED and verdict.paired is None
+
+
+def test_calibration_seeds_count_on_from_0_past_the_last_seed() -> None:
+    """numpy takes seeds up to 2**32 - 1: the seeds after it are 0, 1, ..., never out of range."""
+    from pytest_finetune.calibration import calibration_seeds
+
+    assert calibration_seeds(42, 3) == [42, 43, 44]
+    assert calibration_seeds(2**32 - 2, 4) == [2**32 - 2, 2**32 - 1, 0, 1]
+
+
+def test_calibrating_the_last_seed_records_it_and_the_first(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makepyfile(test_quality="""
+        import pytest
+
+        @pytest.mark.finetune(seed=4294967295)
+        def test_quality():
+            pass
+        """)
+    result = finetune_project.runpytest("--finetune", "--snapshot-update", "--finetune-calibrate", "2")
+    result.assert_outcomes(passed=1)
+    assert read(finetune_project)["calibration"]["seeds"] == [4294967295, 0]

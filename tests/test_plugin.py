@@ -444,3 +444,113 @@ def test_a_path_option_written_apart_that_moves_the_rootdir_is_refused(
     pytester.runpytest(f"--finetune-model={tiny_checkpoint}").assert_outcomes(passed=1)
     (pytester.path / "ckpt").mkdir()
     pytester.runpytest("--finetune-model", "ckpt").assert_outcomes(passed=1)  # inside the project: harmless
+
+
+NATIVE_TOML_SETTINGS = """
+from pytest_finetune.session import SESSION_KEY
+
+def test_settings(request):
+    session = request.config.stash[SESSION_KEY]
+    assert (session.alpha, session.auto_k, session.auto_floor) == (0.05, 2.0, 0.01)
+    assert (session.bootstrap_resamples, session.runtime_tuning) == (100, False)
+    assert session.tolerance_settings == [0.02, {"f1": 0.015}]
+"""
+
+
+@pytest.mark.skipif(pytest.version_tuple < (9, 2), reason="pytest 9.2 takes TOML types for ini keys")
+def test_a_native_toml_table_takes_numbers_and_bools(pytester: pytest.Pytester) -> None:
+    """pytest 9 reads ``[tool.pytest]`` with TOML's types: the keys take them as README writes them."""
+    pytester.makepyprojecttoml("""
+        [tool.pytest]
+        finetune_alpha = 0.05
+        finetune_auto_k = 2
+        finetune_auto_floor = 0.01
+        finetune_bootstrap_resamples = 100
+        finetune_runtime_tuning = false
+        finetune_tolerance = ["0.02", "f1=0.015"]
+        """)
+    pytester.makepyfile(NATIVE_TOML_SETTINGS)
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+@pytest.mark.skipif(pytest.version_tuple < (9, 2), reason="pytest 9.2 takes TOML types for ini keys")
+def test_a_native_toml_table_still_takes_the_text_forms(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml("""
+        [tool.pytest]
+        finetune_alpha = "0.05"
+        finetune_auto_k = "2"
+        finetune_auto_floor = "0.01"
+        finetune_bootstrap_resamples = "100"
+        finetune_runtime_tuning = "false"
+        finetune_tolerance = ["0.02", "f1=0.015"]
+        """)
+    pytester.makepyfile(NATIVE_TOML_SETTINGS)
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+@pytest.mark.skipif(pytest.version_tuple < (9,), reason="pytest 9 reads a native [tool.pytest] table")
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "finetune_tolerance = 0.02",
+            "*config option 'finetune_tolerance' expects a list*; in a [[]tool.pytest[]] table write a list of "
+            'strings: finetune_tolerance = [[]"0.02"[]] or *',
+        ),
+        (
+            "finetune_training_args = 3",
+            "*'finetune_training_args' expects a list*; in a [[]tool.pytest[]] table write a list of strings: "
+            'finetune_training_args = [[]"max_steps=50", *',
+        ),
+        ("finetune_model = 3", "*'finetune_model' expects a string*; in a [[]tool.pytest[]] table write a string: *"),
+        ("finetune_alpha = true", "*'finetune_alpha' expects one of *; in a [[]tool.pytest[]] table write e.g. *"),
+    ],
+    ids=["tolerance", "training-args", "model", "alpha"],
+)
+def test_a_native_toml_value_of_another_type_says_how_to_write_it(
+    pytester: pytest.Pytester, line: str, message: str
+) -> None:
+    pytester.makepyprojecttoml(f"[tool.pytest]\n{line}\n")
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    result.stderr.no_fnmatch_line("*Traceback*")
+
+
+def test_classic_ini_files_keep_their_text_values(pytester: pytest.Pytester) -> None:
+    """``[tool.pytest.ini_options]`` (and ini files) give text, read as before the native types."""
+    pytester.makepyprojecttoml("""
+        [tool.pytest.ini_options]
+        finetune_alpha = 0.05
+        finetune_auto_k = "2"
+        finetune_auto_floor = 0.01
+        finetune_bootstrap_resamples = 100
+        finetune_runtime_tuning = false
+        finetune_tolerance = "0.02 f1=0.015"
+        """)
+    pytester.makepyfile(NATIVE_TOML_SETTINGS)
+    pytester.runpytest("-W", "error").assert_outcomes(passed=1)
+
+
+def test_bad_json_for_a_dict_training_argument_is_a_usage_error_naming_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    assert_usage_error(
+        pytester.runpytest("--finetune-set", "lr_scheduler_kwargs={bad"),
+        'command line: lr_scheduler_kwargs={bad is not valid: expected a JSON object such as {"num_cycles": 2} (*)',
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--finetune-tolerance", "F1=0.01"], "--finetune-tolerance: tolerance of 'F1': metric names are case-*"),
+        (["-o", "finetune_tolerance=Accuracy=0.01"], "ini finetune_tolerance: tolerance of 'Accuracy': *"),
+    ],
+)
+def test_a_tolerance_of_an_own_metric_in_another_case_is_a_usage_error(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    """``F1`` would gate a metric no run has: stop before any fine-tuning, naming the right name."""
+    pytester.makepyfile("def test_x():\n    pass\n")
+    assert_usage_error(pytester.runpytest(*args), f"{message}")

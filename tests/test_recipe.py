@@ -56,6 +56,9 @@ def strategy_values(field: str) -> list[str]:
         ("eval_strategy", "no", "no"),
         ("lr_scheduler_kwargs", '{"num_cycles": 2, "power": 0.5}', {"num_cycles": 2, "power": 0.5}),
         ("lr_scheduler_kwargs", "null", None),
+        ("torch_compile_backend", "None", None),  # Python's spelling, not the text "None"
+        ("torch_compile_backend", "null", None),
+        ("torch_compile_backend", "inductor", "inductor"),
         ("report_to", "none", ["none"]),  # "none" means no trackers here, not None (which means all)
         ("gradient_accumulation_steps", "4", 4),
         ("model", "prajjwal1/bert-tiny", "prajjwal1/bert-tiny"),
@@ -96,9 +99,9 @@ def test_convert_python_value(key: str, value: Any, expected: Any) -> None:
 @pytest.mark.parametrize(
     "key, value, from_text, reason",
     [
-        ("max_steps", "3.0", True, "invalid literal for int"),
-        ("max_steps", "three", True, "invalid literal for int"),
-        ("learning_rate", "fast", True, "could not convert string to float"),
+        ("max_steps", "3.0", True, "expected int (a whole number such as 50)"),
+        ("max_steps", "three", True, "expected int (a whole number such as 50)"),
+        ("learning_rate", "fast", True, "expected float (a number such as 2e-5)"),
         ("fp16", "maybe", True, "expected true or false"),
         ("learning_rate", "5e-5", False, "expected float, got str"),
         ("learning_rate", True, False, "expected float, got bool"),
@@ -376,3 +379,37 @@ def test_an_adjust_recipe_hook_returning_no_dict_fails_naming_the_hook(
         f"*test_x: pytest_finetune_adjust_recipe hook returned {type_name} {shown}; return a dict of keyword "
         "overrides, e.g. {'max_steps': 50}, or None to leave the recipe",
     )
+
+
+@pytest.mark.parametrize(
+    "text", ["{bad", "[1]", '"x"', "[" * 100_000, " {'single': 1}"], ids=["bad", "list", "str", "deep", "quotes"]
+)
+def test_text_like_json_for_a_dict_field_must_be_a_json_object(text: str) -> None:
+    """``dict | str`` fields (lr_scheduler_kwargs): text that opens like JSON is JSON for the dict."""
+    expected = 'expected a JSON object such as {"num_cycles": 2}'
+    if text.lstrip().startswith(("{", "[")):
+        with pytest.raises(FinetuneError, match=rf"^{re.escape(WHERE)}: lr_scheduler_kwargs=.* is not valid: "):
+            convert_value("lr_scheduler_kwargs", text, where=WHERE, from_text=True)
+        with pytest.raises(FinetuneError, match=re.escape(expected)):
+            convert_value("lr_scheduler_kwargs", text, where=WHERE, from_text=True)
+    else:  # other text is the field's str arm, as transformers takes it
+        assert convert_value("lr_scheduler_kwargs", text, where=WHERE, from_text=True) == text
+
+
+def test_text_json_for_a_dict_field_becomes_the_dict() -> None:
+    assert convert_value("lr_scheduler_kwargs", '{"num_cycles": 2}', where=WHERE, from_text=True) == {"num_cycles": 2}
+    assert convert_value("lr_scheduler_kwargs", "null", where=WHERE, from_text=True) is None
+
+
+@pytest.mark.parametrize(
+    "key, text, expected",
+    [
+        ("max_steps", "50.0", "expected int (a whole number such as 50)"),
+        ("max_steps", "ten", "expected int (a whole number such as 50)"),
+        ("learning_rate", "fast", "expected float (a number such as 2e-5)"),
+    ],
+)
+def test_text_that_is_not_a_number_says_what_was_expected(key: str, text: str, expected: str) -> None:
+    """Not Python's ``invalid literal for int() with base 10``: the marker's words, with an example."""
+    with pytest.raises(FinetuneError, match=rf"^{re.escape(f'{WHERE}: {key}={text} is not valid: {expected}')}$"):
+        convert_value(key, text, where=WHERE, from_text=True)
