@@ -11,7 +11,7 @@ Sources, by what ``data`` points at:
   read with quoting off (MRPC sentences hold unbalanced quotes);
 - a folder of ``train`` and ``validation`` (or ``dev``) files in one of the formats
   ``csv``, ``json``, ``jsonl`` or ``parquet``, holding ``sentence1``, ``sentence2``
-  and ``label`` (``idx`` is added when missing);
+  and ``label`` (and ``idx``, distinct integer ids, added when missing);
 - anything else: a Hugging Face Hub dataset id (the task's own, ``nyu-mll/glue``, is
   loaded with its config, ``mrpc``).
 
@@ -33,6 +33,7 @@ from typing import Any
 
 import datasets
 import pyarrow  # type: ignore[import-untyped]  # no stubs; pyproject.toml covers only datasets
+import pyarrow.parquet  # type: ignore[import-untyped]
 
 from .cache import package_digest
 from .errors import FinetuneError
@@ -136,9 +137,13 @@ def _empty_split(where: str | Path, split: str, file: Path | None = None) -> Fin
 
 
 def _holds_rows(file: Path) -> bool:
-    """Whether a csv, json or jsonl file holds a row beyond a csv header (other formats: assumed so)."""
-    if file.suffix not in (".csv", ".json", ".jsonl"):
-        return True
+    """Whether a data file holds a row: beyond a csv header; for parquet, by its metadata (a file
+    that is not parquet is assumed to, and reported when it is read)."""
+    if file.suffix == ".parquet":
+        try:
+            return bool(pyarrow.parquet.ParquetFile(file).metadata.num_rows)
+        except (OSError, pyarrow.ArrowException):
+            return True
     with file.open(encoding="utf-8-sig", errors="replace") as handle:
         if file.suffix == ".json":
             return handle.read(4096).strip() not in ("", "[]")
@@ -180,6 +185,7 @@ def _load_file(file: Path) -> datasets.Dataset:
     options = {**_CSV_TEXT_AS_WRITTEN, "converters": dict.fromkeys(TEXT_COLUMNS, str)} if builder == "csv" else {}
     dataset = _read(file, builder, options)
     _check_values(dataset, file)
+    _check_ids(dataset, str(file))
     for column in TEXT_COLUMNS:  # json and parquet keep their own types: a number becomes its text
         if column in dataset.column_names and dataset.features[column] != datasets.Value("string"):
             try:
@@ -249,6 +255,27 @@ def _check_values(dataset: datasets.Dataset, file: Path) -> None:
             )
 
 
+def _check_ids(dataset: datasets.Dataset, where: str) -> None:
+    """Fail on an ``idx`` column (where there is one) that is not distinct integers: a baseline
+    names the examples a run got wrong by their ``idx``."""
+    if "idx" not in dataset.column_names:
+        return
+    fix = "give each example an integer id of its own, or remove the idx column to have the rows numbered 0, 1, 2, ..."
+    ids = list(dataset["idx"])
+    if dataset.data.column("idx").null_count:
+        raise FinetuneError(f"{where}, row {ids.index(None) + 1}: idx is missing (null); {fix}")
+    if not _value_type(dataset.features["idx"]).startswith(("int", "uint")):
+        row, value = next(((n, v) for n, v in enumerate(ids, start=1) if type(v) is not int), (1, ids[0]))
+        raise FinetuneError(
+            f"{where}, row {row}: idx is {_preview(value)} ({type(value).__name__}), not an integer; {fix}"
+        )
+    first_rows: dict[int, int] = {}
+    for row, value in enumerate(ids, start=1):
+        if value in first_rows:
+            raise FinetuneError(f"{where}, rows {first_rows[value]} and {row}: both have idx {value}; {fix}")
+        first_rows[value] = row
+
+
 def _preview(value: object) -> str:
     """``value`` as a message shows it, cut to 40 characters."""
     shown = repr(value)
@@ -258,17 +285,22 @@ def _preview(value: object) -> str:
 def _load_hub(dataset_id: str, task: Task) -> datasets.DatasetDict:
     config = task.hub_config if dataset_id == task.hub_dataset else None
     try:
-        return datasets.load_dataset(dataset_id, config)
+        raw = datasets.load_dataset(dataset_id, config)
     except Exception as error:  # datasets raises many types for "not reachable"/"not found"
         raise FinetuneError(
             f"could not load dataset {dataset_id!r} from the Hugging Face Hub "
             f"({type(error).__name__}: {error}); {offline_help('--finetune-data')}: a GLUE TSV folder "
             "(train.tsv, dev.tsv) or train/validation csv, json, jsonl or parquet files"
         ) from None
+    for split in _SPLIT_NAMES:
+        if split in raw:
+            _check_ids(raw[split], f"Hub dataset {dataset_id!r}, {split} split")
+    return raw
 
 
 def _normalise(raw: datasets.DatasetDict, where: str, task: Task, content: str | None) -> datasets.DatasetDict:
-    """Keep train and validation, check the columns and labels, add ``idx`` when missing.
+    """Keep train and validation, check the columns and labels, add ``idx`` when missing
+    (a loader checks the ``idx`` a source has).
 
     ``content``: the content digest of local data, from which each split's fingerprint is made;
     ``None`` (the Hub) keeps the fingerprints ``datasets`` gives.
@@ -290,7 +322,7 @@ def _normalise(raw: datasets.DatasetDict, where: str, task: Task, content: str |
             dataset = dataset.add_column("idx", list(range(len(dataset))))
         fingerprint = _content_fingerprint(content, split, task) if content is not None else None
         dataset = dataset.select_columns(list(COLUMNS), new_fingerprint=fingerprint)
-        label_type = _label_type(dataset.features["label"])
+        label_type = _value_type(dataset.features["label"])
         if not label_type.startswith(("int", "uint")):
             raise FinetuneError(f"{where}, {split} split: labels are {label_type}, not integers; write them as 0 and 1")
         labels = set(dataset.unique("label"))
@@ -305,8 +337,8 @@ def _normalise(raw: datasets.DatasetDict, where: str, task: Task, content: str |
     return datasets.DatasetDict(splits)
 
 
-def _label_type(feature: object) -> str:
-    """What a label feature holds, as a message names it: ``int64`` for a ClassLabel (class ids),
+def _value_type(feature: object) -> str:
+    """What a feature (``label``, ``idx``) holds, as a message names it: ``int64`` for a ClassLabel (class ids),
     a Value's dtype, else the feature's type (``Json``: values of several types, such as 1 and "yes")."""
     if isinstance(feature, datasets.ClassLabel):
         return "int64"

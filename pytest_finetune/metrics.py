@@ -55,18 +55,57 @@ PROGRESS_KEYS = ("epoch", "step")
 HISTORY_LOSS_KEYS = ("training_loss", "validation_loss")
 #: Names an extra metric may not take: the GLUE scores, what ``Trainer`` logs itself and the history's losses.
 RESERVED_NAMES = frozenset({"accuracy", "f1", "loss", *PROGRESS_KEYS, *SPEED_KEYS, *HISTORY_LOSS_KEYS})
+#: What a ``compute_metrics`` function is called in messages about what it returned.
+COMPUTE_METRICS = "compute_metrics (the fixture, or the trainer's)"
+#: What a ``pytest_finetune_metrics`` implementation is called in messages about what it returned.
+METRICS_HOOK = "pytest_finetune_metrics hook"
 
 
 def final_metrics(evaluation: Mapping[str, float]) -> dict[str, float]:
     """The scores of an evaluation (``Trainer.evaluate``, ``.predict``, a log entry):
-    ``eval_accuracy`` -> ``accuracy`` (``eval_loss`` keeps its name); speed and progress keys dropped."""
+    ``eval_accuracy`` -> ``accuracy`` (``eval_loss`` keeps its name); speed and progress keys dropped.
+    A value that is not a number (``compute_metrics`` returned it) is a :class:`FinetuneError`."""
     metrics = {}
     for key, value in evaluation.items():
         name = key.removeprefix("eval_")
         if name in SPEED_KEYS or name in PROGRESS_KEYS:
             continue
-        metrics["eval_loss" if name == "loss" else name] = float(value)
+        metrics["eval_loss" if name == "loss" else name] = _number(value, name, COMPUTE_METRICS)
     return metrics
+
+
+def metrics_dict(returned: object, source: str) -> Mapping[str, Any]:
+    """``returned``, what ``source`` (:data:`COMPUTE_METRICS`, :data:`METRICS_HOOK`) returned, if it is
+    a dict keyed by metric names; else a :class:`FinetuneError` naming ``source``."""
+    if not isinstance(returned, Mapping) or not all(isinstance(name, str) for name in returned):
+        raise FinetuneError(
+            f"{source} returned {_shown(returned)} ({type(returned).__name__}), not a dict of metrics; "
+            "return a dict of metric names to numbers, such as {'positive_rate': 0.5}"
+        )
+    return returned
+
+
+def checked_metrics(returned: object, source: str) -> Mapping[str, Any]:
+    """``returned``, what ``source`` returned, if it is a dict of metric names to numbers (see :func:`metrics_dict`)."""
+    metrics = metrics_dict(returned, source)
+    for name, value in metrics.items():
+        _number(value, name, source)
+    return metrics
+
+
+def _number(value: object, name: str, source: str) -> float:
+    """``value``, the metric ``name`` that ``source`` returned, as a float; not a number: a :class:`FinetuneError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise FinetuneError(
+            f"{source}: metric {name!r} is {_shown(value)}, not a number; return a dict of numbers (floats)"
+        )
+    return float(value)
+
+
+def _shown(value: object) -> str:
+    """``value`` as a message shows it, cut to 60 characters."""
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def make_compute_metrics(extra: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None) -> MetricsFunction:
@@ -80,24 +119,20 @@ def make_compute_metrics(extra: Callable[[np.ndarray, np.ndarray], dict[str, Any
         label_ids = np.asarray(eval_prediction.label_ids)
         scores = accuracy_and_f1(predicted_classes(logits), label_ids)
         if extra is not None:
-            scores.update(_checked_extra(extra(logits, label_ids)))
+            scores.update(_checked_extra(metrics_dict(extra(logits, label_ids), METRICS_HOOK)))
         return scores
 
     return compute_metrics
 
 
-def _checked_extra(extra: dict[str, Any]) -> dict[str, float]:
+def _checked_extra(extra: Mapping[str, Any]) -> dict[str, float]:
     """Extra metrics as floats, refusing a reserved name or a value that is not a number."""
     checked = {}
     for name, value in extra.items():
         if name in RESERVED_NAMES or name.startswith("eval_"):
             raise FinetuneError(
-                f"pytest_finetune_metrics hook: the metric name {name!r} is taken; "
+                f"{METRICS_HOOK}: the metric name {name!r} is taken; "
                 f"choose another than {', '.join(sorted(RESERVED_NAMES))} or an eval_ prefix"
             )
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise FinetuneError(
-                f"pytest_finetune_metrics hook: metric {name!r} is {value!r}, not a number; return floats"
-            )
-        checked[name] = float(value)
+        checked[name] = _number(value, name, METRICS_HOOK)
     return checked

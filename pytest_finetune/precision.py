@@ -115,8 +115,20 @@ def choose_precision(setting: str, hardware: Hardware) -> str:
 
 def precision_training_args(setting: str, training_args: Mapping[str, Any], hardware: Hardware) -> dict[str, Any]:
     """The training arguments that make a run compute in the chosen precision; none where
-    the recipe sets ``bf16`` or ``fp16`` itself (it then decides its precision)."""
+    the recipe sets ``bf16`` or ``fp16`` itself (it then decides its precision, see :func:`check_recipe_precision`)."""
     if any(name in training_args for name in PRECISION_ARGS):
+        check_recipe_precision(training_args, hardware)
         return {}
     chosen = choose_precision(setting, hardware)
     return {} if chosen == "fp32" else {chosen: True}
+
+
+def check_recipe_precision(training_args: Mapping[str, Any], hardware: Hardware) -> None:
+    """Fail on the training argument ``fp16=True`` where the run computes on a CPU: accelerate
+    ignores it there and computes in fp32 (bf16 runs on a CPU, emulated where not native)."""
+    if training_args.get("fp16") and hardware.device == "cpu":
+        raise FinetuneError(
+            f"the training argument fp16=True needs a GPU; this run computes on {hardware.name}, where "
+            "transformers ignores it and computes in fp32; remove fp16 from the recipe (finetune_precision "
+            "then chooses: auto, fp32 or, where native, bf16), or set bf16=True to force bf16"
+        )

@@ -15,10 +15,10 @@ from transformers.trainer_utils import PredictionOutput
 from .compat import evaluate_in_dataset_order, fused_adamw_training_args, installed_training_args
 from .dropout import dropout_masks_for, dropout_masks_from
 from .errors import FinetuneError
-from .metrics import final_metrics, predicted_classes
+from .metrics import COMPUTE_METRICS, checked_metrics, final_metrics, predicted_classes
 from .precision import accelerator_available, detect_hardware, precision_training_args
 from .provenance import environment
-from .recipe import Recipe
+from .recipe import Recipe, Task
 from .runtime import tuned_runtime
 
 
@@ -119,13 +119,15 @@ def run_finetune(
     dropout masks drawn as :mod:`pytest_finetune.dropout`'s setting ``dropout_masks`` says),
     then take the final metrics and logits on the validation split: from the evaluation at
     the last step where there was one (the seed's ``eval_strategy="epoch"``), else from one
-    ``Trainer.predict``. Both see the same weights and data, so they give the same numbers."""
+    ``Trainer.predict``. Both see the same weights and data, so they give the same numbers.
+    A model whose head has another number of labels than the task is refused before training."""
     validation = trainer.eval_dataset
     if validation is None or isinstance(validation, dict):
         raise FinetuneError(
             "the trainer needs one eval_dataset, the validation split (a conftest trainer fixture "
             "that sets none, or a dict of several, cannot be scored)"
         )
+    check_num_labels(trainer, recipe.task_spec)
     if callbacks:
         trainer.remove_callback(PrinterCallback)  # its log dicts would repeat what progress shows
     for callback in callbacks:
@@ -151,9 +153,21 @@ def run_finetune(
     )
 
 
+def check_num_labels(trainer: Trainer, task: Task) -> None:
+    """Fail on a model whose classification head (its config's ``num_labels``, where it has one) has another
+    number of outputs than ``task`` has labels: the metrics take the argmax of its logits."""
+    num_labels = getattr(getattr(trainer.model, "config", None), "num_labels", None)
+    if num_labels is not None and num_labels != task.num_labels:
+        raise FinetuneError(
+            f"the model's classification head has num_labels={num_labels}, but the task {task.name!r} has "
+            f"{task.num_labels} labels; load the model with num_labels={task.num_labels} (from a checkpoint "
+            "with another head: also ignore_mismatched_sizes=True)"
+        )
+
+
 class _LastEvaluation:
     """While training, keeps the logits of ``trainer``'s evaluations (by wrapping its
-    ``compute_metrics``) with the step each was made at.
+    ``compute_metrics``, which then also checks that it returns a dict of numbers) with the step each was made at.
 
     Not used where the last evaluation may not score the final weights on the whole split:
     ``load_best_model_at_end`` (the weights are swapped after it) and ``batch_eval_metrics``
@@ -172,7 +186,7 @@ class _LastEvaluation:
 
         def keeping(eval_prediction: EvalPrediction, *more: Any, **keywords: Any) -> dict[str, float]:
             self.seen = (self.trainer.state.global_step, eval_prediction)
-            return compute_metrics(eval_prediction, *more, **keywords)
+            return dict(checked_metrics(compute_metrics(eval_prediction, *more, **keywords), COMPUTE_METRICS))
 
         self.trainer.compute_metrics = keeping
         return self
@@ -197,12 +211,16 @@ def run_environment(trainer: Trainer, dropout_masks: str) -> dict[str, Any]:
     return environment(device=device, dtype=_dtype(trainer), dropout_masks=dropout_masks_for(dropout_masks, device))
 
 
+#: The dtype each of accelerate's mixed precisions computes in.
+_MIXED_PRECISION_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
 def _dtype(trainer: Trainer) -> str:
-    """The arithmetic precision: the mixed-precision setting, else the model's parameter dtype."""
-    if trainer.args.bf16:
-        return "bfloat16"
-    if trainer.args.fp16:
-        return "float16"
+    """The arithmetic precision: the mixed precision ``trainer``'s accelerator applies, else the model's
+    parameter dtype. Not the arguments' ``fp16``: on a CPU accelerate ignores it and computes in fp32."""
+    accelerator = trainer.accelerator
+    if accelerator.native_amp and accelerator.mixed_precision in _MIXED_PRECISION_DTYPES:
+        return _MIXED_PRECISION_DTYPES[accelerator.mixed_precision]
     return str(getattr(trainer.model, "dtype", None)).removeprefix("torch.")
 
 

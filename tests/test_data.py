@@ -459,3 +459,44 @@ def test_unreachable_hub_points_at_local_data(monkeypatch: pytest.MonkeyPatch, d
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(FinetuneError, match=rf"(?s){re.escape(repr(dataset_id))}.*--finetune-data"):
         load_raw_dataset(dataset_id, MRPC)
+
+
+def _with_ids(suffix: str, ids: list[object]) -> Callable[[Path], Path]:
+    """Writes a folder whose train file of ``suffix`` has the idx column ``ids``; returns that file."""
+
+    def build(tmp_path: Path) -> Path:
+        table = [record | {"idx": idx} for record, idx in zip(records(make_rows(len(ids))), ids, strict=True)]
+        write_table(tmp_path / f"dev{suffix}", records(make_rows(4), with_idx=True))
+        return write_table(tmp_path / f"train{suffix}", table)
+
+    return build
+
+
+@pytest.mark.parametrize(
+    "suffix, ids, problem",
+    [
+        (".csv", ["id0", "id1", "id2"], r"row 1: idx is 'id0' \(str\), not an integer"),
+        (".jsonl", [0, "b", 2], r"row 2: idx is 'b' \(str\), not an integer"),
+        (".jsonl", [0, 1.5, 2], r"row 1: idx is 0\.0 \(float\), not an integer"),
+        (".jsonl", [0, None, 2], r"row 2: idx is missing \(null\)"),
+        (".parquet", [7, 8, 7], r"rows 1 and 3: both have idx 7"),
+    ],
+    ids=["csv-text-ids", "jsonl-mixed-ids", "jsonl-float-ids", "jsonl-null-id", "parquet-repeated-id"],
+)
+def test_ids_that_are_not_distinct_integers_fail_at_load_naming_the_file(
+    tmp_path: Path, suffix: str, ids: list[object], problem: str
+) -> None:
+    """A baseline names the examples a run got wrong by their idx: ids that cannot name them are refused
+    when the data is loaded, not by a ValueError after the fine-tune."""
+    file = _with_ids(suffix, ids)(tmp_path)
+    with pytest.raises(FinetuneError, match=rf"^{re.escape(str(file))}, {problem}; .*remove the idx column"):
+        load_raw_dataset(str(tmp_path), MRPC)
+
+
+def test_an_empty_parquet_split_has_no_rows(tmp_path: Path) -> None:
+    write_table(tmp_path / "train.parquet", records(make_rows(4)))
+    pd.DataFrame({column: pd.Series([], dtype=int if column == "label" else str) for column in COLUMNS[:3]}).to_parquet(
+        tmp_path / "validation.parquet"
+    )
+    with pytest.raises(FinetuneError, match=r", validation split has no rows \(validation\.parquet holds no rows"):
+        load_raw_dataset(str(tmp_path), MRPC)

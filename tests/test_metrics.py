@@ -126,3 +126,42 @@ def test_an_extra_metric_may_not_take_a_name_of_the_history(name: str) -> None:
     compute_metrics = make_compute_metrics(lambda *_: {name: 0.5})
     with pytest.raises(FinetuneError, match=rf"^pytest_finetune_metrics hook: the metric name '{name}' is taken; "):
         compute_metrics(EvalPrediction(predictions=logits, label_ids=label_ids))
+
+
+@pytest.mark.parametrize(
+    "value, shown", [("good", "'good'"), ([0.5, 0.25], r"\[0\.5, 0\.25\]"), (None, "None"), (True, "True")]
+)
+def test_a_compute_metrics_value_that_is_not_a_number_is_an_error_naming_it(value: object, shown: str) -> None:
+    """What a compute_metrics override returned reaches the final metrics: a clear error, not a bare ValueError."""
+    from pytest_finetune.metrics import final_metrics
+
+    evaluation = {"eval_loss": 0.5, "eval_accuracy": 0.75, "eval_note": value, "eval_runtime": 1.0}
+    with pytest.raises(
+        FinetuneError,
+        match=rf"^compute_metrics \(the fixture, or the trainer's\): metric 'note' is {shown}, not a number; "
+        r"return a dict of numbers",
+    ):
+        final_metrics(evaluation)
+
+
+@pytest.mark.parametrize(
+    "returned, shown", [(0.5, r"0\.5 \(float\)"), ([("rate", 0.5)], r"\[\('rate', 0\.5\)\] \(list\)")]
+)
+def test_a_metrics_hook_that_returns_no_dict_is_an_error_naming_the_hook(returned: object, shown: str) -> None:
+    logits, label_ids = random_logits(7, 8)
+    compute_metrics = make_compute_metrics(lambda *_: returned)  # type: ignore[arg-type, return-value]
+    with pytest.raises(
+        FinetuneError, match=rf"^pytest_finetune_metrics hook returned {shown}, not a dict of metrics; return a dict"
+    ):
+        compute_metrics(EvalPrediction(predictions=logits, label_ids=label_ids))
+
+
+def test_checked_metrics_keeps_a_dict_of_numbers_and_refuses_anything_else() -> None:
+    from pytest_finetune.metrics import checked_metrics
+
+    metrics = {"accuracy": np.float32(0.5), "count": 3}
+    assert checked_metrics(metrics, "compute_metrics") is metrics
+    with pytest.raises(FinetuneError, match=r"^compute_metrics returned 'good' \(str\), not a dict of metrics"):
+        checked_metrics("good", "compute_metrics")
+    with pytest.raises(FinetuneError, match=r"^compute_metrics: metric 'f1' is 'x', not a number"):
+        checked_metrics({"f1": "x"}, "compute_metrics")

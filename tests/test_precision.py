@@ -221,3 +221,40 @@ def test_an_fp32_run_on_a_cpu_ends_without_a_pin_memory_warning(finetune_project
     result = finetune_project.runpytest("--finetune", "-W", "default")
     result.assert_outcomes(passed=1)
     result.stdout.no_fnmatch_line("*UserWarning*no accelerator is found*")
+
+
+@pytest.mark.parametrize("hardware", [AVX2_CPU, BF16_CPU], ids=["avx2-cpu", "avx512-bf16-cpu"])
+def test_fp16_set_by_the_recipe_on_a_cpu_is_an_error(hardware: Hardware) -> None:
+    """On a CPU accelerate ignores fp16=True and computes in fp32: refused, as finetune_precision=fp16 is."""
+    with pytest.raises(FinetuneError, match=r"^the training argument fp16=True needs a GPU; this run computes on this"):
+        precision_training_args("auto", {"fp16": True}, hardware)
+    assert precision_training_args("auto", {"fp16": True}, TURING_GPU) == {}
+    assert precision_training_args("auto", {"bf16": True}, AVX2_CPU) == {}  # forced bf16 computes in bf16
+
+
+def test_fp16_set_by_the_recipe_on_a_cpu_fails_the_test_at_setup(finetune_project: pytest.Pytester) -> None:
+    mock_cpu(finetune_project, "avx2")
+    finetune_project.makepyfile(test_args=SHOW_ARGS)
+    result = finetune_project.runpytest("--finetune", "--finetune-set", "fp16=true")
+    assert_fails_clearly(
+        result,
+        "*the training argument fp16=True needs a GPU; this run computes on this CPU (*), where * computes in fp32*",
+    )
+    assert not (finetune_project.path / "args.json").exists()
+
+
+@pytest.mark.parametrize(
+    "precision, dtype", [({}, "float32"), ({"bf16": True}, "bfloat16"), ({"fp16": True}, "float32")]
+)
+def test_the_recorded_dtype_is_the_one_computed_in(
+    tmp_path: Path, tiny_checkpoint: Path, precision: dict[str, bool], dtype: str
+) -> None:
+    """A trainer built with fp16=True on a CPU (a training_args fixture of a test suite, say)
+    computes in fp32, and its result says so."""
+    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+    from pytest_finetune.training import run_environment
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=2)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], **precision)
+    assert run_environment(Trainer(model=model, args=args), "torch")["dtype"] == dtype

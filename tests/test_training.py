@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import assert_fails_clearly
 
 # Counts Trainer.predict calls, and checks the result against a fresh predict of the trained trainer.
 CONFTEST = """
@@ -150,3 +151,56 @@ def test_a_fine_tune_on_an_unfused_default_trains_with_the_fused_adamw(
     finetune_project.runpytest("--finetune", "--finetune-no-cache", *options).assert_outcomes(passed=1)
     assert json.loads((finetune_project.path / "given.json").read_text()) == {"optim": given}
     assert json.loads((finetune_project.path / "built.json").read_text()) == {"fused": fused}
+
+
+BAD_METRICS_CONFTEST = """
+import numpy as np
+import pytest
+
+@pytest.fixture
+def compute_metrics():
+    def scores(eval_prediction):
+        return RETURNED
+    return scores
+"""
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [
+        ("{'accuracy': 0.5, 'f1': 0.5, 'note': 'good'}", "metric 'note' is 'good', not a number; return a dict"),
+        ("{'accuracy': 0.5, 'f1': np.zeros(3)}", "metric 'f1' is *, not a number; return a dict"),
+        ("0.5", "returned 0.5 (float), not a dict of metrics; return a dict of metric names to numbers*"),
+    ],
+    ids=["string", "array", "float"],
+)
+def test_a_compute_metrics_override_returning_no_numbers_fails_clearly(
+    finetune_project: pytest.Pytester, returned: str, message: str
+) -> None:
+    finetune_project.makeconftest(BAD_METRICS_CONFTEST.replace("RETURNED", returned))
+    finetune_project.makepyfile("def test_x(finetune_result):\n    pass\n")
+    result = finetune_project.runpytest("--finetune", "--finetune-no-cache")
+    assert_fails_clearly(result, f"*compute_metrics (the fixture, or the trainer's)*{message}*")
+
+
+@pytest.mark.parametrize("num_labels", [3, 1])
+def test_a_model_with_a_head_of_another_size_fails_before_training(
+    finetune_project: pytest.Pytester, num_labels: int
+) -> None:
+    finetune_project.makeconftest(f"""
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+@pytest.fixture
+def model(finetune_recipe):
+    return AutoModelForSequenceClassification.from_pretrained(
+        finetune_recipe.model, num_labels={num_labels}, ignore_mismatched_sizes=True
+    )
+""")
+    finetune_project.makepyfile("def test_x(trainer, finetune_result):\n    pass\n")
+    result = finetune_project.runpytest("--finetune", "--finetune-no-cache")
+    assert_fails_clearly(
+        result,
+        f"*the model's classification head has num_labels={num_labels}, but the task 'mrpc' has 2 labels; "
+        "load the model with num_labels=2*",
+    )
