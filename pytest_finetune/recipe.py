@@ -309,8 +309,8 @@ def _convert(hint: Any, value: Any, from_text: bool) -> Any:
             return None
         if any(isinstance(arm, type) and issubclass(arm, enum.Enum) for arm in arms):
             arms = [arm for arm in arms if arm is not str]  # "Strategy | str" means one of the strategy values
-        if from_text and any(_is_dict(arm) for arm in arms) and str(value).lstrip().startswith(("{", "[")):
-            return _json_object(str(value))  # JSON meant for the dict, never a string that happens to fail
+        if from_text and any(_is_dict(arm) for arm in arms) and text.startswith(("{", "[")):
+            return _json_object(text)  # JSON meant for the dict, never a string that happens to fail
         for arm in sorted(arms, key=_arm_rank):
             try:
                 return _convert(arm, value, from_text)

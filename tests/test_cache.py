@@ -131,9 +131,9 @@ def test_a_changed_data_row_misses(project: pytest.Pytester) -> None:
 
 
 def test_new_weights_pushed_to_a_hub_model_miss(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Hub model keeps its name when new weights are pushed; its commit changes. Offline, on a
-    Hub cache laid out as ``huggingface_hub`` lays it out (in subprocesses: the cache folder is
-    read at import)."""
+    """A Hub model keeps its name when new weights are pushed; the digest of its weights in the key
+    does not. Offline, on a Hub cache laid out as ``huggingface_hub`` lays it out (in subprocesses:
+    the cache folder is read at import)."""
     hub = project.path / "hub"
     repo = hub / "models--org--tiny"
 
