@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .baselines import KEEP, KEPT_BASELINES, BaselineExtension, BaselineSettings, shown_path
+from .baselines import KEEP, KEPT_BASELINES, BaselineExtension, BaselineSettings, result_record, shown_path
 from .errors import FinetuneError
 from .report import NOT_COMPARED, ReportEntry, failure_message, junit_properties
 from .session import SESSION_KEY
@@ -109,18 +109,22 @@ def keep(item: pytest.Item) -> None:
 
 def not_compared(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
     """Record for the reports a marked test that failed (its setup: training crashed; or its
-    body) before any comparison with its baseline: the reports count it failed."""
+    body) before any comparison with its baseline: the reports count it failed, with its run's
+    model and metrics when it trained."""
     snapshot: SnapshotAssertion | None = getattr(item, "funcargs", {}).get(SNAPSHOT_FIXTURE)
     if snapshot is not None and snapshot.num_executions:
         return  # compared: conclude() made its entry
     here = item.config.invocation_params.dir
     reason = call.excinfo.exconly().strip().splitlines()[0][:300] if call.excinfo is not None else call.when
+    result = getattr(item, "funcargs", {}).get(RESULT_FIXTURE)  # trained, then the body failed
     entry = ReportEntry(
         nodeid=item.nodeid,
         outcome=NOT_COMPARED,
         baseline=shown_path(baseline_location(item), here),
         gated=item.config.stash[SESSION_KEY].tolerances_for(item).metrics,
+        record=None if result is None else result_record(result, item.config.rootpath),
         message=f"{item.nodeid}: {NOT_COMPARED} with its baseline ({call.when}): {reason}",
+        cached=bool(getattr(result, "from_cache", False)),
     )
     item.config.stash[SESSION_KEY].entries.append(entry)
     item.user_properties.extend(junit_properties(entry))

@@ -146,7 +146,7 @@ def test_tests_that_fail_before_comparing_are_reported_failed(finetune_project: 
         [
             "*- fine-tuning baselines -*",
             "test_two.py::test_steady*recorded*",
-            "test_two.py::test_body_fails*failed before comparing*",
+            "test_two.py::test_body_fails*tiny-bert*0.*failed before comparing*",
             "test_two.py::test_crashes*-*failed before comparing*",
         ]
     )
@@ -159,7 +159,10 @@ def test_tests_that_fail_before_comparing_are_reported_failed(finetune_project: 
     assert crashed["message"] == (
         "test_two.py::test_crashes: failed before comparing with its baseline (setup): RuntimeError: training crashed"
     )
-    assert "AssertionError: model too weak" in by_test["test_two.py::test_body_fails"]["message"]
+    body_failed = by_test["test_two.py::test_body_fails"]
+    assert "AssertionError: model too weak" in body_failed["message"]
+    assert body_failed["record"]["metrics"] == by_test["test_two.py::test_steady"]["record"]["metrics"]  # it trained
+    assert crashed["record"] is None
     markdown = (finetune_project.path / "r.md").read_text()
     assert "3 test(s), 2 failed." in markdown
     assert "### `test_two.py::test_crashes`: failed before comparing" in markdown
