@@ -5,12 +5,14 @@ Users may spell training arguments the way either major version does (for exampl
 5.x spelling (:func:`modern_training_args`), so that a recipe and its baseline are the same
 under either version; :func:`installed_training_args` spells them for the installed
 ``TrainingArguments``, and :func:`training_arg_type` gives the type a value must have.
-:func:`fused_adamw_training_args` gives every version the fused AdamW that newer ones default to.
+:func:`fused_adamw_training_args` gives every version the fused AdamW that newer ones default to;
+:func:`training_arguments` keeps 4.x's ``TrainingArguments`` from inheriting an earlier one's precision.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -103,6 +105,23 @@ def installed_training_args(kwargs: dict[str, Any]) -> dict[str, Any]:
         else:
             installed[name] = value
     return installed
+
+
+#: accelerate's mixed-precision variable. transformers 4.x's ``TrainingArguments`` writes its own
+#: precision there and takes it as the default of the next one (and ``Trainer``'s accelerator reads
+#: it): after a bf16 run, an fp32 run in the same process computed in bf16. 5.x only reads it.
+MIXED_PRECISION_VARIABLE = "ACCELERATE_MIXED_PRECISION"
+_STARTING_MIXED_PRECISION = os.environ.get(MIXED_PRECISION_VARIABLE)
+
+
+def training_arguments(kwargs: Mapping[str, Any]) -> TrainingArguments:
+    """``TrainingArguments(**kwargs)`` as the process's first would be: accelerate's precision
+    variable set back to what it was when this module was imported (see above)."""
+    if _STARTING_MIXED_PRECISION is None:
+        os.environ.pop(MIXED_PRECISION_VARIABLE, None)
+    else:
+        os.environ[MIXED_PRECISION_VARIABLE] = _STARTING_MIXED_PRECISION
+    return TrainingArguments(**kwargs)
 
 
 #: transformers' name of torch's fused AdamW, which updates every weight in one pass.

@@ -12,7 +12,12 @@ from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArgum
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PredictionOutput
 
-from .compat import evaluate_in_dataset_order, fused_adamw_training_args, installed_training_args
+from .compat import (
+    evaluate_in_dataset_order,
+    fused_adamw_training_args,
+    installed_training_args,
+    training_arguments,
+)
 from .dropout import dropout_masks_for, dropout_masks_from
 from .errors import FinetuneError
 from .metrics import COMPUTE_METRICS, checked_metrics, final_metrics, predicted_classes
@@ -50,7 +55,7 @@ def device_training_args() -> dict[str, Any]:
 def build_training_arguments(kwargs: Mapping[str, Any]) -> TrainingArguments:
     """``TrainingArguments(**kwargs)``, its own checks turned into a :class:`FinetuneError`."""
     try:
-        return TrainingArguments(**kwargs)
+        return training_arguments(kwargs)
     except (TypeError, ValueError) as error:
         raise FinetuneError(
             f"transformers.TrainingArguments rejected the recipe's training arguments: {error}"

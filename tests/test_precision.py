@@ -247,14 +247,32 @@ def test_fp16_set_by_the_recipe_on_a_cpu_fails_the_test_at_setup(finetune_projec
     "precision, dtype", [({}, "float32"), ({"bf16": True}, "bfloat16"), ({"fp16": True}, "float32")]
 )
 def test_the_recorded_dtype_is_the_one_computed_in(
-    tmp_path: Path, tiny_checkpoint: Path, precision: dict[str, bool], dtype: str
+    tmp_path: Path, tiny_checkpoint: Path, precision: dict[str, bool], dtype: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A trainer built with fp16=True on a CPU (a training_args fixture of a test suite, say)
     computes in fp32, and its result says so."""
     from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
+    from pytest_finetune.compat import MIXED_PRECISION_VARIABLE
     from pytest_finetune.training import run_environment
 
+    monkeypatch.delenv(MIXED_PRECISION_VARIABLE, raising=False)  # what transformers 4.x left from another test
     model = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=2)
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], **precision)
     assert run_environment(Trainer(model=model, args=args), "torch")["dtype"] == dtype
+
+
+def test_an_fp32_run_after_a_bf16_run_in_one_process_computes_in_fp32(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers 4.x's ``TrainingArguments`` leaves its precision in accelerate's variable and
+    the next one takes it as its default: the plugin's arguments start from the process's value."""
+    from transformers import AutoModelForSequenceClassification, Trainer
+
+    from pytest_finetune.compat import MIXED_PRECISION_VARIABLE
+    from pytest_finetune.training import build_training_arguments, run_environment
+
+    monkeypatch.setenv(MIXED_PRECISION_VARIABLE, "bf16")  # as a bf16 run before it leaves it under 4.x
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=2)
+    args = build_training_arguments({"output_dir": str(tmp_path), "use_cpu": True, "report_to": []})
+    assert run_environment(Trainer(model=model, args=args), "torch")["dtype"] == "float32"
