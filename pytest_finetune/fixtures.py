@@ -203,10 +203,11 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     from .cache import cache_key
 
     trainer = request.getfixturevalue("trainer")
-    inputs = _cache_inputs(request, finetune_recipe, trainer)
-    key = (_training_key(request, finetune_recipe), cache_key(inputs) if inputs is not None else None)
+    serving = _serving_definitions(request)
+    inputs = _cache_inputs(request, finetune_recipe, trainer, serving)
+    key = (_training_key(request, finetune_recipe, serving), cache_key(inputs) if inputs is not None else None)
     if key not in session.results:
-        session.results[key] = _fine_tune(request, finetune_recipe, trainer, inputs)
+        session.results[key] = _fine_tune(request, finetune_recipe, trainer, inputs, serving)
     return copy.deepcopy(session.results[key])  # a test that edits its result cannot change another's
 
 
@@ -234,17 +235,21 @@ def finetune_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertio
 
 
 def _fine_tune(
-    request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer, inputs: dict[str, Any] | None
+    request: pytest.FixtureRequest,
+    recipe: Recipe,
+    trainer: Trainer,
+    inputs: dict[str, Any] | None,
+    serving: dict[str, list[Any]],
 ) -> FinetuneResult:
     """The test's ``trainer`` fine-tuned (or its result from the cache, by ``inputs``), with the
     uncertainty of its metrics; with ``--finetune-calibrate N``, the same for N - 1 more seeds,
-    summarized."""
+    summarized. ``serving``: the fixture definitions that decide the training (``_serving_definitions``)."""
     from .calibration import calibration_seeds, reseeded_trainer
     from .stats import calibration_record
 
     session = request.config.stash[SESSION_KEY]
     seeds = calibration_seeds(recipe.seed, session.calibrate) if session.calibrate else []
-    fresh_model = _fresh_models(request, trainer) if seeds else None  # copied before training
+    fresh_model = _fresh_models(serving["model"], trainer) if seeds else None  # copied before training
     result = _trained_or_cached(request, recipe, trainer, inputs, request.node.nodeid)
     if fresh_model is not None:
         runs = [result.metrics]
@@ -253,7 +258,9 @@ def _fine_tune(
             again = reseeded_trainer(trainer, seed, fresh_model(seeded))
             label = f"{request.node.nodeid} (seed {seed})"
             runs.append(
-                _trained_or_cached(request, seeded, again, _cache_inputs(request, seeded, again), label).metrics
+                _trained_or_cached(
+                    request, seeded, again, _cache_inputs(request, seeded, again, serving), label
+                ).metrics
             )
         result = dataclasses.replace(result, calibration=calibration_record(seeds, runs))
     return result
@@ -293,14 +300,13 @@ def _trained_or_cached(
     return dataclasses.replace(result, example_ids=validation_ids(trainer), intervals=intervals)
 
 
-def _fresh_models(request: pytest.FixtureRequest, trainer: Trainer) -> Callable[[Recipe], PreTrainedModel]:
+def _fresh_models(model_definitions: list[Any], trainer: Trainer) -> Callable[[Recipe], PreTrainedModel]:
     """Makes an untrained model for a calibration seed: the plugin's ``model`` fixture loads the
     checkpoint with that seed; a ``model`` fixture of the test suite is copied before training
     (its classification head then stays the same for every seed)."""
     from .models import load_model
 
-    serving = _serving_definitions(request)["model"]
-    if serving and serving[-1].func.__module__ == __name__:
+    if model_definitions and model_definitions[-1].func.__module__ == __name__:
         return load_model
     untrained: PreTrainedModel = copy.deepcopy(trainer.model)  # type: ignore[assignment]
     return lambda recipe: copy.deepcopy(untrained)
@@ -340,7 +346,7 @@ def _result_hooks(request: pytest.FixtureRequest) -> list[Any]:
     return [hooks.pytest_finetune_adjust_training_args, hooks.pytest_finetune_metrics]
 
 
-def _training_key(request: pytest.FixtureRequest, recipe: Recipe) -> tuple[Any, ...]:
+def _training_key(request: pytest.FixtureRequest, recipe: Recipe, serving: dict[str, list[Any]]) -> tuple[Any, ...]:
     """What decides a fine-tune beyond the recipe, so tests share one only when it is the same:
 
     - where the fixtures that decide the training (``_serving_definitions``) are defined for
@@ -351,7 +357,6 @@ def _training_key(request: pytest.FixtureRequest, recipe: Recipe) -> tuple[Any, 
     - which ``pytest_finetune_adjust_training_args`` and ``pytest_finetune_metrics``
       implementations apply to the test (conftest hooks are per directory).
     """
-    serving = _serving_definitions(request)
     definitions = [
         f"{name}={fixture_def.func.__module__}.{fixture_def.func.__qualname__}@{fixture_def.baseid}"
         for name, fixture_defs in serving.items()
@@ -370,7 +375,9 @@ def _training_params(request: pytest.FixtureRequest, names: Collection[str]) -> 
     return sorted((name, repr(value)) for name, value in params if name in names)
 
 
-def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer) -> dict[str, Any] | None:
+def _cache_inputs(
+    request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer, serving: dict[str, list[Any]]
+) -> dict[str, Any] | None:
     """Everything that can change what ``trainer`` computes, for the result cache; ``None``
     when the datasets carry no ``datasets`` fingerprint (then nothing is cached).
 
@@ -394,7 +401,6 @@ def _cache_inputs(request: pytest.FixtureRequest, recipe: Recipe, trainer: Train
     }
     if not all(fingerprints.values()):
         return None
-    serving = _serving_definitions(request)
     code = {name: [_source(fixture_def.func) for fixture_def in fixture_defs] for name, fixture_defs in serving.items()}
     code.update(
         (hook.name, [_source(impl.function) for impl in hook.get_hookimpls()]) for hook in _result_hooks(request)

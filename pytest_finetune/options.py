@@ -234,8 +234,8 @@ def session_layers(config: pytest.Config) -> list[Layer]:
     env: dict[str, Any] = {}
     cli: dict[str, Any] = {}
     for key, (ini_name, env_name, option) in _NAMED_SETTINGS.items():
-        if _ini(config, ini_name):
-            ini[key] = _ini(config, ini_name)
+        if configured := _ini(config, ini_name):
+            ini[key] = configured
         if env_name and os.environ.get(env_name):
             env[key] = os.environ[env_name]
         value = config.getoption(option)
