@@ -5,8 +5,10 @@ bf16 matrix products on a CPU compile a kernel per shape, kept by oneDNN's primi
 1024 each by default; with dynamic padding nearly every batch has a new length. For each
 setting, a fresh process (the caches read their capacity once) runs the recipe's bf16 step over
 the first ``--pairs`` MRPC training pairs in shuffled length-sorted batches of 8 (as length
-grouping makes them), under the plugin's runtime tuning, and reports its peak memory and mean
-step time:
+grouping makes them), under the plugin's runtime tuning, and reports its peak memory, mean
+step time, and how many oneDNN kernels it compiled because its cache no longer held them, with the
+time that took (oneDNN's own account, ``ONEDNN_VERBOSE=profile_create``: a count the machine's
+noise does not move, unlike the step time):
 
 - both caches at 1024 (torch's defaults);
 - oneDNN's at the plugin's capacity, ideep's at 1024;
@@ -18,6 +20,7 @@ step time:
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import resource
@@ -36,6 +39,16 @@ SETTINGS = {
     f"oneDNN's at {KERNEL_CACHE_CAPACITY}, ideep's at 1024": {ONEDNN: str(KERNEL_CACHE_CAPACITY), IDEEP: "1024"},
     f"both at {KERNEL_CACHE_CAPACITY} (runtime tuning)": {},
 }
+
+
+#: oneDNN's line for a kernel it compiled because its primitive cache did not hold it.
+CACHE_MISS = "create:cache_miss"
+
+
+def compiled_kernels(output: str) -> tuple[int, float]:
+    """How many kernels oneDNN compiled (cache misses) in ``output``, and the milliseconds that took."""
+    rows = [row for row in csv.reader(output.splitlines()) if len(row) > 3 and row[3] == CACHE_MISS]
+    return len(rows), sum(float(row[-1]) for row in rows)
 
 
 def child(data: Path, model: Path | None, pairs: int) -> None:
@@ -76,13 +89,20 @@ def main() -> None:
     clean = {key: value for key, value in os.environ.items() if key not in ours}
     results = {}
     for label, variables in SETTINGS.items():
-        output = subprocess.run(command, env={**clean, **variables}, capture_output=True, text=True, check=True)
-        results[label] = json.loads(output.stdout.strip().splitlines()[-1])
+        env = {**clean, **variables, "ONEDNN_VERBOSE": "profile_create"}
+        output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+        # oneDNN's lines and the child's JSON share stdout, each flushed by its own library
+        results[label] = json.loads(next(line for line in reversed(output.splitlines()) if line.startswith("{")))
+        results[label]["compiled"], results[label]["compile_ms"] = compiled_kernels(output)
     first = next(iter(results.values()))
-    print(f"bf16 steps of batch 8 over {args.pairs} pairs: {first['steps']} steps, {first['lengths']} padded lengths")
-    print(f"{'kernel caches':<40}{'peak MB':>9}{'ms/step':>9}")
+    steps = first["steps"]
+    print(f"bf16 steps of batch 8 over {args.pairs} pairs: {steps} steps, {first['lengths']} padded lengths")
+    print(f"{'kernel caches':<40}{'peak MB':>9}{'ms/step':>9}{'compiled/step':>15}{'compiling ms/step':>18}")
     for label, result in results.items():
-        print(f"{label:<40}{result['peak_mb']:>9.0f}{result['step_ms']:>9.1f}")
+        print(
+            f"{label:<40}{result['peak_mb']:>9.0f}{result['step_ms']:>9.1f}"
+            f"{result['compiled'] / steps:>15.1f}{result['compile_ms'] / steps:>18.2f}"
+        )
 
 
 if __name__ == "__main__":
