@@ -8,6 +8,7 @@ compared twice. Every comparison, the gate's or the body's, becomes a
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import shlex
@@ -19,7 +20,16 @@ import pytest
 
 from .baselines import KEEP, KEPT_BASELINES, BaselineExtension, BaselineSettings, result_record, shown_path
 from .errors import FinetuneError
-from .report import NOT_COMPARED, ReportEntry, failure_message, junit_properties
+from .options import MARKER
+from .report import (
+    FAILED_AFTER_COMPARING,
+    NOT_COMPARED,
+    OUTCOME_PROPERTY,
+    XFAILED,
+    ReportEntry,
+    failure_message,
+    junit_properties,
+)
 from .session import SESSION_KEY
 
 if TYPE_CHECKING:
@@ -27,6 +37,8 @@ if TYPE_CHECKING:
 
 SNAPSHOT_FIXTURE = "finetune_snapshot"
 RESULT_FIXTURE = "finetune_result"
+#: The report entry a test made, to be settled by pytest's outcome of its phases (see :func:`settle`).
+_ENTRY = pytest.StashKey[ReportEntry]()
 
 
 def require_fixtures(item: pytest.Function) -> None:
@@ -85,9 +97,8 @@ def conclude(item: pytest.Item, *, compare: bool) -> str | None:
     if not snapshot.num_executions:
         return None
     entry = entry_for(item, snapshot, snapshot.executions[snapshot.num_executions - 1])
-    item.config.stash[SESSION_KEY].entries.append(entry)
-    item.user_properties.extend(junit_properties(entry))
-    return failure_message(entry) if gated and entry.failed else None
+    _add_entry(item, entry)
+    return failure_message(entry, record_command(item)) if gated and entry.failed else None
 
 
 def keep(item: pytest.Item) -> None:
@@ -107,27 +118,80 @@ def keep(item: pytest.Item) -> None:
         snapshot == KEEP  # noqa: B015
 
 
-def not_compared(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+def settle(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """Make the test's report entry follow pytest's outcome of one of its phases (``report``,
+    xfail applied): a marked test that failed or xfailed before comparing gets its entry (see
+    :func:`not_compared`); a test xfailed after comparing is shown ``xfailed``, one that failed
+    after a comparison that did not fail it (its body, its teardown, an ``xfail(strict=True)``
+    that passed) ``failed after comparing``: both keep the comparison's values."""
+    xfailed = report.skipped and hasattr(report, "wasxfail")
+    if not (report.failed or xfailed):
+        return
+    entry = item.stash.get(_ENTRY, None)
+    if entry is None:
+        if report.when == "teardown" or not item.get_closest_marker(MARKER):
+            return
+        entry = not_compared(item, call)
+    if xfailed:
+        outcome, reason = XFAILED, f"xfail: {report.wasxfail}" if report.wasxfail else "xfail"
+    elif not entry.failed:
+        outcome, reason = FAILED_AFTER_COMPARING, _failure_reason(call, report)
+    else:
+        return
+    head = f"{item.nodeid}: {outcome} ({report.when}): {reason}"
+    told = f"; the comparison: {entry.outcome}" if entry.message is None else f"\n{entry.message}"
+    settled = dataclasses.replace(entry, outcome=outcome, compared=entry.outcome, message=head + told)
+    entries = item.config.stash[SESSION_KEY].entries
+    entries[next(index for index, kept in enumerate(entries) if kept is entry)] = settled
+    item.stash[_ENTRY] = settled
+    for properties in (item.user_properties, report.user_properties):  # JUnit reads the teardown report's
+        properties[:] = [(name, outcome if name == OUTCOME_PROPERTY else value) for name, value in properties]
+
+
+def not_compared(item: pytest.Item, call: pytest.CallInfo[None]) -> ReportEntry:
     """Record for the reports a marked test that failed (its setup: training crashed; or its
     body) before any comparison with its baseline: the reports count it failed, with its run's
     model and metrics when it trained."""
-    snapshot: SnapshotAssertion | None = getattr(item, "funcargs", {}).get(SNAPSHOT_FIXTURE)
-    if snapshot is not None and snapshot.num_executions:
-        return  # compared: conclude() made its entry
     here = item.config.invocation_params.dir
-    reason = call.excinfo.exconly().strip().splitlines()[0][:300] if call.excinfo is not None else call.when
+    reason = _failure_reason(call, None)
     result = getattr(item, "funcargs", {}).get(RESULT_FIXTURE)  # trained, then the body failed
     entry = ReportEntry(
         nodeid=item.nodeid,
         outcome=NOT_COMPARED,
         baseline=shown_path(baseline_location(item), here),
         gated=item.config.stash[SESSION_KEY].tolerances_for(item).metrics,
-        record=None if result is None else result_record(result, item.config.rootpath),
+        record=_run_record(item),
         message=f"{item.nodeid}: {NOT_COMPARED} with its baseline ({call.when}): {reason}",
         cached=bool(getattr(result, "from_cache", False)),
+        shared_from=getattr(result, "shared_from", None),
     )
+    _add_entry(item, entry)
+    return entry
+
+
+def _add_entry(item: pytest.Item, entry: ReportEntry) -> None:
+    """Add the test's entry to the session's, and its JUnit properties to the test's."""
+    item.stash[_ENTRY] = entry
     item.config.stash[SESSION_KEY].entries.append(entry)
     item.user_properties.extend(junit_properties(entry))
+
+
+def _failure_reason(call: pytest.CallInfo[None], report: pytest.TestReport | None) -> str:
+    """The first line of what failed the phase: its exception, else the report's text
+    (``[XPASS(strict)] ...``), else the phase's name."""
+    if call.excinfo is not None:
+        text = call.excinfo.exconly()
+    elif report is not None and report.longrepr is not None:
+        text = str(report.longrepr)
+    else:
+        text = call.when
+    return (text.strip().splitlines() or [call.when])[0][:300]
+
+
+def _run_record(item: pytest.Item) -> dict[str, Any] | None:
+    """The record of the run the test's ``finetune_result`` holds, when it trained (or was served)."""
+    result = getattr(item, "funcargs", {}).get(RESULT_FIXTURE)
+    return None if result is None else result_record(result, item.config.rootpath)
 
 
 def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionResult) -> ReportEntry:
@@ -135,15 +199,16 @@ def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionR
     extension: BaselineExtension = snapshot.extension  # type: ignore[assignment]
     here = item.config.invocation_params.dir
     shown = shown_path(result.snapshot_location, here)
-    record = _record(result.asserted_data)
     result_used = getattr(item, "funcargs", {}).get(RESULT_FIXTURE)
     common: dict[str, Any] = {
         "cached": bool(getattr(result_used, "from_cache", False)),
+        "shared_from": getattr(result_used, "shared_from", None),
         "nodeid": item.nodeid,
         "baseline": shown,
         "gated": extension.settings.tolerances.metrics,
         "verdict": extension.verdict,
-        "record": record,
+        # the compared record; the run's when comparing failed (an unknown gated metric, a non-finite one)
+        "record": _record(result.asserted_data) or _run_record(item),
     }
     error = result.exception if result.exception is not None else extension.refused
     if error is not None:
@@ -156,13 +221,18 @@ def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionR
     if extension.problem is not None:
         return ReportEntry(outcome="invalid baseline", message=f"{item.nodeid}: {extension.problem}", **common)
     if result.recalled_data is None:
-        test_id = "::".join([shown_path(item.path, here), *item.nodeid.split("::")[1:]])
-        recipe_options = recipe_arguments(item.config.invocation_params.args)
-        command = shlex.join(["pytest", "--finetune", "--snapshot-update", *recipe_options, test_id])
-        message = f"{item.nodeid}: no baseline at {shown}; record it with: {command}"
+        message = f"{item.nodeid}: no baseline at {shown}; record it with: {record_command(item)}"
         return ReportEntry(outcome="no baseline", message=message, **common)
     assert extension.verdict is not None
     return ReportEntry(outcome=extension.verdict.outcome.value, **common)
+
+
+def record_command(item: pytest.Item) -> str:
+    """The command that records the test's baseline: ``--snapshot-update`` for this test alone,
+    with the recipe options of this session's command line (see :func:`recipe_arguments`)."""
+    test_id = "::".join([shown_path(item.path, item.config.invocation_params.dir), *item.nodeid.split("::")[1:]])
+    recipe_options = recipe_arguments(item.config.invocation_params.args)
+    return shlex.join(["pytest", "--finetune", "--snapshot-update", *recipe_options, test_id])
 
 
 #: Command-line options that change what a fine-tune computes: a command that records a

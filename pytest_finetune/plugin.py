@@ -146,14 +146,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     return outcome
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """A marked test that failed before comparing with its baseline still gets a report entry.
-    A pytest-xdist worker hands the entries its test made to the controller in the test report."""
+    """The test's report entry follows pytest's outcome of each phase (xfail applied: this wrapper
+    is outside pytest's own); a marked test that failed before comparing with its baseline still
+    gets one. A pytest-xdist worker hands the entries its test made to the controller in the
+    teardown report, once they are settled."""
     report: pytest.TestReport = yield
-    if report.failed and report.when in ("setup", "call") and item.get_closest_marker(MARKER):
-        gate.not_compared(item, call)
-    if _is_worker(item.config):
+    gate.settle(item, call, report)
+    if _is_worker(item.config) and report.when == "teardown":
         entries = item.config.stash[SESSION_KEY].entries
         setattr(report, _ENTRIES_ATTRIBUTE, [entry_to_json(entry) for entry in entries])
         entries.clear()

@@ -29,11 +29,12 @@ def format_duration(seconds: float) -> str:
 class ProgressCallback(TrainerCallback):
     """Report the training progress of the test ``label`` through ``write``.
 
-    Each report is one line: test, epoch, step/total, last training loss, elapsed time and ETA; the
-    last step shows the total time instead. When ``interactive``, the line is redrawn in place
-    (``"\\r"``) at most every :data:`REDRAW_INTERVAL` seconds, and ended by a newline when training
-    ends; otherwise a full line is written for the first step, then at most once every
-    ``min_interval`` seconds, and for the last step.
+    Each report is one line: test, epoch (of the epochs to train, unless ``max_steps`` ends
+    training), step/total, last training loss, elapsed time and ETA; the last step shows the total
+    time instead. When ``interactive``, the line is redrawn in place (``"\\r"``) at most every
+    :data:`REDRAW_INTERVAL` seconds, and ended by a newline when training ends; otherwise a full
+    line is written for the first step, then at most once every ``min_interval`` seconds, and for
+    the last step.
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class ProgressCallback(TrainerCallback):
         self._shown_step: int | None = None
         self._finished = False
         self._drawn_width = 0
+        self._epochs = ""
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -64,6 +66,8 @@ class ProgressCallback(TrainerCallback):
         """Start the clock (steps already done when resuming from a checkpoint do not count for the ETA)."""
         self._started = self.clock()
         self._first_step = state.global_step
+        # under ``max_steps`` training ends at a step: transformers' epoch count is a rounded-up guess
+        self._epochs = "" if args.max_steps > 0 else f"/{state.num_train_epochs}"
 
     def on_log(
         self,
@@ -112,7 +116,7 @@ class ProgressCallback(TrainerCallback):
             eta = elapsed / steps_done * (state.max_steps - state.global_step)
             timing = f"{format_duration(elapsed)} elapsed, ETA {format_duration(eta)}"
         return (
-            f"{self.label}  epoch {state.epoch or 0:.2f}/{state.num_train_epochs}"
+            f"{self.label}  epoch {state.epoch or 0:.2f}{self._epochs}"
             f"  step {state.global_step}/{state.max_steps}  loss {loss}  {timing}"
         )
 

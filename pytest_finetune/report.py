@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -14,11 +15,25 @@ from .verdicts import MetricRow, Outcome, RecipeChange, Verdict
 
 #: The outcome of a marked test that failed (training crashed, its body failed) before it compared.
 NOT_COMPARED = "failed before comparing"
+#: The outcome of a test that failed after a comparison that did not fail it: its body, its teardown,
+#: or an ``xfail(strict=True)`` test that passed.
+FAILED_AFTER_COMPARING = "failed after comparing"
+#: The outcome of a test pytest counts xfailed (``@pytest.mark.xfail``), whatever its comparison came to.
+XFAILED = "xfailed"
 #: The outcomes that fail a test: failing verdicts, a baseline that is missing or unreadable, and
-#: a test that failed before or while comparing.
+#: a test that failed before, while or after comparing.
 FAILING_OUTCOMES = frozenset(
-    {"no baseline", "invalid baseline", "error", NOT_COMPARED, *(o.value for o in Outcome if o.failed)}
+    {
+        "no baseline",
+        "invalid baseline",
+        "error",
+        NOT_COMPARED,
+        FAILED_AFTER_COMPARING,
+        *(o.value for o in Outcome if o.failed),
+    }
 )
+#: The JUnit property with the entry's outcome.
+OUTCOME_PROPERTY = "finetune.outcome"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +43,8 @@ class ReportEntry:
     ``outcome`` is a verdict (``passed``, ``improved``, ``regressed``, ``changed``,
     ``missing metric``, ``recipe changed``) or what happened to the baseline
     (``recorded``, ``updated``, ``no baseline``, ``invalid baseline``, ``error``), or
-    ``failed before comparing``.
+    pytest's outcome of the test where it overrides those: ``failed before comparing``,
+    ``failed after comparing``, ``xfailed`` (then ``compared`` is what the comparison came to).
     ``record`` is this run's record (see :mod:`pytest_finetune.baselines`).
     """
 
@@ -42,6 +58,10 @@ class ReportEntry:
     message: str | None = None
     #: Whether the result came from the result cache rather than a fine-tune in this session.
     cached: bool = False
+    #: The test whose fine-tune (or cache hit) of this session this test's result shares.
+    shared_from: str | None = None
+    #: What the comparison came to, when pytest's outcome of the test overrode it (see ``outcome``).
+    compared: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -109,16 +129,17 @@ def verdict_lines(verdict: Verdict) -> list[str]:
     return lines
 
 
-def failure_message(entry: ReportEntry) -> str:
-    """The message of a test the gate fails: what happened, the table, and what to do."""
+def failure_message(entry: ReportEntry, record_command: str) -> str:
+    """The message of a test the gate fails: what happened, the table, and what to do
+    (``record_command`` records the test's baseline)."""
     if entry.message:
         return entry.message
     assert entry.verdict is not None
     head = f"{entry.nodeid}: {entry.outcome} against the baseline {entry.baseline}"
     advice = {
-        "recipe changed": "if the new recipe is intended, record its baseline: pytest --finetune --snapshot-update",
+        "recipe changed": f"if the new recipe is intended, record its baseline: {record_command}",
         "missing metric": "the run no longer produces a gated metric; produce it or drop its tolerance",
-    }.get(entry.outcome, "if this change is intended, raise or lower the baseline: pytest --finetune --snapshot-update")
+    }.get(entry.outcome, f"if this change is intended, raise or lower the baseline: {record_command}")
     return "\n".join([head, "", *verdict_lines(entry.verdict), "", advice])
 
 
@@ -190,6 +211,8 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
             "outcome": entry.outcome,
             "failed": entry.failed,
             "cached": entry.cached,
+            "shared_from": entry.shared_from,
+            "compared": entry.compared,
             "baseline": entry.baseline,
             "message": entry.message,
             "metrics": {
@@ -215,7 +238,20 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
     summary: dict[str, int] = {}
     for entry in entries:
         summary[entry.outcome] = summary.get(entry.outcome, 0) + 1
-    return json.dumps({"summary": summary, "tests": tests}, indent=2, sort_keys=True, default=str) + "\n"
+    report = _finite({"summary": summary, "tests": tests})
+    return json.dumps(report, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, tuples, numbers, ...) with each non-finite float
+    (a diverged run's ``nan`` loss, say) as ``None``: JSON has no NaN, and strict parsers refuse it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _paired_json(entry: ReportEntry) -> dict[str, Any] | None:
@@ -254,7 +290,7 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
 
 def junit_properties(entry: ReportEntry) -> list[tuple[str, Any]]:
     """``(name, value)`` pairs for ``item.user_properties``: they become JUnit XML ``<property>`` tags."""
-    properties: list[tuple[str, Any]] = [("finetune.outcome", entry.outcome)]
+    properties: list[tuple[str, Any]] = [(OUTCOME_PROPERTY, entry.outcome)]
     for row in entry.rows:
         properties.append((f"finetune.{row.metric}", row.current))
         if row.baseline is not None:
@@ -305,6 +341,10 @@ def _with_interval(row: MetricRow) -> str:
 
 
 def _train_time(entry: ReportEntry) -> str:
+    """The seconds the test's fine-tune took; ``shared`` when its result is another test's of this
+    session (that test shows the time), ``cached`` when the result cache served it."""
+    if entry.shared_from is not None:
+        return "shared"
     if entry.cached:
         return "cached"
     runtime = (entry.record or {}).get("train_runtime")

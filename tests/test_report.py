@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +205,25 @@ def test_xdist_reports_recorded_baselines(finetune_project: pytest.Pytester) -> 
         ["test_two.py::test_reseeded: baseline recorded: baselines/test_two/test_reseeded.json"]
     )
     assert json.loads((finetune_project.path / "r.json").read_text())["summary"] == {"recorded": 2}
+
+
+def test_failure_advice_repeats_the_recipe_options(recorded: pytest.Pytester, tiny_checkpoint: Path) -> None:
+    """A regression's and a changed recipe's advice record the baseline with this session's recipe
+    options and the test's id, as the missing-baseline message does."""
+    model = f"--finetune-model={tiny_checkpoint}"
+    regressed = recorded.runpytest("--finetune", model, "-o", "finetune_alpha=0.05", "test_two.py::test_reseeded")
+    regressed.assert_outcomes(failed=1)
+    regressed.stdout.fnmatch_lines(
+        [
+            "if this change is intended, raise or lower the baseline: pytest --finetune --snapshot-update "
+            f"{model} -o finetune_alpha=0.05 test_two.py::test_reseeded"
+        ]
+    )
+    changed = recorded.runpytest("--finetune", "--finetune-set", "learning_rate=0.001", "test_two.py::test_steady")
+    changed.assert_outcomes(failed=1)
+    changed.stdout.fnmatch_lines(
+        [
+            "if the new recipe is intended, record its baseline: pytest --finetune --snapshot-update "
+            "--finetune-set learning_rate=0.001 test_two.py::test_steady"
+        ]
+    )
