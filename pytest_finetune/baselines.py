@@ -19,7 +19,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from .errors import FinetuneError
 from .provenance import display_source, source_identity
 from .stats import examples_digest
 from .storage import StorageError, read_error, write_atomically, write_error
-from .tolerances import Tolerances
+from .tolerances import OWN_METRICS, Tolerances
 from .verdicts import DEFAULT_ALPHA, Verdict, compare, recipe_changes
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ FORMAT = 1
 #: does not rewrite a baseline for them alone.
 VOLATILE_KEYS = ("date", "train_runtime")
 _DECIMALS = 6
+#: The metrics that are fractions, so a baseline's value lies in [0, 1].
+FRACTIONS = ("accuracy", "f1")
 
 
 class BaselineError(FinetuneError):
@@ -69,7 +71,7 @@ def result_record(result: FinetuneResult, rootdir: Path) -> dict[str, Any]:
         "format": FORMAT,
         "recipe": recipe_record(result.recipe, rootdir),
         "metrics": _rounded(result.metrics),
-        "history": [_rounded(row) for row in result.history],
+        "history": [_history_row(row) for row in result.history],
         "environment": result.environment,
         "train_runtime": round(result.train_runtime, 1),
     }
@@ -107,13 +109,18 @@ def metrics_record(metrics: Mapping[str, Any]) -> dict[str, Any]:
     from .metrics import final_metrics  # numpy: imported once a fine-tune compares
 
     values = final_metrics({name: _number(value, f"metric {name!r}") for name, value in metrics.items()})
-    _check_finite(values)
+    _check_storable(values)
     return {"format": FORMAT, "metrics": _rounded(values)}
 
 
-def parse_baseline(text: str, location: str, gated: tuple[str, ...]) -> dict[str, Any]:
-    """A stored record, checked: a JSON object whose ``metrics`` are finite numbers,
-    including every gated metric. Anything else is a :class:`BaselineError`."""
+def parse_baseline(
+    text: str, location: str, gated: tuple[str, ...], example_ids: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """A stored record, checked: a JSON object whose ``metrics`` are finite numbers (:data:`FRACTIONS`
+    in [0, 1]), including every gated metric; whose ``examples`` got wrong are distinct and no more than
+    its ``count``, and among ``example_ids`` (the run's validation examples, where known) when the
+    baseline's digest names those; whose calibration's seeds are distinct. Anything else is a
+    :class:`BaselineError`."""
     fix = "fix it, or delete it and record it again with --snapshot-update"
     try:
         record = json.loads(text)
@@ -130,6 +137,8 @@ def parse_baseline(text: str, location: str, gated: tuple[str, ...]) -> dict[str
         if not _is_finite(value):
             shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
             raise BaselineError(f"baseline {location}: metric {name!r} is {shown}, not a finite number; {fix}")
+        if name in FRACTIONS and not 0 <= value <= 1:
+            raise BaselineError(f"baseline {location}: metric {name!r} is {value:g}, outside [0, 1]; {fix}")
     missing = [name for name in gated if name not in record["metrics"]]
     if missing:
         raise BaselineError(f"baseline {location} lacks the gated metric(s) {', '.join(missing)}; {fix}")
@@ -144,12 +153,14 @@ def parse_baseline(text: str, location: str, gated: tuple[str, ...]) -> dict[str
     history = record.get("history", [])
     if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
         raise BaselineError(f'baseline {location}: "history" is not a list of objects (one per epoch); {fix}')
-    _check_examples(record.get("examples"), location, fix)
+    _check_examples(record.get("examples"), location, fix, example_ids)
     _check_calibration(record, location, fix)
     return record
 
 
-def _check_examples(examples: Any, location: str, fix: str) -> None:
+def _check_examples(examples: Any, location: str, fix: str, example_ids: Sequence[int] | None) -> None:
+    """``examples`` is ``{"count", "digest", "wrong"}``, ``wrong`` distinct ids, at most ``count``, and
+    among ``example_ids`` when ``digest`` names them."""
     if examples is None:
         return
     if (
@@ -161,6 +172,26 @@ def _check_examples(examples: Any, location: str, fix: str) -> None:
     ):
         raise BaselineError(
             f'baseline {location}: "examples" is not {{"count": int, "digest": str, "wrong": [idx, ...]}}; {fix}'
+        )
+    wrong, count = examples["wrong"], examples["count"]
+    if len(set(wrong)) != len(wrong) or len(wrong) > count:
+        raise BaselineError(
+            f'baseline {location}: "examples"."wrong" lists {len(wrong)} ids, {len(set(wrong))} of them distinct, '
+            f'of {count} examples ("count"): it lists each example the run got wrong once; {fix}'
+        )
+    if example_ids is None or examples["digest"] != examples_digest(example_ids):
+        return
+    unknown = sorted(set(wrong) - {int(idx) for idx in example_ids})
+    if unknown:
+        shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        raise BaselineError(
+            f'baseline {location}: "examples"."wrong" lists ids that are not among the validation examples its '
+            f'"digest" names ({shown}); {fix}'
+        )
+    if count != len(example_ids):
+        raise BaselineError(
+            f'baseline {location}: "examples"."count" is {count}, and its "digest" names {len(example_ids)} '
+            f"validation examples; {fix}"
         )
 
 
@@ -176,6 +207,7 @@ def _check_calibration(record: dict[str, Any], location: str, fix: str) -> None:
         not isinstance(seeds, list)
         or len(seeds) < 2
         or not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds)
+        or len(set(seeds)) != len(seeds)
         or not isinstance(spreads, dict)
         or not all(
             isinstance(spread, dict)
@@ -185,7 +217,7 @@ def _check_calibration(record: dict[str, Any], location: str, fix: str) -> None:
         )
     ):
         raise BaselineError(
-            f'baseline {location}: "calibration" is not {{"seeds": [2 or more ints], "metrics": '
+            f'baseline {location}: "calibration" is not {{"seeds": [2 or more distinct ints], "metrics": '
             f'{{metric: {{"mean", "std", "min", "max"}}}}}}; {fix}'
         )
     seed = record.get("recipe", {}).get("seed")
@@ -364,6 +396,7 @@ class BaselineExtension(SingleFileSnapshotExtension):
         self._config: pytest.Config | None = None  # the session whose discovery found this extension's files
         self._last_read = "(no file read)"  # the baseline being compared, for messages
         self._stored: str | None = None  # its text, read before each serialization
+        self._example_ids: list[int] | None = None  # the serialized run's validation examples, where known
 
     @classmethod
     @functools.cache
@@ -428,11 +461,12 @@ class BaselineExtension(SingleFileSnapshotExtension):
         """A :class:`FinetuneResult` or a dict of metrics as baseline JSON, dated today."""
         from .training import FinetuneResult
 
-        self.refused = None
+        self.refused, self._example_ids = None, None
         if data is KEEP:
             return _KEEP_TEXT
         if isinstance(data, FinetuneResult):
-            _check_finite(data.metrics)
+            _check_storable(data.metrics)
+            self._example_ids = None if data.example_ids is None else [int(idx) for idx in data.example_ids]
             record = with_stored_calibration(result_record(data, self.settings.rootdir), self._stored)
         elif isinstance(data, Mapping):
             record = metrics_record(data)
@@ -452,7 +486,9 @@ class BaselineExtension(SingleFileSnapshotExtension):
             return True
         current = json.loads(str(serialized_data))
         try:
-            baseline = parse_baseline(str(snapshot_data), self._last_read, self.settings.tolerances.metrics)
+            baseline = parse_baseline(
+                str(snapshot_data), self._last_read, self.settings.tolerances.metrics, self._example_ids
+            )
             self.verdict = compare(current, baseline, self.settings.tolerances, self.settings.alpha)
         except BaselineError as error:
             self.problem = error
@@ -536,13 +572,42 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-def _check_finite(metrics: Mapping[str, float]) -> None:
-    broken = {name: value for name, value in metrics.items() if not math.isfinite(value)}
-    if broken:
-        shown = ", ".join(f"{name}={value}" for name, value in broken.items())
+def _check_storable(metrics: Mapping[str, float]) -> None:
+    """A :class:`BaselineError` for a run's metric that no baseline may hold (nothing is compared or
+    stored): one that is not finite, of the plugin's own (training diverged) or another (a hook or
+    ``compute_metrics`` returned it), or one of :data:`FRACTIONS` outside [0, 1]."""
+    from .metrics import COMPUTE_METRICS, METRICS_HOOK  # numpy: imported once a fine-tune compares
+
+    broken = ", ".join(f"{name}={value}" for name, value in metrics.items() if not math.isfinite(value))
+    if broken and any(not math.isfinite(metrics.get(name, 0.0)) for name in OWN_METRICS):
         raise BaselineError(
-            f"the run's metrics are not finite ({shown}): training diverged; nothing was compared or stored"
+            f"the run's metrics are not finite ({broken}): training diverged; nothing was compared or stored"
         )
+    if broken:
+        raise BaselineError(
+            f"the run's metrics are not finite ({broken}): a {METRICS_HOOK} or {COMPUTE_METRICS} returned that, "
+            "and a baseline holds finite numbers only; return one, such as 0.0 for a ratio of 0/0; "
+            "nothing was compared or stored"
+        )
+    for name in FRACTIONS:
+        if not 0 <= metrics.get(name, 0.0) <= 1:
+            raise BaselineError(
+                f"the run's {name} is {metrics[name]:g}, outside [0, 1] where {' and '.join(FRACTIONS)} lie: give it "
+                f"as a fraction (0.83, not 83) where it is computed ({COMPUTE_METRICS}), or another name; "
+                "nothing was compared or stored"
+            )
+
+
+def _history_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One evaluation of the history as stored: rounded, with null for a score a hook or ``compute_metrics``
+    gave no finite value then (a ratio of 0/0 before the model predicts a class; the final metrics must be
+    finite)."""
+    from .metrics import HISTORY_LOSS_KEYS  # numpy: imported once a fine-tune compares
+
+    return {
+        name: None if name not in HISTORY_LOSS_KEYS and isinstance(value, float) and not math.isfinite(value) else value
+        for name, value in _rounded(row).items()
+    }
 
 
 def _rounded(values: Mapping[str, Any]) -> dict[str, Any]:

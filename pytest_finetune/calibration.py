@@ -19,30 +19,33 @@ if TYPE_CHECKING:
 
 #: Fewer than two seeds give no spread.
 MIN_SEEDS = 2
+#: numpy and ``transformers.set_seed`` take seeds from 0 to ``SEEDS - 1``: a calibration has at most that many.
+SEEDS = 2**32
 
 
 def check_seed_count(value: str) -> int:
-    """``--finetune-calibrate``'s value: an integer of at least :data:`MIN_SEEDS`."""
+    """``--finetune-calibrate``'s value: an integer from :data:`MIN_SEEDS` to :data:`SEEDS`."""
     try:
         count = int(value)
-    except ValueError:
+    except ValueError:  # also an integer of 4300+ digits
         count = 0
     if count < MIN_SEEDS:
         raise FinetuneError(
             f"--finetune-calibrate {value}: give the number of seeds to train, {MIN_SEEDS} or more "
             "(5 is a fair start: a standard deviation from fewer seeds is mostly noise)"
         )
+    if count > SEEDS:
+        raise FinetuneError(
+            f"--finetune-calibrate {value}: give at most {SEEDS} seeds (2**32, all there are: more would repeat "
+            "some), and in practice few: each seed is one more fine-tune, and 5 is a fair start"
+        )
     return count
-
-
-#: numpy and ``transformers.set_seed`` take seeds from 0 to ``SEEDS - 1``.
-SEEDS = 2**32
 
 
 def calibration_seeds(seed: int, count: int) -> list[int]:
     """The recipe's own seed first, then the next ``count - 1`` integers, counting on from 0
     past the last seed numpy takes (``2**32 - 1``, then 0, 1, ...): every recipe seed can be
-    calibrated, and the seeds stay distinct."""
+    calibrated, and the seeds stay distinct (``count`` is at most :data:`SEEDS`, :func:`check_seed_count`)."""
     return [(seed + offset) % SEEDS for offset in range(count)]
 
 

@@ -26,7 +26,7 @@ from .dropout import DROPOUT_MASKS
 from .errors import FinetuneError
 from .precision import PRECISIONS
 from .recipe import convert_value, looks_like_path, parse_bool
-from .stats import DEFAULT_RESAMPLES
+from .stats import DEFAULT_RESAMPLES, MAX_RESAMPLES
 from .tolerances import DEFAULT_AUTO_FLOOR, DEFAULT_AUTO_K, Setting, check_setting, parse_setting
 from .verdicts import DEFAULT_ALPHA
 
@@ -36,7 +36,8 @@ MARKER = "finetune"
 SKIP_REASON = "fine-tuning tests need --finetune"
 MARKER_HELP = (
     "finetune(tolerance=None, **overrides): a fine-tuning test, run only with --finetune and "
-    "compared with its baseline after its body. tolerance: a number or {metric: number}. Other "
+    "compared with its baseline after its body. tolerance: a number, 'auto' (the spread a calibrated "
+    "baseline measured over seeds) or {metric: either}, e.g. {'f1': 'auto'}. Other "
     "keyword arguments override its recipe: task, model, data, seed, trust_remote_code or any "
     "transformers.TrainingArguments field (num_train_epochs, max_steps, learning_rate, ...)."
 )
@@ -99,8 +100,9 @@ def add_options(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="TOLERANCE",
-        help="allowed change of the gated metrics against their baselines: 0.02 for all, "
-        "or METRIC=0.02 for one (repeatable; default accuracy=0.01 f1=0.01)",
+        help="allowed change of the gated metrics against their baselines: 0.02 for all, METRIC=0.02 for one, "
+        "or auto / f1=auto: the spread over seeds that a baseline recorded with --finetune-calibrate measured "
+        "(repeatable; default accuracy=0.01 f1=0.01)",
     )
     group.addoption(
         "--finetune-strict",
@@ -143,7 +145,8 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "finetune_tolerance",
-        "allowed change of gated metrics: 0.02 for all, METRIC=0.02 for one (several allowed)",
+        "allowed change of gated metrics: 0.02 for all, METRIC=0.02 for one, or auto / f1=auto: the spread over "
+        "seeds that a baseline recorded with --finetune-calibrate measured (several allowed)",
         type="args",
     )
     parser.addini("finetune_precision", "arithmetic precision: auto (default), fp32, bf16 or fp16")
@@ -174,7 +177,8 @@ def add_options(parser: pytest.Parser) -> None:
     _add_scalar_ini(
         parser,
         "finetune_bootstrap_resamples",
-        f"resamples of each metric's bootstrap interval; 0 for none (default {DEFAULT_RESAMPLES})",
+        f"resamples of each metric's bootstrap interval, at most {MAX_RESAMPLES}; 0 for none "
+        f"(default {DEFAULT_RESAMPLES})",
     )
     parser.addini(
         "finetune_cache_dir",
@@ -280,9 +284,22 @@ def check_path_options(config: pytest.Config) -> None:
 
 def session_tolerances(config: pytest.Config) -> list[Setting]:
     """The tolerance settings of the ini file, then the command line."""
-    ini = [parse_setting(text, "ini finetune_tolerance") for text in _ini(config, "finetune_tolerance")]
+    ini = [parse_setting(text, "ini finetune_tolerance") for text in _joined(_ini(config, "finetune_tolerance"))]
     cli = [parse_setting(text, "--finetune-tolerance") for text in config.getoption("--finetune-tolerance")]
     return [*ini, *cli]
+
+
+def _joined(words: list[str]) -> list[str]:
+    """ini ``finetune_tolerance``'s words, each ``=`` joined to the words beside it: pytest splits
+    ``f1 = 0.015`` (written as ``finetune_training_args`` lines are) into three words, which are one
+    setting, ``f1=0.015``. A name and an amount hold no ``=``, so nothing else is joined."""
+    settings: list[str] = []
+    for word in words:
+        if settings and (word.startswith("=") or settings[-1].endswith("=")):
+            settings[-1] += word
+        else:
+            settings.append(word)
+    return settings
 
 
 def precision_setting(config: pytest.Config) -> str:
@@ -366,13 +383,18 @@ def auto_settings(config: pytest.Config) -> tuple[float, float]:
 
 
 def bootstrap_setting(config: pytest.Config) -> int:
-    """ini ``finetune_bootstrap_resamples``: an integer >= 0 (0: no intervals)."""
+    """ini ``finetune_bootstrap_resamples``: an integer from 0 (no intervals) to :data:`MAX_RESAMPLES`."""
     text = _ini_text(config, "finetune_bootstrap_resamples")
     if not text:
         return DEFAULT_RESAMPLES
-    if not text.isdigit():
+    if not text.isdecimal():
         raise FinetuneError(
             f"ini finetune_bootstrap_resamples = {text}: give a whole number of resamples such as 1000, or 0 for none"
+        )
+    if len(text.lstrip("0")) > len(str(MAX_RESAMPLES)) or int(text) > MAX_RESAMPLES:  # int() takes 4300 digits
+        raise FinetuneError(
+            f"ini finetune_bootstrap_resamples = {text}: give at most {MAX_RESAMPLES} resamples (the default, "
+            f"{DEFAULT_RESAMPLES}, is plenty: more only smooth the interval's ends)"
         )
     return int(text)
 

@@ -616,7 +616,7 @@ OTHER_BYTES = {
     ),
     "calibration": (
         '{"metrics": {"accuracy": 0.7, "f1": 0.8}, "calibration": {"seeds": "x", "metrics": 1}}',
-        ': "calibration" is not {"seeds": [[]2 or more ints[]], "metrics": *}',
+        ': "calibration" is not {"seeds": [[]2 or more distinct ints[]], "metrics": *}',
     ),
     "history": ('{"metrics": {"accuracy": 0.7, "f1": 0.8}, "history": [1]}', ': "history" is not a list of objects'),
     "format": (
@@ -629,6 +629,58 @@ OTHER_BYTES = {
 
 def test_a_baseline_of_other_bytes_fails_naming_the_file_and_what_is_wrong(recorded: pytest.Pytester) -> None:
     for name, (content, problem) in OTHER_BYTES.items():
+        (recorded.path / BASELINE).write_text(content)
+        result = recorded.runpytest("--finetune")
+        assert result.parseoutcomes() == {"failed": 1}, name
+        result.stdout.fnmatch_lines([f"*test_quality: baseline {BASELINE.as_posix()}{problem}*"])
+        assert_no_traceback(result)
+        assert (recorded.path / BASELINE).read_text() == content, name
+
+
+def _calibrated_twice(record: dict) -> None:
+    record["calibration"] = {**CALIBRATION, "seeds": [42, 42, 42]}
+
+
+# Hand edits that are valid JSON of the right shape, and impossible: each is refused, never given a verdict.
+IMPOSSIBLE = {
+    "accuracy-below-0": (
+        lambda record: record["metrics"].update(accuracy=-5.0),
+        ": metric 'accuracy' is -5, outside [[]0, 1[]]; fix it, or delete it and record it again with --snapshot-*",
+    ),
+    "f1-above-1": (lambda record: record["metrics"].update(f1=7.0), ": metric 'f1' is 7, outside [[]0, 1[]]"),
+    "wrong-ids-of-other-examples": (
+        lambda record: record["examples"].update(wrong=list(range(100_000, 100_003))),
+        ': "examples"."wrong" lists ids that are not among the validation examples its "digest" names '
+        "(100000, 100001, 100002); fix it*",
+    ),
+    "count-of-other-examples": (
+        lambda record: record["examples"].update(count=record["examples"]["count"] + 1),
+        ': "examples"."count" is *, and its "digest" names * validation examples; fix it*',
+    ),
+    "wrong-listed-twice": (
+        lambda record: record["examples"].update(wrong=record["examples"]["wrong"][:1] * 2),
+        ': "examples"."wrong" lists 2 ids, 1 of them distinct, of * examples ("count"): it lists each example '
+        "the run got wrong once; fix it*",
+    ),
+    "more-wrong-than-count": (
+        lambda record: record["examples"].update(count=0),
+        ': "examples"."wrong" lists * ids, * of them distinct, of 0 examples ("count")*',
+    ),
+    "calibration-seeds-repeated": (
+        _calibrated_twice,
+        ': "calibration" is not {"seeds": [[]2 or more distinct ints[]], "metrics": *}; record it again: '
+        "pytest --finetune --snapshot-update --finetune-calibrate N",
+    ),
+}
+
+
+def test_an_impossible_baseline_is_refused_naming_the_file_and_the_field(recorded: pytest.Pytester) -> None:
+    original = json.loads((recorded.path / BASELINE).read_text())
+    assert original["examples"]["wrong"], "the tiny run gets some examples wrong"
+    for name, (edit, problem) in IMPOSSIBLE.items():
+        record = json.loads(json.dumps(original))
+        edit(record)
+        content = json.dumps(record, indent=2, sort_keys=True) + "\n"
         (recorded.path / BASELINE).write_text(content)
         result = recorded.runpytest("--finetune")
         assert result.parseoutcomes() == {"failed": 1}, name

@@ -82,7 +82,7 @@ def test_a_drop_within_tolerance_passes(project: pytest.Pytester) -> None:
 
 
 def test_an_improvement_passes_and_says_how_to_raise_the_baseline(project: pytest.Pytester) -> None:
-    shift_baseline(project, f1=-0.05)
+    shift_baseline(project, accuracy=-0.05)
     result = project.runpytest("--finetune")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_quality*improved: run with --snapshot-update to raise the baseline"])
@@ -96,10 +96,10 @@ def test_an_improvement_passes_and_says_how_to_raise_the_baseline(project: pytes
 
 
 def test_strict_fails_an_improvement(project: pytest.Pytester) -> None:
-    shift_baseline(project, f1=-0.05)
+    shift_baseline(project, accuracy=-0.05)
     result = project.runpytest("--finetune", "--finetune-strict")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*: changed against the baseline*", "f1*+0.0500*0.0100*changed"])
+    result.stdout.fnmatch_lines(["*: changed against the baseline*", "accuracy*+0.0500*0.0100*changed"])
 
 
 @pytest.mark.parametrize(
@@ -109,6 +109,7 @@ def test_strict_fails_an_improvement(project: pytest.Pytester) -> None:
         ("marker dict", "@pytest.mark.finetune(tolerance={'accuracy': 0.06})"),
         ("command line", "--finetune-tolerance=accuracy=0.06"),
         ("ini", "finetune_tolerance = 0.06"),
+        ("ini with spaces around =", "finetune_tolerance = accuracy = 0.06 f1 =0.06"),
     ],
     ids=lambda how: how[0],
 )
@@ -172,7 +173,7 @@ def test_another_model_is_a_changed_recipe(project: pytest.Pytester) -> None:
             "recipe changed since the baseline was recorded; metrics not compared:",
             "key*baseline*current",
             "model*other-model",
-            "*record its baseline: pytest --finetune --snapshot-update",
+            "*record its baseline: pytest --finetune --snapshot-update*",
         ]
     )
     assert (project.path / BASELINE).read_text() == stored
@@ -351,19 +352,47 @@ def test_an_interrupted_update_leaves_earlier_baselines_whole(project: pytest.Py
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
-def test_a_diverged_run_fails_and_stores_nothing(finetune_project: pytest.Pytester, value: str) -> None:
+def test_a_hook_metric_that_is_not_finite_fails_naming_it_and_stores_nothing(
+    finetune_project: pytest.Pytester, value: str
+) -> None:
+    """Not "training diverged": accuracy, F1 and the loss are finite; the hook returned 0/0, say."""
     finetune_project.makeconftest(f"""
         def pytest_finetune_metrics(recipe, logits, label_ids):
-            return {{"stability": float("{value}")}}
+            return {{"precision": float("{value}")}}
         """)
     finetune_project.makepyfile(test_quality=QUALITY_TEST)
     result = finetune_project.runpytest("--finetune", "--snapshot-update")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        [f"*test_quality: the run's metrics are not finite (stability={value}): training diverged*"]
+        [
+            f"*test_quality: the run's metrics are not finite (precision={value}): a pytest_finetune_metrics hook "
+            "or compute_metrics (the fixture, or the trainer's) returned that, and a baseline holds finite numbers "
+            "only; return one, such as 0.0 for a ratio of 0/0; nothing was compared or stored"
+        ]
     )
+    result.stdout.no_fnmatch_line("*training diverged*")
     result.stdout.no_fnmatch_line("*Traceback*")
     assert not (finetune_project.path / BASELINE).exists()
+
+
+def test_a_hook_metric_undefined_at_an_earlier_evaluation_is_stored_as_null(finetune_project: pytest.Pytester) -> None:
+    """Only the final metrics must be finite: the history keeps an evaluation's 0/0 as null."""
+    finetune_project.makeconftest("""
+        calls = []
+
+        def pytest_finetune_metrics(recipe, logits, label_ids):
+            calls.append(1)
+            return {"precision": float("nan") if len(calls) == 1 else 0.5}
+        """)
+    finetune_project.makepyfile(
+        test_quality=QUALITY_TEST.replace(
+            "@pytest.mark.finetune", "@pytest.mark.finetune(eval_strategy='steps', eval_steps=2)"
+        )
+    )
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    history = read_baseline(finetune_project)["history"]
+    assert [row["precision"] for row in history] == [None, 0.5]
+    assert read_baseline(finetune_project)["metrics"]["precision"] == 0.5
 
 
 def test_an_update_of_a_selection_leaves_the_other_baselines(project: pytest.Pytester) -> None:

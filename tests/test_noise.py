@@ -68,6 +68,42 @@ def test_bootstrap_interval_of_f1_holds_the_f1() -> None:
     assert high - low < 0.2
 
 
+def one_draw_intervals(predicted: np.ndarray, labels: np.ndarray, resamples: int) -> dict[str, tuple[float, float]]:
+    """The intervals as the bootstrap computed them in one ``(resamples, n)`` draw (recorded baselines hold them)."""
+    rows = np.random.default_rng(0).integers(0, labels.size, size=(resamples, labels.size))
+    tp = ((predicted == 1) & (labels == 1))[rows].sum(axis=1)
+    wrong = (predicted != labels)[rows].sum(axis=1)
+    denominator = 2 * tp + wrong
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(resamples), where=denominator > 0)
+    accuracy = (labels.size - wrong) / labels.size
+    return {
+        name: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))
+        for name, v in (("accuracy", accuracy), ("f1", f1))
+    }
+
+
+def test_the_bootstrap_draws_in_chunks_of_bounded_memory_and_the_same_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """However many resamples are asked for, the indices drawn at once stay under the chunk's size,
+    and the intervals are those of one draw of them all."""
+    import tracemalloc
+
+    from pytest_finetune import stats
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 409)
+    predicted = np.where(rng.random(409) < 0.8, labels, 1 - labels)
+    expected = one_draw_intervals(predicted, labels, 3001)
+    monkeypatch.setattr(stats, "_CHUNK_INDICES", 2**14)  # 40 resamples of 409 at once: 128 KiB of indices
+    tracemalloc.start()
+    try:
+        intervals = bootstrap_intervals(predicted, labels, 3001)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert intervals == expected
+    assert peak < 2**20  # one draw of them all: 3001 x 409 x 8 bytes, 9.4 MiB
+
+
 def test_spread_is_the_sample_standard_deviation() -> None:
     assert spread([0.8, 0.82, 0.84]) == pytest.approx({"mean": 0.82, "std": 0.02, "min": 0.8, "max": 0.84})
 
@@ -329,6 +365,16 @@ def test_auto_needs_a_calibrated_baseline(noise_project: pytest.Pytester) -> Non
         (["-o", "finetune_auto_k=0"], "*finetune_auto_k = 0, finetune_auto_floor = 0.005: k must be above 0*"),
         (["-o", "finetune_auto_floor=-1"], "*k must be above 0 and floor 0 or more*"),
         (["-o", "finetune_bootstrap_resamples=lots"], "*finetune_bootstrap_resamples = lots: give a whole number*"),
+        (
+            ["-o", "finetune_bootstrap_resamples=100000000"],
+            "*finetune_bootstrap_resamples = 100000000: give at most 1000000 resamples (the default, 1000, is plenty*",
+        ),
+        (["-o", "finetune_bootstrap_resamples=1" + "0" * 5000], "*finetune_bootstrap_resamples = 1000*: give at most*"),
+        (
+            ["--snapshot-update", "--finetune-calibrate", "10000000000"],
+            "*--finetune-calibrate 10000000000: give at most 4294967296 seeds (2**32, all there are: more would "
+            "repeat some)*",
+        ),
         (["--finetune-tolerance=often"], "*--finetune-tolerance: 'often' is not a number or auto*"),
     ],
 )
