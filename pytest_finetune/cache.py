@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +81,7 @@ class ResultCache:
         if not entry.is_dir():
             return None
         try:
-            stored = json.loads((entry / _RESULT).read_text(encoding="utf-8"))
+            stored = _checked_entry(json.loads((entry / _RESULT).read_text(encoding="utf-8")))
             arrays = {name: np.load(entry / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
             return FinetuneResult(
                 recipe=recipe,
@@ -155,6 +155,36 @@ class ResultCache:
                     failure = error
         if failure is not None:
             raise failure
+
+
+def _checked_entry(stored: Any) -> Mapping[str, Any]:
+    """``stored``, a ``result.json``, if its fields have the types a result needs (metrics: a dict of
+    numbers; the prediction metrics: a dict; history: a list of dicts; environment: a dict; the runtime:
+    a number); else a ``ValueError`` naming the first field that has not (an entry edited by hand)."""
+    checks: dict[str, tuple[str, Callable[[Any], bool]]] = {
+        "metrics": (
+            "a dict of numbers",
+            lambda v: isinstance(v, dict) and all(map(_is_number, v.values())),
+        ),
+        "prediction_metrics": ("a dict", lambda value: isinstance(value, dict)),
+        "history": (
+            "a list of dicts",
+            lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+        ),
+        "environment": ("a dict", lambda value: isinstance(value, dict)),
+        "train_runtime": ("a number", _is_number),
+    }
+    if not isinstance(stored, dict):
+        raise ValueError(f"{_RESULT} holds {type(stored).__name__}, not an object")
+    for field, (expected, valid) in checks.items():
+        if not valid(stored[field]):
+            raise ValueError(f"{field} is {json.dumps(stored[field])[:60]}, not {expected}")
+    return stored
+
+
+def _is_number(value: object) -> bool:
+    """Whether ``value`` is a JSON number (not a boolean)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _not_storable(name: str, value: Any) -> str | None:

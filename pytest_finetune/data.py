@@ -15,9 +15,9 @@ Sources, by what ``data`` points at:
 - anything else: a Hugging Face Hub dataset id (the task's own, ``nyu-mll/glue``, is
   loaded with its config, ``mrpc``).
 
-A split loaded from local files gets a ``datasets`` fingerprint made from the folder's content
-digest (not the files' paths or modification times, which ``datasets`` hashes), so that a fresh
-checkout of the same data tokenizes to the same fingerprints and the result cache serves it.
+A split loaded from local files gets a ``datasets`` fingerprint made from the content digest of the
+files read (not their paths or modification times, which ``datasets`` hashes, nor other files of the
+folder), so that a fresh checkout of the same data tokenizes to the same fingerprints and the result cache serves it.
 """
 
 from __future__ import annotations
@@ -70,16 +70,38 @@ def load_raw_dataset(source: str, task: Task) -> datasets.DatasetDict:
         raw = _load_hub(source, task)
         where, content = f"Hub dataset {source!r}", None
     elif path.is_dir():
-        if (path / "train.tsv").exists() or (path / "dev.tsv").exists():
-            raw = _load_glue_tsv(path)
-        else:
-            raw = _load_files(path)
-        where, content = str(path), content_digest(str(path))
+        raw = _load_glue_tsv(path) if _is_glue_tsv(path) else _load_files(path)
+        where, content = str(path), content_digest(str(path), read_files(path))
     else:
         raise FinetuneError(
             f"data {source!r} is a file; point data at the folder holding the train and validation files"
         )
     return _normalise(raw, where, task, content)
+
+
+def _is_glue_tsv(folder: Path) -> bool:
+    """Whether the loader reads ``folder`` as a GLUE TSV folder."""
+    return (folder / "train.tsv").exists() or (folder / "dev.tsv").exists()
+
+
+def _split_candidates(folder: Path, stems: tuple[str, ...]) -> list[Path]:
+    """The files of ``folder`` that a split named by one of ``stems`` can be read from (one is needed)."""
+    return [
+        folder / f"{stem}{suffix}"
+        for stem in stems
+        for suffix in FILE_BUILDERS
+        if (folder / f"{stem}{suffix}").exists()
+    ]
+
+
+def read_files(folder: Path) -> list[Path]:
+    """The files the loader reads from the local data folder ``folder`` (those there): what its
+    content digest covers, not the files beside them (``test.tsv``, notes)."""
+    if _is_glue_tsv(folder):
+        files = [folder / "train.tsv", folder / "dev.tsv"]
+    else:
+        files = [file for stems in _SPLIT_NAMES.values() for file in _split_candidates(folder, stems)]
+    return [file for file in files if file.is_file()]
 
 
 def _load_glue_tsv(folder: Path) -> datasets.DatasetDict:
@@ -155,12 +177,7 @@ def _holds_rows(file: Path) -> bool:
 def _load_files(folder: Path) -> datasets.DatasetDict:
     data_files: dict[str, Path] = {}
     for split, stems in _SPLIT_NAMES.items():
-        found = [
-            folder / f"{stem}{suffix}"
-            for stem in stems
-            for suffix in FILE_BUILDERS
-            if (folder / f"{stem}{suffix}").exists()
-        ]
+        found = _split_candidates(folder, stems)
         if not found:
             raise FinetuneError(
                 f"data folder {str(folder)!r} has no {split} file; expected train.tsv and dev.tsv (GLUE) "

@@ -13,8 +13,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
+import warnings
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -142,6 +145,7 @@ def training_args(
     # KeyError (pytest's bug), which turns a clean interruption into a traceback.
     precision = request.config.stash[SESSION_KEY].precision
     kwargs = training_arguments_kwargs(finetune_recipe, tmp_path_factory.mktemp("trainer"), precision)
+    recipe_kwargs = dict(kwargs)
     returned = request.node.ihook.pytest_finetune_adjust_training_args(recipe=finetune_recipe, training_args=kwargs)
     for value in returned:
         if value is not None:
@@ -150,7 +154,8 @@ def training_args(
                 f"{type(value).__name__} {value!r}, which would be ignored; change its training_args "
                 "dict in place (training_args['logging_steps'] = 10) and return None"
             )
-    return build_training_arguments(kwargs)
+    hook_set = [key for key, value in kwargs.items() if key not in recipe_kwargs or recipe_kwargs[key] != value]
+    return build_training_arguments(kwargs, hook_set)
 
 
 @pytest.fixture
@@ -183,19 +188,27 @@ def trainer(
 
 @pytest.fixture
 def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> FinetuneResult:
-    """The recipe fine-tuned and evaluated: ``.metrics`` (``accuracy``, ``f1``,
-    ``eval_loss``), ``.history`` (one row per epoch), ``.predictions`` (validation
-    logits and labels) and ``.train_runtime``.
+    """Needs ``--finetune`` (without it the test is skipped). The recipe fine-tuned and evaluated:
 
-    Trains once per session for each recipe and set of fixtures (with their parameters) and
-    hooks whose trainer holds the same inputs (the result cache's: tokenized data, weights,
-    training arguments, ...): tests that share them share one fine-tune, each getting its own
-    copy of the result.
+    - ``.metrics`` (``accuracy``, ``f1``, ``eval_loss``, what ``pytest_finetune_metrics`` adds);
+    - ``.history`` (one row per evaluation), ``.predictions`` (validation logits and labels),
+      ``.train_runtime``;
+    - ``.recipe`` (the resolved recipe), ``.environment`` (library versions, device, dtype, dropout
+      masks), ``.intervals`` (95 % bootstrap intervals of accuracy and F1);
+    - ``.from_cache``: served from the result cache rather than fine-tuned in this session;
+    - ``.shared_from``: the node id of the earlier test of this session whose fine-tune (or cache
+      hit) this result shares, ``None`` for that test itself.
+
+    Trains once per session for each recipe and set of fixtures (with their parameters, and the test's
+    own fixtures that request a training fixture, which may change the trainer) and hooks whose trainer
+    holds the same inputs (the result cache's: tokenized data, weights, training arguments, callbacks,
+    ...): tests that share them share one fine-tune, each getting its own copy of the result. A trainer
+    whose datasets have no ``datasets`` fingerprint (lists of features) is fine-tuned for each test, and
+    its result is not cached.
     Across sessions, a result stored in the result cache for the same inputs is served instead
     (``.from_cache`` is true). The test's ``trainer`` is trained only when this test's result was
     fine-tuned: not when it was served from the cache or shared with an earlier test (then
-    ``trainer.evaluate()`` scores an untrained model; use ``.metrics``). Needs ``--finetune``;
-    the test is skipped without it.
+    ``trainer.evaluate()`` scores an untrained model; use ``.metrics``).
     """
     session = request.config.stash[SESSION_KEY]
     if not session.enabled:
@@ -205,10 +218,36 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     trainer = request.getfixturevalue("trainer")
     serving = _serving_definitions(request)
     inputs = _cache_inputs(request, finetune_recipe, trainer, serving)
-    key = (_training_key(request, finetune_recipe, serving), cache_key(inputs) if inputs is not None else None)
-    if key not in session.results:
-        session.results[key] = _fine_tune(request, finetune_recipe, trainer, inputs, serving)
-    return copy.deepcopy(session.results[key])  # a test that edits its result cannot change another's
+    if inputs is None:  # nothing shows that another test's trainer holds the same data
+        _warn_not_cached(request)
+        return _fine_tune(request, finetune_recipe, trainer, inputs, serving)
+    key = (_training_key(request, finetune_recipe, serving), cache_key(inputs))
+    shared = session.results.get(key)
+    if shared is None:
+        result = _fine_tune(request, finetune_recipe, trainer, inputs, serving)
+        session.results[key] = dataclasses.replace(result, shared_from=request.node.nodeid)
+        shared = result
+    return copy.deepcopy(shared)  # a test that edits its result cannot change another's
+
+
+#: Set once the session has warned that results without ``datasets`` fingerprints are not cached.
+_WARNED_NOT_CACHED = pytest.StashKey[bool]()
+
+
+def _warn_not_cached(request: pytest.FixtureRequest) -> None:
+    """Warn, once per session, that a test's result is neither cached nor shared: its trainer's
+    datasets have no ``datasets`` fingerprint (lists of features, a torch dataset)."""
+    if request.config.stash.get(_WARNED_NOT_CACHED, False):
+        return
+    request.config.stash[_WARNED_NOT_CACHED] = True
+    from .cache import cache_warning
+
+    message = (
+        f"the datasets of {request.node.nodeid}'s trainer have no `datasets` fingerprint (they are not "
+        "datasets.Dataset splits): the results of such trainers are neither cached nor shared with other tests, "
+        "each such test fine-tunes anew; return datasets.Dataset splits from tokenized_mrpc to have them cached"
+    )
+    warnings.warn(cache_warning(message), stacklevel=2)
 
 
 @pytest.fixture
@@ -313,8 +352,9 @@ def _fresh_models(model_definitions: list[Any], trainer: Trainer) -> Callable[[R
 
 
 def _serving_definitions(request: pytest.FixtureRequest) -> dict[str, list[Any]]:
-    """The fixtures that decide what ``finetune_result`` trains: the training fixtures and every
-    fixture they request, transitively, each name with the definitions that serve this test, least
+    """The fixtures that decide what ``finetune_result`` trains: the training fixtures, the test's
+    fixtures that can change what they hold (:func:`_trainer_changers`), and every fixture these
+    request, transitively, each name with the definitions that serve this test, least
     specific first. An override that requests its own name (``def model(model)``, possibly through
     another fixture) gets the definition it overrides, as in pytest. A name that no definition
     serves (``request``, a test's direct parameter) has none.
@@ -324,7 +364,8 @@ def _serving_definitions(request: pytest.FixtureRequest) -> dict[str, list[Any]]
     reached: dict[str, set[int]] = {}
     walked: set[tuple[str, tuple[str, ...]]] = set()
     # (name, the overridden names that request it, directly or not): they decide which definition it gets
-    pending: list[tuple[str, tuple[str, ...]]] = [(name, ()) for name in _TRAINING_FIXTURES]
+    roots = (*_TRAINING_FIXTURES, *_trainer_changers(request))
+    pending: list[tuple[str, tuple[str, ...]]] = [(name, ()) for name in roots]
     while pending:
         name, overriders = pending.pop()
         if name not in definitions:
@@ -338,6 +379,36 @@ def _serving_definitions(request: pytest.FixtureRequest) -> dict[str, list[Any]]
         below = tuple(sorted((*overriders, name))) if len(definitions[name]) > 1 else overriders
         pending.extend((argname, below) for argname in definitions[name][index].argnames)
     return {name: [definitions[name][index] for index in sorted(reached[name])] for name in sorted(definitions)}
+
+
+#: The training fixtures whose values a fixture can change in place (the recipe is frozen).
+_CHANGEABLE_FIXTURES = frozenset(_TRAINING_FIXTURES) - {"finetune_recipe"}
+
+
+def _trainer_changers(request: pytest.FixtureRequest) -> list[str]:
+    """The test's other fixtures (autouse, ``usefixtures``, requested) that request a training fixture
+    other than the recipe, directly or through other fixtures, not through ``finetune_result``: set up
+    before ``finetune_result`` trains, they may change what the trainer holds (add a callback, replace
+    its optimizer or ``compute_metrics``), so they decide the training too."""
+    manager = request._fixturemanager
+    reaches: dict[str, bool] = {}
+
+    def reaches_training(name: str) -> bool:
+        if name not in reaches:
+            reaches[name] = False  # a cycle (an override requesting its own name) adds nothing
+            argnames = {
+                arg for fixture_def in manager.getfixturedefs(name, request.node) or () for arg in fixture_def.argnames
+            }
+            reaches[name] = bool(argnames & _CHANGEABLE_FIXTURES) or any(
+                reaches_training(arg) for arg in argnames if arg != "finetune_result"
+            )
+        return reaches[name]
+
+    return [
+        name
+        for name in request.fixturenames
+        if name not in _TRAINING_FIXTURES and name != "finetune_result" and reaches_training(name)
+    ]
 
 
 def _result_hooks(request: pytest.FixtureRequest) -> list[Any]:
@@ -369,10 +440,15 @@ def _training_key(request: pytest.FixtureRequest, recipe: Recipe, serving: dict[
 
 
 def _training_params(request: pytest.FixtureRequest, names: Collection[str]) -> list[tuple[str, str]]:
-    """The parameters of this test's parametrized fixtures (and direct parameters) named in ``names``."""
+    """The parameters of this test's parametrized fixtures (and direct parameters) named in ``names``, by
+    ``repr`` without memory addresses (a function's, ``<function lower at 0x7f...>``, changes every session)."""
     callspec = getattr(request.node, "callspec", None)
     params = callspec.params.items() if callspec else ()
-    return sorted((name, repr(value)) for name, value in params if name in names)
+    return sorted((name, _MEMORY_ADDRESS.sub("", repr(value))) for name, value in params if name in names)
+
+
+#: Where a ``repr`` names a memory address (``object.__repr__``, functions, classes' instances).
+_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _cache_inputs(
@@ -386,8 +462,10 @@ def _cache_inputs(
     weights pushed under a Hub id, a ``conftest.py`` that loads or changes one); the
     source of the modules that define the fixtures deciding the training and the hook
     implementations covers a ``conftest.py`` edit, inside a fixture or not (a constant, a
-    ``Trainer`` subclass). Parameters count only when they reach those fixtures: one whose
-    ``repr`` changes every session (a function's) would otherwise never hit.
+    ``Trainer`` subclass; also the conftest that registers a fixture or hook defined elsewhere), and
+    the test's fixtures that change the trainer (:func:`_trainer_changers`);
+    the trainer's callbacks by class and source file. Parameters count only when they reach those
+    fixtures, by their ``repr`` less memory addresses (a function's would otherwise never hit).
     """
     from .baselines import recipe_record
     from .cache import package_digest
@@ -401,9 +479,14 @@ def _cache_inputs(
     }
     if not all(fingerprints.values()):
         return None
-    code = {name: [_source(fixture_def.func) for fixture_def in fixture_defs] for name, fixture_defs in serving.items()}
+    modules = _fixture_modules(request)
+    code = {
+        name: [_source(fixture_def.func, _registering_module(fixture_def, modules)) for fixture_def in fixture_defs]
+        for name, fixture_defs in serving.items()
+    }
     code.update(
-        (hook.name, [_source(impl.function) for impl in hook.get_hookimpls()]) for hook in _result_hooks(request)
+        (hook.name, [_source(impl.function, impl.plugin) for impl in hook.get_hookimpls()])
+        for hook in _result_hooks(request)
     )
     model_config = getattr(trainer.model, "config", None)
     config = {k: v for k, v in (model_config.to_dict() if model_config else {}).items() if k != "_name_or_path"}
@@ -421,6 +504,7 @@ def _cache_inputs(
         },
         "collator": type(trainer.data_collator).__qualname__,
         "trainer": f"{type(trainer).__module__}.{type(trainer).__qualname__}",
+        "callbacks": [_source(type(callback)) for callback in trainer.callback_handler.callbacks],
         "params": _training_params(request, serving),
         "code": code,
         "environment": run_environment(trainer, session.dropout_masks),
@@ -438,17 +522,52 @@ def _without_run_folder(arguments: dict[str, Any], output_dir: str) -> dict[str,
     }
 
 
-def _source(function: Any) -> str:
+def _fixture_modules(request: pytest.FixtureRequest) -> list[ModuleType]:
+    """The modules that can register a fixture for this test: its test module, conftests and plugins."""
+    test_module = getattr(request.node, "module", None)
+    plugins = [plugin for plugin in request.config.pluginmanager.get_plugins() if isinstance(plugin, ModuleType)]
+    return [test_module, *plugins] if isinstance(test_module, ModuleType) else plugins
+
+
+def _registering_module(fixture_def: Any, modules: list[ModuleType]) -> ModuleType | None:
+    """The module among ``modules`` that holds ``fixture_def``'s fixture under its name (the conftest
+    that calls a factory of another module, ``compute_metrics = metrics_fixture(...)``), if any."""
+    import inspect
+
+    function = inspect.unwrap(fixture_def.func)
+    for module in modules:
+        held = vars(module).get(fixture_def.argname)
+        wrapped = getattr(held, "_get_wrapped_function", None)  # pytest >= 8.4: a FixtureFunctionDefinition
+        if held is not None and inspect.unwrap(wrapped() if callable(wrapped) else held) is function:
+            return module
+    return None
+
+
+def _source(function: Any, registrar: object = None) -> str:
     """``function``'s qualified name and the sha256 of the whole source file that defines it (what it
-    uses from its own module counts; other modules are not followed); its name alone when no source is kept.
-    A decorated function (``functools.wraps``) is the one it wraps."""
-    import hashlib
+    uses from its own module counts; other modules are not followed), and of the module ``registrar``
+    (the conftest that registers a fixture or hook defined elsewhere) where that is another file; its
+    name alone when no source is kept. A decorated function (``functools.wraps``) is the one it wraps."""
     import inspect
 
     function = inspect.unwrap(function)
     name = f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', repr(function))}"
     try:
         file = inspect.getsourcefile(function)
-        return f"{name} sha256:{hashlib.sha256(Path(file).read_bytes()).hexdigest()}" if file else name
-    except (OSError, TypeError):  # defined where no source is kept: its name must do
-        return name
+    except TypeError:  # defined where no source is kept: its name must do
+        file = None
+    described = f"{name} {_file_digest(file)}" if file else name
+    registered = getattr(registrar, "__file__", None) if isinstance(registrar, ModuleType) else None
+    if registered and (not file or os.path.realpath(registered) != os.path.realpath(file)):
+        described += f" registered in {getattr(registrar, '__name__', '?')} {_file_digest(registered)}"
+    return described
+
+
+def _file_digest(file: str) -> str:
+    """``sha256:`` and the hex digest of ``file``'s bytes; ``unreadable`` when it cannot be read."""
+    import hashlib
+
+    try:
+        return f"sha256:{hashlib.sha256(Path(file).read_bytes()).hexdigest()}"
+    except OSError:
+        return "unreadable"

@@ -30,7 +30,8 @@ TOKENIZER_FILES = (
 
 
 def load_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
-    """``AutoTokenizer`` for ``recipe.model``, checked by :func:`_check_tokenizer`.
+    """``AutoTokenizer`` for ``recipe.model``, checked by :func:`_check_tokenizer`; from a checkpoint
+    folder, its ``name_or_path`` is left empty (the result cache knows the folder by its content).
 
     A checkpoint folder without tokenizer files (one ``model.save_pretrained`` alone wrote) is
     refused before loading: transformers 5 would build a tokenizer of the special tokens alone.
@@ -49,6 +50,8 @@ def load_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
     # HF_HUB_OFFLINE is set): left there, it would change datasets' fingerprint of every
     # tokenization, and switching the Hub off would miss the result cache.
     tokenizer.init_kwargs.pop("local_files_only", None)
+    if local:  # its path, likewise: the same checkpoint at another path (another clone, CI's) tokenizes the same
+        tokenizer.name_or_path = tokenizer.init_kwargs["name_or_path"] = ""
     return tokenizer
 
 

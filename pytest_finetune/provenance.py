@@ -12,26 +12,35 @@ import functools
 import hashlib
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 #: Files that can change what a checkpoint or data folder holds (READMEs and licences cannot);
 #: ``.py``: a checkpoint's own modeling code, run with ``trust_remote_code=True``.
 _CONTENT_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model", ".tsv", ".csv", ".jsonl", ".parquet", ".py")
+#: What ``Trainer`` saves into a checkpoint beside the model, and ``from_pretrained`` never reads.
+_TRAINER_EXTRAS = ("trainer_state.json", "training_args.bin")
 _CHUNK = 1 << 20
 
 
-def content_digest(path: str) -> str:
-    """sha256 of a file, or of a folder's top-level content files (names and bytes, in name order).
+def content_digest(path: str, files: Sequence[Path] | None = None) -> str:
+    """sha256 of a file, or of a folder's ``files`` (default: its top-level content files, less what
+    ``Trainer`` saves beside a checkpoint's model), by names and bytes, in name order.
 
     Remembered per process while the files' sizes and modification times stay the same.
     """
     root = Path(path)
-    files = (
-        [root] if root.is_file() else sorted(p for p in root.iterdir() if p.is_file() and p.suffix in _CONTENT_SUFFIXES)
-    )
+    if files is None:
+        files = [root] if root.is_file() else [p for p in root.iterdir() if _is_content(p)]
+    files = sorted(files, key=lambda file: file.name)
     signature = tuple((str(file), file.stat().st_size, file.stat().st_mtime_ns) for file in files)
     return _digest(signature)
+
+
+def _is_content(file: Path) -> bool:
+    """Whether ``file`` can change what a checkpoint or data folder holds."""
+    return file.is_file() and file.suffix in _CONTENT_SUFFIXES and file.name not in _TRAINER_EXTRAS
 
 
 @functools.lru_cache(maxsize=64)
@@ -59,8 +68,16 @@ def display_source(source: str, rootdir: Path) -> str:
 
 
 def source_identity(source: str) -> str:
-    """What makes two sources the same: the content digest of a local path, else the Hub id."""
-    return content_digest(source) if os.path.isabs(source) and os.path.exists(source) else source
+    """What makes two sources the same: the content digest of a local path (of a data folder, one
+    without a ``config.json``: of the files its loader reads), else the Hub id."""
+    if not (os.path.isabs(source) and os.path.exists(source)):
+        return source
+    folder = Path(source)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        from .data import read_files  # data imports this module
+
+        return content_digest(source, read_files(folder))
+    return content_digest(source)
 
 
 def weights_digest(model: Any) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,19 @@ def device_training_args() -> dict[str, Any]:
     return {} if accelerator_available() else {"use_cpu": True}
 
 
-def build_training_arguments(kwargs: Mapping[str, Any]) -> TrainingArguments:
-    """``TrainingArguments(**kwargs)``, its own checks turned into a :class:`FinetuneError`."""
+def build_training_arguments(kwargs: Mapping[str, Any], hook_set: Collection[str] = ()) -> TrainingArguments:
+    """``TrainingArguments(**kwargs)``, its own checks turned into a :class:`FinetuneError` that names
+    the ``pytest_finetune_adjust_training_args`` hook where the keywords it set (``hook_set``: added
+    or changed) are named in transformers' error, else the recipe."""
     try:
         return training_arguments(kwargs)
     except (TypeError, ValueError) as error:
+        named = [key for key in sorted(hook_set) if re.search(rf"\b{re.escape(key)}\b", str(error))]
+        if named:
+            raise FinetuneError(
+                f"transformers.TrainingArguments rejected {', '.join(named)}, which a "
+                f"pytest_finetune_adjust_training_args hook set: {error}; change that hook"
+            ) from None
         raise FinetuneError(
             f"transformers.TrainingArguments rejected the recipe's training arguments: {error}"
         ) from None
@@ -80,7 +89,9 @@ class FinetuneResult:
     - ``from_cache``: whether it was read from the result cache rather than trained in this session;
     - ``example_ids``: the validation split's ``idx`` column, in its row order (``None`` without one);
     - ``intervals``: 95 % bootstrap intervals of ``accuracy`` and ``f1`` over the validation examples;
-    - ``calibration``: with ``--finetune-calibrate``, the seeds and each metric's spread over them.
+    - ``calibration``: with ``--finetune-calibrate``, the seeds and each metric's spread over them;
+    - ``shared_from``: the node id of the test whose fine-tune (or cache hit) this test's result shares
+      within the session; ``None`` for that test itself.
     """
 
     recipe: Recipe
@@ -93,6 +104,7 @@ class FinetuneResult:
     example_ids: np.ndarray | None = None
     intervals: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    shared_from: str | None = None
 
     @property
     def wrong_examples(self) -> list[int] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,62 @@ def test_a_truncated_array_is_a_miss(project: pytest.Pytester) -> None:
     result, trained, _ = run(project)
     assert trained == 2
     result.stdout.fnmatch_lines(["*cache entry * is unreadable*"])
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("metrics", {"accuracy": "0.3", "f1": 0.5, "eval_loss": 0.7}), ("metrics", []), ("history", None)],
+    ids=["accuracy-a-string", "metrics-a-list", "history-null"],
+)
+def test_an_entry_of_wrong_types_is_a_miss_with_a_warning_and_is_rewritten(
+    project: pytest.Pytester, field: str, value: object
+) -> None:
+    """Valid JSON, but not what a result holds (an entry edited by hand)."""
+    run(project)
+    (entry,) = entries(project)
+    stored = json.loads((entry / "result.json").read_text())
+    (entry / "result.json").write_text(json.dumps({**stored, field: value}))
+    result, trained, after = run(project)
+    assert trained == 2 and after["from_cache"] is False
+    result.stdout.fnmatch_lines([f"*pytest-finetune: cache entry * is unreadable (ValueError: {field} is *"])
+    assert run(project)[1:] == (2, {**after, "from_cache": True})  # rewritten
+
+
+def data_folder(project: pytest.Pytester) -> Path:
+    """The project's data folder, as its ini names it."""
+    (line,) = [line for line in (project.path / "tox.ini").read_text().splitlines() if "finetune_data" in line]
+    return Path(line.split("=", 1)[1].strip())
+
+
+def test_files_the_loader_does_not_read_are_not_part_of_the_data(project: pytest.Pytester) -> None:
+    """``test.tsv`` and notes beside GLUE's train.tsv and dev.tsv: editing them neither misses the
+    cache nor changes the recipe the baseline holds."""
+    data = data_folder(project)
+    (data / "NOTES.txt").write_text("where the data came from\n")
+    write_glue_tsv(data / "test.tsv", make_rows(8, seed=3))
+    run(project)
+    (data / "NOTES.txt").write_text("where the data came from, and when\n")
+    write_glue_tsv(data / "test.tsv", make_rows(8, seed=4))
+    result = project.runpytest("--finetune")  # compared with the baseline recorded above: the same recipe
+    result.assert_outcomes(passed=1)
+    assert json.loads((project.path / "result.json").read_text())["from_cache"] is True
+
+
+def test_the_same_checkpoint_at_another_path_hits(project: pytest.Pytester) -> None:
+    """A copy of the checkpoint (another clone, CI's virtualenv), with what ``Trainer`` saves beside a
+    checkpoint's model (which ``from_pretrained`` never reads)."""
+    ini = (project.path / "tox.ini").read_text()
+    (line,) = [line for line in ini.splitlines() if "finetune_model" in line]
+    checkpoint = Path(line.split("=", 1)[1].strip())
+    run(project)
+    copy = project.path / "elsewhere" / "tiny-bert"
+    shutil.copytree(checkpoint, copy)
+    (copy / "trainer_state.json").write_text('{"global_step": 3}')
+    (copy / "training_args.bin").write_bytes(b"\0" * 16)
+    (project.path / "tox.ini").write_text(ini.replace(str(checkpoint), str(copy)))
+    _, trained, after = run(project)
+    assert trained == 1 and after["from_cache"] is True
+    assert len(entries(project)) == 1
 
 
 def test_an_unwritable_cache_folder_warns_and_the_test_passes(project: pytest.Pytester) -> None:

@@ -273,6 +273,30 @@ def test_training_arguments_rejected_by_transformers_fail_clearly(finetune_proje
     assert_fails_clearly(result, "*transformers.TrainingArguments rejected the recipe's training arguments*")
 
 
+def test_training_arguments_a_hook_set_and_transformers_rejects_fail_naming_the_hook(
+    finetune_project: pytest.Pytester,
+) -> None:
+    finetune_project.makeconftest("""
+        def pytest_finetune_adjust_training_args(recipe, training_args):
+            training_args["no_such_argument"] = 1
+        """)
+    finetune_project.makepyfile("def test_x(training_args):\n    pass\n")
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
+    assert_fails_clearly(
+        result,
+        "*transformers.TrainingArguments rejected no_such_argument, which a pytest_finetune_adjust_training_args "
+        "hook set: *no_such_argument*; change that hook",
+    )
+
+
+def test_finetune_result_s_docs_say_it_needs_finetune_and_list_its_attributes(pytester: pytest.Pytester) -> None:
+    output = pytester.runpytest("--fixtures", "-v").stdout.str()
+    section = " ".join(output.split("\nfinetune_result -- ")[1].split("\n\n")[0].split()[1:])
+    assert section.startswith("Needs ``--finetune`` (without it the test is skipped)"), section
+    for attribute in (".environment", ".from_cache", ".recipe", ".intervals", ".shared_from"):
+        assert f"``{attribute}``" in section, attribute
+
+
 def test_trainer_without_validation_split_fails_clearly(finetune_project: pytest.Pytester) -> None:
     finetune_project.makeconftest("""
         import pytest
@@ -300,12 +324,12 @@ def test_each_test_gets_its_own_copy_of_a_shared_result(finetune_project: pytest
 
         @pytest.mark.finetune
         def test_edits(finetune_result):
-            finetune_result.metrics["accuracy"] = -1.0
+            finetune_result.metrics["accuracy"] = 0.1234567  # a valid score no small split gives
             finetune_result.history.clear()
 
         @pytest.mark.finetune
         def test_sees_the_original(finetune_result):
-            assert finetune_result.metrics["accuracy"] >= 0.0
+            assert finetune_result.metrics["accuracy"] != 0.1234567
             assert len(finetune_result.history) == 1
         """)
     finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)

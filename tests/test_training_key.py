@@ -4,12 +4,14 @@ whole module that defines each of them."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 
 import pytest
 
 # Counts trainings: the result hook runs for a fine-tune, not for a shared or cached result.
 COUNTING_CONFTEST = """
+import fnmatch
 import json
 import pytest
 
@@ -303,3 +305,169 @@ def test_quality(finetune_result):
         ]
     )
     result.stdout.no_fnmatch_line("*Traceback*")
+
+
+# What the test's own fixtures do to the trainer, and how its fixtures are registered ---------------
+
+
+def test_a_fixture_that_changes_the_trainer_gets_its_own_training_and_cache_entry(
+    finetune_project: pytest.Pytester,
+) -> None:
+    """A ``usefixtures`` fixture that adds a callback (stop after one step) to the trainer: a test without
+    it neither shares that training in the session nor is served it from the cache in a later one."""
+    finetune_project.makeconftest(COUNTING_CONFTEST)
+    finetune_project.makepyfile(RECORDING_TEST + """
+from transformers import TrainerCallback
+
+class StopAfterOneStep(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_training_stop = True
+
+@pytest.fixture
+def early_stop(trainer):
+    trainer.add_callback(StopAfterOneStep())
+
+@pytest.mark.usefixtures("early_stop")
+@pytest.mark.finetune
+def test_stopped_early(finetune_result):
+    record(finetune_result, test="stopped")
+
+@pytest.mark.finetune
+def test_full(finetune_result):
+    record(finetune_result, test="full")
+""")
+    finetune_project.runpytest("--finetune", "--snapshot-update", "--finetune-set=max_steps=2", "-k", "stopped")
+    run(finetune_project, passed=2)
+    seen = read_lines(finetune_project, "seen.jsonl")
+    assert [(row["test"], row["from_cache"]) for row in seen] == [
+        ("stopped", False),
+        ("stopped", True),
+        ("full", False),
+    ]
+    assert len(read_lines(finetune_project, "trainings.jsonl")) == 2
+    assert seen[2]["eval_loss"] != seen[1]["eval_loss"]
+
+
+def test_a_conftest_that_registers_a_fixture_made_elsewhere_is_hashed(finetune_project: pytest.Pytester) -> None:
+    """``compute_metrics = metrics_fixture(bonus=...)`` in the conftest, the factory in ``helpers.py``:
+    a changed argument in the conftest misses."""
+    (finetune_project.path / "helpers.py").write_text(
+        "import pytest\n"
+        "from pytest_finetune.metrics import make_compute_metrics\n\n"
+        "def metrics_fixture(bonus):\n"
+        "    @pytest.fixture\n"
+        "    def compute_metrics():\n"
+        "        return make_compute_metrics(lambda logits, label_ids: {'bonus': bonus})\n\n"
+        "    return compute_metrics\n"
+    )
+    conftest = (
+        "from helpers import metrics_fixture\n" + COUNTING_CONFTEST + "\ncompute_metrics = metrics_fixture(0.25)\n"
+    )
+    finetune_project.makeconftest(conftest)
+    finetune_project.makepyfile(RECORDING_TEST + """
+@pytest.mark.finetune
+def test_quality(finetune_result):
+    record(finetune_result, bonus=finetune_result.metrics["bonus"])
+""")
+    run(finetune_project)
+    finetune_project.makeconftest(conftest.replace("0.25", "0.75"))
+    run(finetune_project)
+    assert [(row["bonus"], row["from_cache"]) for row in read_lines(finetune_project, "seen.jsonl")] == [
+        (0.25, False),
+        (0.75, False),
+    ]
+
+
+def test_a_fixture_parametrized_with_a_function_is_served_from_the_cache(finetune_project: pytest.Pytester) -> None:
+    """The parameter reaches ``tokenized_mrpc``; its ``repr`` holds an address that changes every session."""
+    finetune_project.makeconftest(COUNTING_CONFTEST + """
+def lower(text):
+    return text.lower()
+
+@pytest.fixture(params=[lower], ids=["lower"])
+def normalize(request):
+    return request.param
+
+@pytest.fixture
+def tokenized_mrpc(mrpc_dataset, tokenizer, normalize):
+    def tokenize(batch):
+        return tokenizer([normalize(s) for s in batch["sentence1"]], batch["sentence2"], truncation=True)
+
+    return mrpc_dataset.map(tokenize, batched=True)
+""")
+    finetune_project.makepyfile(RECORDING_TEST + """
+@pytest.mark.finetune
+def test_quality(finetune_result, tokenized_mrpc):
+    record(finetune_result)
+""")
+    first = run(finetune_project)  # kept: its items keep the first function alive, so the second gets another address
+    run(finetune_project)
+    assert [row["from_cache"] for row in read_lines(finetune_project, "seen.jsonl")] == [False, True]
+    del first
+
+
+# Datasets without a ``datasets`` fingerprint, and who shared whose fine-tune -----------------------
+
+LIST_TOKENIZATION = """
+import pytest
+
+class Rows(list):
+    "A torch-style dataset: a list of feature dicts, without a datasets fingerprint."
+
+@pytest.fixture
+def tokenized_mrpc(request, mrpc_dataset, tokenizer):
+    max_length = request.node.get_closest_marker("max_length").args[0]
+
+    def tokenize(batch):
+        return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True, max_length=max_length)
+
+    tokenized = mrpc_dataset.map(tokenize, batched=True).remove_columns(["sentence1", "sentence2", "idx"])
+    return {split: Rows(tokenized[split].to_list()) for split in tokenized}
+"""
+
+
+def test_datasets_without_fingerprints_are_not_shared_and_say_they_are_not_cached(
+    finetune_project: pytest.Pytester,
+) -> None:
+    finetune_project.makeconftest(COUNTING_CONFTEST + LIST_TOKENIZATION)
+    finetune_project.makepyfile(RECORDING_TEST + """
+@pytest.mark.finetune
+@pytest.mark.max_length(5)
+def test_short(finetune_result):
+    record(finetune_result, test="short")
+
+@pytest.mark.finetune
+@pytest.mark.max_length(64)
+def test_long(finetune_result):
+    record(finetune_result, test="long")
+""")
+    result = run(finetune_project, passed=2)
+    assert len(read_lines(finetune_project, "trainings.jsonl")) == 2
+    losses = {row["test"]: row["eval_loss"] for row in read_lines(finetune_project, "seen.jsonl")}
+    assert losses["short"] != losses["long"]
+    warning = "*pytest-finetune: the datasets of *test_short's trainer have no `datasets` fingerprint*neither cached*"
+    result.stdout.fnmatch_lines([warning])
+    assert len(fnmatch.filter(result.stdout.lines, "*have no `datasets` fingerprint*")) == 1  # said once
+    run(finetune_project, passed=2)
+    assert len(read_lines(finetune_project, "trainings.jsonl")) == 4  # nor cached
+
+
+def test_a_shared_result_names_the_test_it_shares_with(finetune_project: pytest.Pytester) -> None:
+    finetune_project.makeconftest(COUNTING_CONFTEST)
+    finetune_project.makepyfile(RECORDING_TEST + """
+@pytest.mark.finetune
+def test_first(finetune_result):
+    record(finetune_result, shared_from=finetune_result.shared_from)
+
+@pytest.mark.finetune
+def test_second(finetune_result):
+    record(finetune_result, shared_from=finetune_result.shared_from)
+""")
+    for from_cache in (False, True):  # fine-tuned, then served from the cache
+        run(finetune_project, passed=2)
+        seen = read_lines(finetune_project, "seen.jsonl")[-2:]
+        assert [(row["shared_from"], row["from_cache"]) for row in seen] == [
+            (None, from_cache),
+            ("test_a_shared_result_names_the_test_it_shares_with.py::test_first", from_cache),
+        ]
+    assert len(read_lines(finetune_project, "trainings.jsonl")) == 1
