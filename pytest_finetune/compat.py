@@ -4,7 +4,8 @@ Users may spell training arguments the way either major version does (for exampl
 ``evaluation_strategy``, ``no_cuda``, ``group_by_length=True`` or ``warmup_ratio``). A recipe keeps them in
 5.x spelling (:func:`modern_training_args`), so that a recipe and its baseline are the same
 under either version; :func:`installed_training_args` spells them for the installed
-``TrainingArguments``, and :func:`training_arg_type` gives the type a value must have.
+``TrainingArguments``, :func:`training_arg_type` gives the type a value must have, and
+:func:`training_arg_choices` the values it must be one of, where transformers lists them.
 :func:`fused_adamw_training_args` gives every version the fused AdamW that newer ones default to;
 :func:`training_arguments` keeps 4.x's ``TrainingArguments`` from inheriting an earlier one's precision.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainingArguments
 
 from .errors import FinetuneError
+from .precision import MIXED_PRECISION_VARIABLE, STARTING_MIXED_PRECISION
 
 if TYPE_CHECKING:
     from transformers import Trainer  # importing Trainer costs seconds: only fine-tuning needs it
@@ -67,6 +69,18 @@ _NEWER: dict[str, tuple[str, Any, Any]] = {
 }
 
 
+#: The values of text training arguments that transformers lists (its fields' ``choices``), and,
+#: under 4.x too, 5.x's ``train_sampling_strategy`` values (4.x then refuses those it cannot run).
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "train_sampling_strategy": ("random", "sequential", "group_by_length", "batch_rebalance"),
+    **{
+        field.name: tuple(field.metadata["choices"])
+        for field in dataclasses.fields(TrainingArguments)
+        if field.init and "choices" in field.metadata
+    },
+}
+
+
 #: Every training-argument name a user may write on this installation.
 ACCEPTED_NAMES = (
     frozenset(_FIELD_TYPES)
@@ -83,6 +97,15 @@ def training_arg_type(name: str) -> Any:
     if name in _NEWER:
         return _NEWER[name][2]
     return _FIELD_TYPES[name]
+
+
+def training_arg_choices(name: str) -> tuple[str, ...]:
+    """The values training argument ``name`` (any accepted spelling) takes where transformers lists
+    them (``train_sampling_strategy``, ``log_level``, ...); empty where any value of its type goes."""
+    if name in _RENAMED:
+        modern, _, own_type = _RENAMED[name]
+        return () if own_type else training_arg_choices(modern)
+    return _CHOICES.get(name, ())
 
 
 def modern_training_args(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -107,20 +130,13 @@ def installed_training_args(kwargs: dict[str, Any]) -> dict[str, Any]:
     return installed
 
 
-#: accelerate's mixed-precision variable. transformers 4.x's ``TrainingArguments`` writes its own
-#: precision there and takes it as the default of the next one (and ``Trainer``'s accelerator reads
-#: it): after a bf16 run, an fp32 run in the same process computed in bf16. 5.x only reads it.
-MIXED_PRECISION_VARIABLE = "ACCELERATE_MIXED_PRECISION"
-_STARTING_MIXED_PRECISION = os.environ.get(MIXED_PRECISION_VARIABLE)
-
-
 def training_arguments(kwargs: Mapping[str, Any]) -> TrainingArguments:
     """``TrainingArguments(**kwargs)`` as the process's first would be: accelerate's precision
-    variable set back to what it was when this module was imported (see above)."""
-    if _STARTING_MIXED_PRECISION is None:
+    variable set back to what it was when the plugin loaded (see :data:`.precision.MIXED_PRECISION_VARIABLE`)."""
+    if STARTING_MIXED_PRECISION is None:
         os.environ.pop(MIXED_PRECISION_VARIABLE, None)
     else:
-        os.environ[MIXED_PRECISION_VARIABLE] = _STARTING_MIXED_PRECISION
+        os.environ[MIXED_PRECISION_VARIABLE] = STARTING_MIXED_PRECISION
     return TrainingArguments(**kwargs)
 
 
@@ -139,16 +155,11 @@ def fused_adamw_training_args(training_args: Mapping[str, Any], device: str) -> 
     pairs default to the multi-tensor one, which computes the same update in several passes
     over the weights (on a CPU, clipping and AdamW over MiniLM's 22.7 million weights took 67
     to 80 ms with it, 21 to 23 ms with the fused one: ``benchmarks/optimizer_step.py``).
-    torch fuses AdamW on CUDA, and on a CPU from 2.4.
+    torch fuses AdamW on CUDA and on a CPU (from 2.4, the oldest torch this package takes).
     """
     if "optim" in training_args or _default_optimizer() != UNFUSED_ADAMW:
         return {}
-    import torch
-
-    # torch.__version__ is a TorchVersion: it compares as a version ("2.13.0" >= "2.4"), not as text.
-    if device == "cuda" or (device == "cpu" and torch.__version__ >= "2.4"):
-        return {"optim": FUSED_ADAMW}
-    return {}
+    return {"optim": FUSED_ADAMW} if device in ("cuda", "cpu") else {}
 
 
 def _default_optimizer() -> str:

@@ -34,9 +34,10 @@ def pytest_finetune_adjust_training_args(recipe: Recipe, training_args: dict[str
 
     ``training_args`` holds the recipe's training arguments plus ``seed`` and
     ``output_dir``, and the ones the plugin chose for the machine (``use_cpu``, ``bf16`` or
-    ``fp16``, the fused AdamW's ``optim``: see the README's Speed section). Use it for
-    settings that are not part of the recipe's meaning (a logging directory, a device
-    setting); to change what is trained, prefer
+    ``fp16``, the fused AdamW's ``optim``: see the README's Speed section), named as the
+    installed transformers names them. Use it for settings that are not part of the recipe's
+    meaning (the trackers in ``report_to``, ``dataloader_num_workers``, a device setting: names
+    that transformers 4 and 5 share; 5 has no ``logging_dir``); to change what is trained, prefer
     :func:`pytest_finetune_adjust_recipe`, which the result's recipe records.
     """
 

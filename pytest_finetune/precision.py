@@ -13,6 +13,7 @@ recorded in its environment (and its baseline).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 PRECISION_ARGS = ("bf16", "fp16")
 #: Where Linux describes the CPU: its flags and vendor.
 CPUINFO = Path("/proc/cpuinfo")
+#: accelerate's mixed-precision variable. transformers 4.x's ``TrainingArguments`` writes its own
+#: precision there and takes it as the default of the next one (and ``Trainer``'s accelerator reads
+#: it): after a bf16 run, an fp32 run in the same process computed in bf16. 5.x only reads it.
+MIXED_PRECISION_VARIABLE = "ACCELERATE_MIXED_PRECISION"
+#: The variable as the process started with it, read when the plugin loads (which imports this
+#: module), before any test or fixture can build a ``TrainingArguments`` of its own.
+STARTING_MIXED_PRECISION = os.environ.get(MIXED_PRECISION_VARIABLE)
 
 
 @dataclasses.dataclass(frozen=True)

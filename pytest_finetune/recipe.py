@@ -186,6 +186,7 @@ def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) 
     parsed (``"3"`` -> 3, ``"true"`` -> True, JSON for dicts and lists); other values
     must already have the right Python type.
     """
+    choices: tuple[str, ...] = ()
     if key in RECIPE_FIELDS:
         hint = RECIPE_FIELDS[key]
     elif key == "output_dir":
@@ -202,9 +203,10 @@ def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) 
                 "or a transformers.TrainingArguments field such as learning_rate, num_train_epochs, max_steps"
             )
         hint = compat.training_arg_type(key)
+        choices = compat.training_arg_choices(key)
     try:
         converted = _convert(hint, value, from_text)
-        _check_allowed(key, converted)
+        _check_allowed(key, converted, choices)
     except (TypeError, ValueError) as error:
         shown = f"{value!r}" if not from_text else f"{value}"
         raise FinetuneError(f"{where}: {key}={shown} is not valid: {error}") from None
@@ -225,8 +227,11 @@ _ALLOWED_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def _check_allowed(key: str, value: Any) -> None:
-    """``ValueError`` naming what is allowed where ``key`` takes only some values of its type."""
+def _check_allowed(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    """``ValueError`` naming what is allowed where ``key`` takes only some values of its type:
+    those in :data:`_ALLOWED_VALUES`, or one of ``choices`` where transformers lists them."""
+    if value is not None and choices and value not in choices:
+        raise ValueError(f"expected one of {', '.join(map(repr, choices))}")
     if value is not None and key in _ALLOWED_VALUES:
         allowed, description = _ALLOWED_VALUES[key]
         if not allowed(value):

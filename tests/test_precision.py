@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -168,8 +170,6 @@ def mock_cpu(project: pytest.Pytester, *flags: str) -> None:
 def test_training_args_follow_the_precision_setting(
     finetune_project: pytest.Pytester, flags: tuple[str, ...], options: tuple[str, ...], expected: dict[str, bool]
 ) -> None:
-    import json
-
     mock_cpu(finetune_project, *flags)
     finetune_project.makepyfile(test_args=SHOW_ARGS)
     finetune_project.runpytest("--finetune", *options).assert_outcomes(passed=1)
@@ -204,8 +204,6 @@ def test_an_unknown_precision_in_the_ini_file_is_a_usage_error(pytester: pytest.
 def test_a_bf16_run_records_its_dtype_in_the_baseline(finetune_project: pytest.Pytester) -> None:
     """On a CPU taken for one with native bf16 (emulated here, so only 4 tiny steps), the
     run computes in bf16 and its baseline says so."""
-    import json
-
     mock_cpu(finetune_project, "avx512_bf16")
     finetune_project.makepyfile(test_quality="import pytest\n\n@pytest.mark.finetune\ndef test_q():\n    pass\n")
     finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
@@ -253,7 +251,7 @@ def test_the_recorded_dtype_is_the_one_computed_in(
     computes in fp32, and its result says so."""
     from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
-    from pytest_finetune.compat import MIXED_PRECISION_VARIABLE
+    from pytest_finetune.precision import MIXED_PRECISION_VARIABLE
     from pytest_finetune.training import run_environment
 
     monkeypatch.delenv(MIXED_PRECISION_VARIABLE, raising=False)  # what transformers 4.x left from another test
@@ -269,10 +267,41 @@ def test_an_fp32_run_after_a_bf16_run_in_one_process_computes_in_fp32(
     the next one takes it as its default: the plugin's arguments start from the process's value."""
     from transformers import AutoModelForSequenceClassification, Trainer
 
-    from pytest_finetune.compat import MIXED_PRECISION_VARIABLE
+    from pytest_finetune.precision import MIXED_PRECISION_VARIABLE
     from pytest_finetune.training import build_training_arguments, run_environment
 
     monkeypatch.setenv(MIXED_PRECISION_VARIABLE, "bf16")  # as a bf16 run before it leaves it under 4.x
     model = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint, num_labels=2)
     args = build_training_arguments({"output_dir": str(tmp_path), "use_cpu": True, "report_to": []})
     assert run_environment(Trainer(model=model, args=args), "torch")["dtype"] == "float32"
+
+
+def test_a_pinned_fp32_run_after_a_test_that_left_bf16_computes_in_fp32(
+    pytester: pytest.Pytester, tiny_checkpoint: Path, glue_folder: Callable[..., Path]
+) -> None:
+    """The plugin's arguments start from accelerate's variable as the process started with it,
+    even where an earlier test changed it before the plugin built any (no recipe keyword imports
+    transformers at start-up here, as in ``examples/mrpc``)."""
+    pytester.makeini(f"""
+        [pytest]
+        finetune_model = {tiny_checkpoint}
+        finetune_data = {glue_folder()}
+        finetune_precision = fp32
+        """)
+    pytester.makepyfile(test_quality="""
+        import json
+        import os
+
+        import pytest
+
+        def test_a_own_arguments():
+            # as transformers 4.x's TrainingArguments(bf16=True) leaves it
+            os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
+
+        @pytest.mark.finetune
+        def test_b(finetune_result):
+            with open("dtype.json", "w") as handle:
+                json.dump(finetune_result.environment["dtype"], handle)
+        """)
+    pytester.runpytest_subprocess("--finetune", "--snapshot-update").assert_outcomes(passed=2)
+    assert json.loads((pytester.path / "dtype.json").read_text()) == "float32"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_fails_clearly
+from conftest import assert_fails_clearly, assert_usage_error
 from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
@@ -413,3 +413,40 @@ def test_text_that_is_not_a_number_says_what_was_expected(key: str, text: str, e
     """Not Python's ``invalid literal for int() with base 10``: the marker's words, with an example."""
     with pytest.raises(FinetuneError, match=rf"^{re.escape(f'{WHERE}: {key}={text} is not valid: {expected}')}$"):
         convert_value(key, text, where=WHERE, from_text=True)
+
+
+#: transformers 5's train_sampling_strategy values, which a recipe may name under 4.x too.
+SAMPLING_STRATEGIES = "'random', 'sequential', 'group_by_length', 'batch_rebalance'"
+
+
+@pytest.mark.parametrize("from_text", [True, False], ids=["text", "python"])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("train_sampling_strategy", "bogus", f"expected one of {SAMPLING_STRATEGIES}"),
+        ("train_sampling_strategy", "Random", f"expected one of {SAMPLING_STRATEGIES}"),
+        ("log_level", "loud", "expected one of 'detail', 'debug', "),
+    ],
+)
+def test_a_text_argument_transformers_lists_the_values_of_takes_one_of_them(
+    key: str, value: str, expected: str, from_text: bool
+) -> None:
+    """transformers 5 types train_sampling_strategy as any str and draws random batches for a value it
+    does not know: the values its field lists are the only ones a recipe takes, under 4.x too."""
+    message = rf"^{re.escape(WHERE)}: {key}=.*{value}.* is not valid: {re.escape(expected)}"
+    with pytest.raises(FinetuneError, match=message):
+        convert_value(key, value, where=WHERE, from_text=from_text)
+
+
+@pytest.mark.parametrize("value", ["random", "sequential", "group_by_length", "batch_rebalance"])
+def test_every_sampling_strategy_of_transformers_5_is_taken(value: str) -> None:
+    """Under 4.x, the ones it cannot run are refused when its training arguments are built (naming 5)."""
+    assert convert_value("train_sampling_strategy", value, where=WHERE, from_text=True) == value
+
+
+def test_a_misspelt_sampling_strategy_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    assert_usage_error(
+        pytester.runpytest("--finetune", "--finetune-set", "train_sampling_strategy=bogus"),
+        f"command line: train_sampling_strategy=bogus is not valid: expected one of {SAMPLING_STRATEGIES}",
+    )
