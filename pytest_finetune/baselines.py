@@ -27,7 +27,7 @@ import pytest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from .errors import FinetuneError
-from .provenance import display_source, source_identity
+from .provenance import data_identity, display_source, source_identity
 from .stats import examples_digest
 from .storage import StorageError, read_error, write_atomically, write_error
 from .tolerances import OWN_METRICS, Tolerances
@@ -98,7 +98,7 @@ def recipe_record(recipe: Recipe, rootdir: Path) -> dict[str, Any]:
         "model": display_source(recipe.model, rootdir),
         "model_id": source_identity(recipe.model),
         "data": display_source(recipe.data_source, rootdir),
-        "data_id": source_identity(recipe.data_source),
+        "data_id": data_identity(recipe.data_source),
         "seed": recipe.seed,
         "training_args": dict(sorted(recipe.defining_training_args.items())),
     }

@@ -67,17 +67,19 @@ def display_source(source: str, rootdir: Path) -> str:
         return ".../" + "/".join(path.parts[-2:])
 
 
-def source_identity(source: str) -> str:
-    """What makes two sources the same: the content digest of a local path (of a data folder, one
-    without a ``config.json``: of the files its loader reads), else the Hub id."""
-    if not (os.path.isabs(source) and os.path.exists(source)):
-        return source
-    folder = Path(source)
-    if folder.is_dir() and not (folder / "config.json").is_file():
-        from .data import read_files  # data imports this module
+def source_identity(source: str, files: Sequence[Path] | None = None) -> str:
+    """What makes two sources the same: the content digest of a local path (of ``files`` where
+    given: see :func:`content_digest`), else the Hub id."""
+    return content_digest(source, files) if os.path.isabs(source) and os.path.exists(source) else source
 
-        return content_digest(source, read_files(folder))
-    return content_digest(source)
+
+def data_identity(source: str) -> str:
+    """:func:`source_identity` of a data source: a local folder by the files its loader reads
+    (not a ``test.tsv`` or notes beside them)."""
+    from .data import read_files  # datasets: imported once a fine-tune records its data
+
+    folder = Path(source)
+    return source_identity(source, read_files(folder) if folder.is_dir() else None)
 
 
 def weights_digest(model: Any) -> str:
