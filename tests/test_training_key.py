@@ -59,7 +59,19 @@ def record(finetune_result, **seen):
                                  "from_cache": finetune_result.from_cache, **seen}) + "\\n")
 """
 
+
 # One marked test that records what it was given.
+def length_tests(*tests: tuple[str, int]) -> str:
+    """A test module of marked tests ``test_<name>``, each with a ``max_length`` marker, recording
+    what it saw under the length's name (``long_again`` records as ``long``)."""
+    return RECORDING_TEST + "".join(f"""
+@pytest.mark.finetune
+@pytest.mark.max_length({length})
+def test_{name}(finetune_result):
+    record(finetune_result, test="{name.removesuffix('_again')}")
+""" for name, length in tests)
+
+
 ONE_TEST = RECORDING_TEST + """
 @pytest.mark.finetune
 def test_quality(finetune_result):
@@ -262,22 +274,7 @@ def tokenized_mrpc(request, mrpc_dataset, tokenizer):
 
     return mrpc_dataset.map(tokenize, batched=True)
 """)
-    finetune_project.makepyfile(RECORDING_TEST + """
-@pytest.mark.finetune
-@pytest.mark.max_length(64)
-def test_long(finetune_result):
-    record(finetune_result, test="long")
-
-@pytest.mark.finetune
-@pytest.mark.max_length(5)
-def test_short(finetune_result):
-    record(finetune_result, test="short")
-
-@pytest.mark.finetune
-@pytest.mark.max_length(64)
-def test_long_again(finetune_result):
-    record(finetune_result, test="long")
-""")
+    finetune_project.makepyfile(length_tests(("long", 64), ("short", 5), ("long_again", 64)))
     run(finetune_project, passed=3)
     assert len(read_lines(finetune_project, "trainings.jsonl")) == 2
     losses = {row["test"]: row["eval_loss"] for row in read_lines(finetune_project, "seen.jsonl")}
@@ -430,17 +427,7 @@ def test_datasets_without_fingerprints_are_not_shared_and_say_they_are_not_cache
     finetune_project: pytest.Pytester,
 ) -> None:
     finetune_project.makeconftest(COUNTING_CONFTEST + LIST_TOKENIZATION)
-    finetune_project.makepyfile(RECORDING_TEST + """
-@pytest.mark.finetune
-@pytest.mark.max_length(5)
-def test_short(finetune_result):
-    record(finetune_result, test="short")
-
-@pytest.mark.finetune
-@pytest.mark.max_length(64)
-def test_long(finetune_result):
-    record(finetune_result, test="long")
-""")
+    finetune_project.makepyfile(length_tests(("short", 5), ("long", 64)))
     result = run(finetune_project, passed=2)
     assert len(read_lines(finetune_project, "trainings.jsonl")) == 2
     losses = {row["test"]: row["eval_loss"] for row in read_lines(finetune_project, "seen.jsonl")}
