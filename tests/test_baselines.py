@@ -375,6 +375,27 @@ def test_a_hook_metric_that_is_not_finite_fails_naming_it_and_stores_nothing(
     assert not (finetune_project.path / BASELINE).exists()
 
 
+def test_a_run_whose_accuracy_is_a_percentage_fails_naming_it_and_stores_nothing(
+    finetune_project: pytest.Pytester,
+) -> None:
+    """A ``compute_metrics`` giving 83 for 83 %: a baseline of it would be refused by every later run."""
+    finetune_project.makeconftest("""
+        import pytest
+
+        @pytest.fixture
+        def compute_metrics():
+            return lambda eval_pred: {"accuracy": 83.0, "f1": 0.5}
+        """)
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*test_quality: the run's accuracy is 83, outside [[]0, 1[]]*as a fraction (0.83, not 83)*"]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert not (finetune_project.path / BASELINE).exists()
+
+
 def test_a_hook_metric_undefined_at_an_earlier_evaluation_is_stored_as_null(finetune_project: pytest.Pytester) -> None:
     """Only the final metrics must be finite: the history keeps an evaluation's 0/0 as null."""
     finetune_project.makeconftest("""
