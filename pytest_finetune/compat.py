@@ -14,22 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from transformers import TrainingArguments
-
+from .argschema import field_table
 from .errors import FinetuneError
 from .precision import MIXED_PRECISION_VARIABLE, STARTING_MIXED_PRECISION
 
 if TYPE_CHECKING:
-    from transformers import Trainer  # importing Trainer costs seconds: only fine-tuning needs it
-
-_HINTS = typing.get_type_hints(TrainingArguments)
-_FIELD_TYPES: dict[str, Any] = {
-    field.name: _HINTS[field.name] for field in dataclasses.fields(TrainingArguments) if field.init
-}
+    # importing these costs seconds: checking a training argument's name, type and value needs
+    # only argschema's description of the fields, which pytest's cache keeps between runs
+    from transformers import Trainer, TrainingArguments
 
 # 4.x spellings that 5.x renamed -> (the 5.x name, value mapping, the 4.x type or None for the 5.x one).
 # 5.x reads a warmup_steps below 1 as 4.x's warmup_ratio (recipe.py refuses a ratio of 1, which 5.x cannot say).
@@ -69,24 +64,18 @@ _NEWER: dict[str, tuple[str, Any, Any]] = {
 }
 
 
-#: The values of text training arguments that transformers lists (its fields' ``choices``), and,
-#: under 4.x too, 5.x's ``train_sampling_strategy`` values (4.x then refuses those it cannot run).
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "train_sampling_strategy": ("random", "sequential", "group_by_length", "batch_rebalance"),
-    **{
-        field.name: tuple(field.metadata["choices"])
-        for field in dataclasses.fields(TrainingArguments)
-        if field.init and "choices" in field.metadata
-    },
-}
+#: 5.x's ``train_sampling_strategy`` values, which 4.x does not list (it refuses those it cannot run).
+_SAMPLING_STRATEGIES = ("random", "sequential", "group_by_length", "batch_rebalance")
 
 
-#: Every training-argument name a user may write on this installation.
-ACCEPTED_NAMES = (
-    frozenset(_FIELD_TYPES)
-    | frozenset(_RENAMED)
-    | frozenset(name for name, (older, _, _) in _NEWER.items() if older in _FIELD_TYPES)
-)
+def accepted_names() -> frozenset[str]:
+    """Every training-argument name a user may write on this installation."""
+    fields = field_table().types
+    return (
+        frozenset(fields)
+        | frozenset(_RENAMED)
+        | frozenset(name for name, (older, _, _) in _NEWER.items() if older in fields)
+    )
 
 
 def training_arg_type(name: str) -> Any:
@@ -96,7 +85,7 @@ def training_arg_type(name: str) -> Any:
         return own_type or training_arg_type(modern)
     if name in _NEWER:
         return _NEWER[name][2]
-    return _FIELD_TYPES[name]
+    return field_table().types[name]
 
 
 def training_arg_choices(name: str) -> tuple[str, ...]:
@@ -105,7 +94,9 @@ def training_arg_choices(name: str) -> tuple[str, ...]:
     if name in _RENAMED:
         modern, _, own_type = _RENAMED[name]
         return () if own_type else training_arg_choices(modern)
-    return _CHOICES.get(name, ())
+    if name == "train_sampling_strategy":
+        return _SAMPLING_STRATEGIES
+    return field_table().choices.get(name, ())
 
 
 def modern_training_args(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +114,7 @@ def installed_training_args(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` (accepted names only) spelled for the installed ``TrainingArguments``."""
     installed: dict[str, Any] = {}
     for name, value in modern_training_args(kwargs).items():
-        if name in _NEWER and _NEWER[name][0] in _FIELD_TYPES:
+        if name in _NEWER and _NEWER[name][0] in field_table().types:
             installed.update(_NEWER[name][1](value))
         else:
             installed[name] = value
@@ -137,6 +128,8 @@ def training_arguments(kwargs: Mapping[str, Any]) -> TrainingArguments:
         os.environ.pop(MIXED_PRECISION_VARIABLE, None)
     else:
         os.environ[MIXED_PRECISION_VARIABLE] = STARTING_MIXED_PRECISION
+    from transformers import TrainingArguments
+
     return TrainingArguments(**kwargs)
 
 
@@ -164,6 +157,8 @@ def fused_adamw_training_args(training_args: Mapping[str, Any], device: str) -> 
 
 def _default_optimizer() -> str:
     """The ``optim`` the installed ``TrainingArguments`` takes when none is given."""
+    from transformers import TrainingArguments
+
     default = next(field.default for field in dataclasses.fields(TrainingArguments) if field.name == "optim")
     return str(getattr(default, "value", default))
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from . import gate, hookspecs
+from . import argschema, gate, hookspecs
 from .baselines import KEPT_FOLDERS, baseline_folder, mirrored_folder, shown_path
 from .errors import FinetuneError
 from .fixtures import (  # noqa: F401  (fixtures are registered by being in this module)
@@ -47,12 +47,17 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    argschema.use_pytest_cache(getattr(config, "cache", None))  # None under -p no:cacheprovider
     try:
         config.stash[SESSION_KEY] = FinetuneSession.from_config(config)
     except FinetuneError as error:
         raise pytest.UsageError(str(error)) from None
     if not _is_worker(config):
         config.pluginmanager.register(_EntriesFromWorkers(config.stash[SESSION_KEY]), "finetune-entries-from-workers")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    argschema.use_pytest_cache(None)  # the session's cache goes with it (pytester runs sessions in one process)
 
 
 def _is_worker(config: pytest.Config) -> bool:

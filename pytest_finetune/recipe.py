@@ -197,7 +197,7 @@ def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) 
     else:
         from . import compat  # transformers is imported only once a training argument is set
 
-        if key not in compat.ACCEPTED_NAMES:
+        if key not in compat.accepted_names():
             raise FinetuneError(
                 f"{where}: unknown keyword {key!r}; use a recipe field ({', '.join(RECIPE_FIELDS)}) "
                 "or a transformers.TrainingArguments field such as learning_rate, num_train_epochs, max_steps"
@@ -333,7 +333,7 @@ def _convert(hint: Any, value: Any, from_text: bool) -> Any:
         raise ValueError(f"expected {_type_name(hint)}")
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         allowed_values = [member.value for member in hint]
-        raw = value.value if isinstance(value, hint) else value
+        raw = value.value if isinstance(value, enum.Enum) else value  # transformers' enum or argschema's rebuilt one
         if raw not in allowed_values:
             raise ValueError(f"expected {_type_name(hint)}")
         return raw
