@@ -30,7 +30,7 @@ from .errors import FinetuneError
 from .provenance import data_identity, display_source, source_identity
 from .stats import examples_digest
 from .storage import StorageError, read_error, write_atomically, write_error
-from .tolerances import OWN_METRICS, Tolerances
+from .tolerances import DEFAULT_TOLERANCES, OWN_METRICS, Tolerances
 from .verdicts import DEFAULT_ALPHA, Verdict, compare, recipe_changes
 
 if TYPE_CHECKING:
@@ -261,15 +261,38 @@ def with_stored_calibration(record: dict[str, Any], stored_text: str | None) -> 
 
 
 def check_gated_metrics(metrics: Mapping[str, Any], tolerances: Tolerances) -> None:
-    """A :class:`FinetuneError` when the run has no value for a metric a tolerance gates: the
-    tolerance names a metric the run never produces (a typo, a metric of another flow)."""
+    """A :class:`FinetuneError` when the run has no value for a metric a tolerance gates: one of
+    :data:`~pytest_finetune.tolerances.DEFAULT_TOLERANCES`, always gated, that ``compute_metrics`` did not
+    return; or one a setting names that the run never produces (a typo, a metric of another flow)."""
+    from .metrics import COMPUTE_METRICS, METRICS_HOOK  # numpy: imported once a fine-tune compares
+
+    produced = f"(its metrics: {', '.join(sorted(metrics))})"
     missing = [name for name in tolerances.metrics if name not in metrics]
-    if missing:
-        names = ", ".join(missing)
-        raise FinetuneError(
-            f"the run produced no metric {names} (its metrics: {', '.join(sorted(metrics))}), yet a tolerance "
-            f"gates it: drop the tolerance of {names} or fix the metric's name where it is set (ini "
-            "finetune_tolerance, --finetune-tolerance or the test's finetune marker)"
+    always = ", ".join(name for name in missing if name in DEFAULT_TOLERANCES)
+    named = ", ".join(name for name in missing if name not in DEFAULT_TOLERANCES)
+    problems = []
+    if always:
+        problems.append(
+            f"the run produced no metric {always} {produced}, and {' and '.join(DEFAULT_TOLERANCES)} are always "
+            f"gated: the {COMPUTE_METRICS} must return them, from a validation split that has rows"
+        )
+    if named:
+        problems.append(
+            f"the run produced no metric {named} {produced}, yet a tolerance gates it: drop the tolerance of {named} "
+            "or fix the metric's name where it is set (ini finetune_tolerance, --finetune-tolerance or the test's "
+            f"finetune marker); a metric of a {METRICS_HOOK} is there once the hook returns it"
+        )
+    if problems:
+        raise FinetuneError("; ".join(problems))
+
+
+def check_recipe_recorded(current: Mapping[str, Any], baseline: Mapping[str, Any], location: str) -> None:
+    """A :class:`BaselineError` for a baseline without a recipe (recorded from a dict of metrics, such as
+    ``trainer.evaluate()``'s) compared with a fine-tune's result, whose recipe it could not check."""
+    if "recipe" in current and "recipe" not in baseline:
+        raise BaselineError(
+            f"baseline {location} records no recipe (it was recorded from a dict of metrics), so this fine-tune's "
+            "recipe cannot be checked against it: record it again with --snapshot-update"
         )
 
 
@@ -314,9 +337,13 @@ def mirrored_folder(folder: Path, root: Path, rootdir: Path) -> Path:
 #: The baseline folders of test modules and folders whose collection was skipped or failed: their
 #: tests did not run, so their baselines are kept, neither reported unused nor deleted.
 KEPT_FOLDERS = pytest.StashKey[list[Path]]()
-#: The baselines of marked tests that failed before their ``finetune_snapshot`` was set up (an
-#: autouse or ``usefixtures`` fixture failed): kept like those under :data:`KEPT_FOLDERS`.
+#: The baselines of tests that did not run: marked tests that failed before their ``finetune_snapshot``
+#: was set up (an autouse or ``usefixtures`` fixture failed), and tests deselected after collection
+#: (``-k``, ``--sw``, a conftest's ``pytest_collection_modifyitems``): kept like those under :data:`KEPT_FOLDERS`.
 KEPT_BASELINES = pytest.StashKey[set[Path]]()
+#: Set when the session did not run to its end (Ctrl-C, ``pytest.exit()``, ``-x``, a crashed pytest-xdist
+#: worker): no baseline is unused then, for none can be told from one whose test did not run.
+ALL_KEPT = pytest.StashKey[bool]()
 
 
 def owning_module(baseline: Path, root: Path, rootdir: Path) -> Path | None:
@@ -333,16 +360,35 @@ def owning_module(baseline: Path, root: Path, rootdir: Path) -> Path | None:
 
 
 def is_kept(baseline: Path, config: pytest.Config, settings: BaselineSettings) -> bool:
-    """Whether ``baseline`` belongs to a test that did not run this session and still exists: under
-    :data:`KEPT_FOLDERS` or in :data:`KEPT_BASELINES`, or of a test module on disk that pytest did not
-    collect (``--ignore``, ``--ignore-glob``, ``collect_ignore``, a selection of other paths)."""
-    if baseline in config.stash.get(KEPT_BASELINES, set()):
+    """Whether ``baseline`` belongs to a test that did not run this session and still exists: any baseline
+    under :data:`ALL_KEPT`; one under :data:`KEPT_FOLDERS` or in :data:`KEPT_BASELINES`; one of a test module
+    the session's arguments select in part (:func:`node_selected_modules`); or one of a test module on disk
+    that pytest did not collect (``--ignore``, ``--ignore-glob``, ``collect_ignore``, a selection of other
+    paths)."""
+    if config.stash.get(ALL_KEPT, False) or baseline in config.stash.get(KEPT_BASELINES, set()):
         return True
     if any(baseline.is_relative_to(folder) for folder in config.stash.get(KEPT_FOLDERS, [])):
         return True
     module = owning_module(baseline, settings.root, settings.rootdir)
+    if module is None:
+        return False
+    if Path(os.path.normpath(module)) in node_selected_modules(config):
+        return True
     collected = _collected_modules(config)
-    return module is not None and collected is not None and module.is_file() and module_key(module) not in collected
+    return collected is not None and module.is_file() and module_key(module) not in collected
+
+
+def node_selected_modules(config: pytest.Config) -> set[Path]:
+    """The test modules the session's arguments select in part, by node id (``tests/test_q.py::test_a``,
+    ``::TestK``, ``::test_p[1]``): pytest never collects their other tests. A module also given whole (its
+    path, or a folder above it) is not one of them."""
+    here = config.invocation_params.dir
+    narrowed: set[Path] = set()
+    whole: set[Path] = set()
+    for arg in config.args:
+        path, node_id, _ = str(arg).partition("::")
+        (narrowed if node_id else whole).add(Path(os.path.normpath(here / path)))
+    return {module for module in narrowed if not any(module.is_relative_to(path) for path in whole)}
 
 
 def module_key(module: Path) -> str:
@@ -489,6 +535,7 @@ class BaselineExtension(SingleFileSnapshotExtension):
             baseline = parse_baseline(
                 str(snapshot_data), self._last_read, self.settings.tolerances.metrics, self._example_ids
             )
+            check_recipe_recorded(current, baseline, self._last_read)
             self.verdict = compare(current, baseline, self.settings.tolerances, self.settings.alpha)
         except BaselineError as error:
             self.problem = error

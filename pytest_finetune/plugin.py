@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from . import argschema, gate, hookspecs
-from .baselines import KEPT_FOLDERS, baseline_folder, mirrored_folder, shown_path
+from .baselines import ALL_KEPT, KEPT_BASELINES, KEPT_FOLDERS, baseline_folder, mirrored_folder, shown_path
 from .errors import FinetuneError
 from .fixtures import (  # noqa: F401  (fixtures are registered by being in this module)
     compute_metrics,
@@ -30,8 +30,13 @@ from .storage import StorageError, unwritten_message, write_atomically
 
 #: Files that could not be written or removed at the end of the session, as messages.
 _UNWRITTEN = pytest.StashKey[list[str]]()
-#: Set when the session stopped early and the baselines of the tests it did not run were kept.
-_KEPT_UNRUN = pytest.StashKey[bool]()
+#: Why the session did not run to its end (see :func:`_stopped_early`, :class:`_CrashedWorkers`), said with the
+#: baselines it keeps; unset when it did.
+_INCOMPLETE = pytest.StashKey[str]()
+_STOPPED_EARLY = "the session stopped before every test ran: the baselines of the tests it did not run are kept"
+_WORKER_CRASHED = (
+    "a pytest-xdist worker crashed: the baselines of the tests it ran are kept (their comparisons were lost with it)"
+)
 #: The attribute of a pytest-xdist worker's test report that carries the report entries its test
 #: made (as :func:`~pytest_finetune.report.entry_to_json` text) to the controller.
 _ENTRIES_ATTRIBUTE = "finetune_entries"
@@ -52,8 +57,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION_KEY] = FinetuneSession.from_config(config)
     except FinetuneError as error:
         raise pytest.UsageError(str(error)) from None
+    config.pluginmanager.register(_Interruptions(config), "finetune-interruptions")
     if not _is_worker(config):
         config.pluginmanager.register(_EntriesFromWorkers(config.stash[SESSION_KEY]), "finetune-entries-from-workers")
+        if config.pluginmanager.has_plugin("xdist") or config.pluginmanager.has_plugin("xdist.plugin"):
+            config.pluginmanager.register(_CrashedWorkers(config), "finetune-crashed-workers")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -75,6 +83,40 @@ class _EntriesFromWorkers:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for text in getattr(report, _ENTRIES_ATTRIBUTE, ()):
             self.session.entries.append(entry_from_json(text))
+
+
+class _Interruptions:
+    """Notes a session stopped by Ctrl-C or ``pytest.exit()``, whatever exit status it gives: the hook
+    that says so has no ``config`` argument."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.config.stash[_INCOMPLETE] = _STOPPED_EARLY
+
+
+class _CrashedWorkers:
+    """On pytest-xdist's controller, notes a worker that went down with an error (killed, out of memory):
+    what its tests compared never reached the controller, so their baselines would look unused."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        if error is not None:
+            self.config.stash[_INCOMPLETE] = _WORKER_CRASHED
+
+
+def _marked_test(item: pytest.Item) -> bool:
+    """Whether ``item`` is a test function marked ``finetune`` (a doctest under a marked module or class,
+    which inherits the marker, is not one)."""
+    return isinstance(item, pytest.Function) and item.get_closest_marker(MARKER) is not None
+
+
+def _owns_baseline(item: pytest.Item) -> bool:
+    """Whether ``item`` has a baseline: a marked test, or one comparing with ``finetune_snapshot``."""
+    return _marked_test(item) or (isinstance(item, pytest.Function) and gate.SNAPSHOT_FIXTURE in item.fixturenames)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -110,17 +152,31 @@ def pytest_make_collect_report(
     return report
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_first(items: list[pytest.Item], config: pytest.Config) -> Generator[None, None, None]:
+    """Keep the baselines of the tests that any implementation deselects (``-k``, ``--sw``, a conftest's,
+    with or without ``pytest_deselected``): runs before all of them and looks after them."""
+    collected = list(items)
+    yield
+    selected = set(items)
+    kept = config.stash.setdefault(KEPT_BASELINES, set())
+    kept.update(gate.baseline_location(item) for item in collected if item not in selected and _owns_baseline(item))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without ``--finetune`` marked tests are skipped; with it, each gets its result and a baseline
     of its own. Runs after the other implementations, so that a ``finetune`` marker one of them
-    added is checked too: a mistake in it, or a marker on an item that is not a test function
-    (a doctest), is a usage error."""
+    added is checked too: a mistake in it, or a marker put on an item that is not a test function
+    (a doctest), is a usage error; a doctest that inherits the marker of its module or class is left
+    alone."""
     enabled = config.stash[SESSION_KEY].enabled
     for item in items:
         if not item.get_closest_marker(MARKER):
             continue
         if not isinstance(item, pytest.Function):
+            if all(marker.name != MARKER for marker in item.own_markers):
+                continue
             raise pytest.UsageError(
                 f"{item.nodeid}: @pytest.mark.{MARKER} on a {type(item).__name__}, which cannot fine-tune "
                 "(only test functions ask for fixtures): remove the marker from it"
@@ -145,7 +201,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         outcome = yield
         body_passed = True
     finally:
-        failure = gate.conclude(item, compare=body_passed and item.get_closest_marker(MARKER) is not None)
+        failure = gate.conclude(item, compare=body_passed and _marked_test(item))
     if failure:
         pytest.fail(failure, pytrace=False)
     return outcome
@@ -158,7 +214,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     gets one. A pytest-xdist worker hands the entries its test made to the controller in the
     teardown report, once they are settled."""
     report: pytest.TestReport = yield
-    gate.settle(item, call, report)
+    if isinstance(item, pytest.Function):
+        gate.settle(item, call, report)
     if _is_worker(item.config) and report.when == "teardown":
         entries = item.config.stash[SESSION_KEY].entries
         setattr(report, _ENTRIES_ATTRIBUTE, [entry_to_json(entry) for entry in entries])
@@ -168,7 +225,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    if item.get_closest_marker(MARKER):
+    if _marked_test(item):
         gate.keep(item)
 
 
@@ -184,11 +241,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
                 f"pytest-finetune: the baselines in {shown_path(folder, config.invocation_params.dir)} are kept: "
                 "their tests were not collected (skipped or failing to import)"
             )
-    if config.stash.get(_KEPT_UNRUN, False):
-        terminalreporter.write_line(
-            "pytest-finetune: the session stopped before every test ran: the baselines of the tests it did not "
-            "run are kept (syrupy's unused-snapshot check is off for this session)"
-        )
+    if ALL_KEPT in config.stash:
+        terminalreporter.write_line(f"pytest-finetune: {config.stash[_INCOMPLETE]}; none counts as unused this session")
     for message in config.stash.get(_UNWRITTEN, []):
         terminalreporter.write_line(f"ERROR: {message}", red=True, bold=True)
 
@@ -200,13 +254,19 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
     baseline syrupy removes under ``--snapshot-update``) fails the session with a message naming
     it, not a traceback.
 
-    A session stopped early (Ctrl-C, ``-x``, ``--maxfail``) did not run every test: syrupy
-    would count the baselines of the others unused and, under ``--snapshot-update``, delete them.
+    A session stopped early (Ctrl-C, ``pytest.exit()``, ``-x``, ``--maxfail``) did not run every test,
+    and a crashed pytest-xdist worker took what its tests compared with it: syrupy would count their
+    baselines unused and, under ``--snapshot-update``, delete them. Every baseline is kept then
+    (:data:`ALL_KEPT`); on pytest-xdist's controller, whose workers looked for unused baselines, by
+    turning syrupy's unused-snapshot check off.
     """
-    stopped_early = session.exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop or session.shouldfail
-    if stopped_early and not session.config.option.disable_unused_snapshots:
-        session.config.option.disable_unused_snapshots = True
-        session.config.stash[_KEPT_UNRUN] = True
+    config = session.config
+    if _stopped_early(session):
+        config.stash.setdefault(_INCOMPLETE, _STOPPED_EARLY)
+    if _INCOMPLETE in config.stash and not config.option.disable_unused_snapshots:
+        config.stash[ALL_KEPT] = True
+        if config.pluginmanager.has_plugin("dsession"):
+            config.option.disable_unused_snapshots = True
     try:
         yield
     except OSError as error:
@@ -214,6 +274,11 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
     finally:
         if not _is_worker(session.config):
             _write_reports(session)
+
+
+def _stopped_early(session: pytest.Session) -> bool:
+    """``-x``, ``--maxfail``, or an interruption (a collection error stops a session so too)."""
+    return session.exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop or session.shouldfail)
 
 
 def _write_reports(session: pytest.Session) -> None:

@@ -62,6 +62,14 @@ def _datasets_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _inner_sessions_are_no_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``pytest -n N`` this suite's tests run in xdist workers, whose ``PYTEST_XDIST_WORKER`` the
+    in-process sessions of ``pytester`` would inherit: syrupy reads it and leaves its report to a
+    controller that is not there. Unset, each inner session is a whole session, as a user's is."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+
+
 def save_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
     """Write a 2-layer, 32-wide pretrained-style BERT (no classification head) with its
     WordPiece tokenizer to ``folder``.

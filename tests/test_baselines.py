@@ -601,3 +601,56 @@ def test_the_record_command_repeats_finetune_ini_overrides(finetune_project: pyt
     finetune_project.runpytest("--finetune", "--snapshot-update", *overrides).assert_outcomes(passed=1)
     finetune_project.runpytest("--finetune", *overrides).assert_outcomes(passed=1)
     assert read_baseline(finetune_project)["recipe"]["training_args"]["max_steps"] == 2
+
+
+def test_a_baseline_without_a_recipe_does_not_gate_a_fine_tune(project: pytest.Pytester) -> None:
+    """A baseline recorded from a dict of metrics (``assert trainer.evaluate() == finetune_snapshot``) holds no
+    recipe: a marked test, whose result has one, fails naming the file and the fix, whatever its recipe."""
+    record = read_baseline(project)
+    del record["recipe"]
+    (project.path / BASELINE).write_text(json.dumps(record))
+    stored = (project.path / BASELINE).read_text()
+    result = project.runpytest("--finetune", "--finetune-set", "seed=5")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_quality: baseline baselines/test_quality/test_quality.json records no recipe (it was recorded from "
+            "a dict of metrics), so this fine-tune's recipe cannot be checked against it: record it again with "
+            "--snapshot-update*"
+        ]
+    )
+    assert (project.path / BASELINE).read_text() == stored
+    project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    assert read_baseline(project)["recipe"]["seed"] == 42
+    project.runpytest("--finetune").assert_outcomes(passed=1)
+
+
+ACCURACY_ONLY = """
+import pytest
+
+@pytest.fixture
+def compute_metrics():
+    def compute(prediction):
+        return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+    return compute
+"""
+
+
+def test_a_run_without_an_always_gated_metric_says_compute_metrics_must_return_it(
+    finetune_project: pytest.Pytester,
+) -> None:
+    """f1 is gated by default, not by a tolerance anyone set: the fix is in ``compute_metrics``."""
+    finetune_project.makeconftest(ACCURACY_ONLY)
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    result = finetune_project.runpytest("--finetune", "--snapshot-update", "--finetune-tolerance", "mcc=0.1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_quality: the run produced no metric f1 (its metrics: accuracy, eval_loss), and accuracy and f1 "
+            "are always gated: the compute_metrics (the fixture, or the trainer's) must return them, *; the run "
+            "produced no metric mcc (*), yet a tolerance gates it: drop the tolerance of mcc or fix the metric's "
+            "name where it is set (*); a metric of a pytest_finetune_metrics hook is there once the hook returns it"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*drop the tolerance of f1*")
+    assert not (finetune_project.path / "baselines").exists()

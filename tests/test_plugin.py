@@ -217,6 +217,54 @@ def test_a_marker_a_hook_puts_on_a_doctest_is_a_usage_error(pytester: pytest.Pyt
         )
 
 
+MARKED_MODULE_WITH_DOCTESTS = '''
+import pytest
+
+pytestmark = pytest.mark.finetune
+
+
+def make_pair(a, b):
+    """A helper of the test module.
+
+    >>> make_pair("a", "b")
+    ('a', 'b')
+    """
+    return a, b
+
+
+@pytest.mark.finetune(seed=4)
+class TestK:
+    def helper(self):
+        """
+        >>> 1 + 1
+        2
+        """
+
+    def test_k(self):
+        pass
+
+
+def test_a():
+    pass
+'''
+
+
+def test_doctests_of_a_marked_module_or_class_run_as_plain_doctests(finetune_project: pytest.Pytester) -> None:
+    """A doctest inherits the marker of its module and class: it is neither refused, skipped nor gated,
+    and the module's tests are fine-tuned as usual."""
+    finetune_project.makepyfile(test_doc=MARKED_MODULE_WITH_DOCTESTS)
+    result = finetune_project.runpytest("--doctest-modules")
+    result.assert_outcomes(passed=2, skipped=2)
+    result = finetune_project.runpytest("--doctest-modules", "--finetune", "--snapshot-update", "-v")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*test_doc.TestK.helper PASSED*", "*test_doc.make_pair PASSED*"])
+    baselines = sorted(path.name for path in (finetune_project.path / "baselines").rglob("*.json"))
+    assert baselines == ["TestK.test_k.json", "test_a.json"]
+    result = finetune_project.runpytest("--doctest-modules", "--finetune")
+    result.assert_outcomes(passed=4)
+    assert result.ret == pytest.ExitCode.OK
+
+
 def test_without_syrupy_plain_runs_go_on_and_finetune_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("""
         import pytest
