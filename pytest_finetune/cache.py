@@ -2,20 +2,25 @@
 
 An entry is a folder named by the sha256 of everything that can change the outcome (see
 ``fixtures._cache_inputs``): ``result.json`` (metrics, history,
-runtime, environment) and ``predictions.npy`` / ``label_ids.npy``. Entries are data only
-(JSON and ``.npy`` read without pickle) and appear atomically: written in a hidden staging
-folder (``.{key[:12]}-*``), then renamed. An unreadable entry is a miss, with a warning, and
-is rewritten; a folder that cannot be written, or a result that cannot be written as such an
-entry (predictions that are not one numeric array, e.g. logits with hidden states), means no
-caching, with a warning, never a failed test. The cache folder may hold other files: only
-entries and staging folders are the cache's own (see :func:`is_entry`).
+runtime, environment, the number of validation examples) and ``predictions.npy`` / ``label_ids.npy``.
+Entries are data only (JSON and ``.npy`` read without pickle, an array's size checked against its
+file before it is read) and appear atomically: written in a hidden staging folder (``.{key[:12]}-*``),
+then renamed. An entry that is unreadable, or that no fine-tune can have written (see :func:`_unusable`:
+arrays of other shapes or kinds, metrics that are not finite or out of range), is a miss, with a warning,
+and is rewritten (a symbolic link in its place is removed, not what it points to); a folder that cannot
+be written, or a result that cannot be such an entry (predictions that are not one numeric array, e.g.
+logits with hidden states; metrics no baseline may hold), means no caching, with a warning, never a
+failed test. The cache folder may hold other files: only entries, staging folders and links in an
+entry's place are the cache's own (see :func:`is_entry`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -28,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .recipe import Recipe
     from .training import FinetuneResult
 
@@ -55,8 +62,9 @@ def cache_key(inputs: Mapping[str, Any]) -> str:
 
 
 def is_entry(path: Path) -> bool:
-    """Whether ``path`` is one of the cache's own folders: an entry or a staging folder."""
-    return bool(_ENTRY_NAME.fullmatch(path.name)) and path.is_dir() and not path.is_symlink()
+    """Whether ``path`` is one of the cache's own: an entry or a staging folder, or a symbolic link
+    in such a place (the cache removes the link, never what it points to)."""
+    return bool(_ENTRY_NAME.fullmatch(path.name)) and (path.is_symlink() or path.is_dir())
 
 
 def cache_warning(message: str) -> pytest.PytestWarning:
@@ -71,18 +79,23 @@ class ResultCache:
         self.folder = folder
 
     def load(self, key: str, recipe: Recipe) -> FinetuneResult | None:
-        """The stored result for ``key``, or ``None`` (a miss)."""
-        import numpy as np
+        """The stored result for ``key``, or ``None`` (a miss). An entry that cannot be read, or that
+        holds what no fine-tune gives (see :func:`_unusable`), is a miss with a warning, and is removed."""
         from transformers.trainer_utils import PredictionOutput
 
         from .training import FinetuneResult
 
         entry = self.folder / key
-        if not entry.is_dir():
+        if not os.path.lexists(entry):
             return None
         try:
+            if not entry.is_dir():
+                raise NotADirectoryError("not a folder")  # a file, or a link to nothing
             stored = _checked_entry(json.loads((entry / _RESULT).read_text(encoding="utf-8")))
-            arrays = {name: np.load(entry / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
+            arrays = {name: _read_array(entry / f"{name}.npy") for name in _ARRAYS}
+            reason = _unusable(stored["metrics"], arrays, stored["examples"])
+            if reason:
+                raise ValueError(reason)
             return FinetuneResult(
                 recipe=recipe,
                 metrics=stored["metrics"],
@@ -92,9 +105,10 @@ class ResultCache:
                 environment=stored["environment"],
                 from_cache=True,
             )
-        except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
+        # RecursionError: JSON nested too deeply; MemoryError: an array too large to hold after all
+        except (OSError, ValueError, KeyError, TypeError, EOFError, RecursionError, MemoryError) as error:
             _warn(f"cache entry {entry} is unreadable ({type(error).__name__}: {error}); fine-tuning again")
-            shutil.rmtree(entry, ignore_errors=True)
+            _remove(entry)
             return None
 
     def store(self, key: str, result: FinetuneResult, inputs: Mapping[str, Any]) -> None:
@@ -105,17 +119,17 @@ class ResultCache:
         warning; the test goes on. No half-written entry is left behind.
         """
         arrays = {name: getattr(result.predictions, name) for name in _ARRAYS}
-        for name, value in arrays.items():
-            reason = _not_storable(name, value)
-            if reason:
-                _warn(f"{reason}; this result is not cached")
-                return
+        reason = _unusable(result.metrics, arrays)
+        if reason:
+            _warn(f"{reason}; this result is not cached")
+            return
         stored = {
             "metrics": result.metrics,
             "history": result.history,
             "prediction_metrics": result.predictions.metrics,
             "train_runtime": result.train_runtime,
             "environment": result.environment,
+            "examples": len(arrays["label_ids"]),
             "inputs": inputs,
         }
         try:
@@ -135,8 +149,9 @@ class ResultCache:
             )
 
     def clear(self) -> None:
-        """Remove every entry and staging folder (``--cache-clear``), and nothing else: the
-        folder may be shared with other files (``finetune_cache_dir = .``).
+        """Remove every entry and staging folder, and every symbolic link in the place of one (the link,
+        not what it points to) (``--cache-clear``), and nothing else: the folder may be shared with other
+        files (``finetune_cache_dir = .``).
 
         Raises the first :class:`OSError` of an entry that could not be removed, after
         removing all it can (an entry removed meanwhile by another process is no error).
@@ -148,9 +163,9 @@ class ResultCache:
             if not is_entry(path):
                 continue
             try:
-                shutil.rmtree(path)
+                path.unlink() if path.is_symlink() else shutil.rmtree(path)
             except OSError as error:
-                shutil.rmtree(path, ignore_errors=True)  # what it can: one file's error stops rmtree
+                shutil.rmtree(path, ignore_errors=True)  # what it can: one file's error stops rmtree (a link: no-op)
                 if os.path.lexists(path) and failure is None:
                     failure = error
         if failure is not None:
@@ -160,7 +175,10 @@ class ResultCache:
 def _checked_entry(stored: Any) -> Mapping[str, Any]:
     """``stored``, a ``result.json``, if its fields have the types a result needs (metrics: a dict of
     numbers; the prediction metrics: a dict; history: a list of dicts; environment: a dict; the runtime:
-    a number); else a ``ValueError`` naming the first field that has not (an entry edited by hand)."""
+    a number; the examples: a count); else a ``ValueError`` naming the first field that has not (an entry
+    edited by hand)."""
+    from .baselines import _is_count
+
     checks: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "metrics": (
             "a dict of numbers",
@@ -173,6 +191,7 @@ def _checked_entry(stored: Any) -> Mapping[str, Any]:
         ),
         "environment": ("a dict", lambda value: isinstance(value, dict)),
         "train_runtime": ("a number", _is_number),
+        "examples": ("a count of examples", _is_count),
     }
     if not isinstance(stored, dict):
         raise ValueError(f"{_RESULT} holds {type(stored).__name__}, not an object")
@@ -203,6 +222,70 @@ def _not_storable(name: str, value: Any) -> str | None:
     return None
 
 
+def _unusable(metrics: Mapping[str, Any], arrays: Mapping[str, Any], examples: int | None = None) -> str | None:
+    """Why ``metrics`` and ``arrays`` (``predictions``, ``label_ids``) cannot be a cached result, or ``None``:
+    arrays that are not numbers (:func:`_not_storable`), metrics no baseline may hold (:func:`_metrics_problem`),
+    or arrays of the wrong shapes (:func:`_arrays_problem`; of other than ``examples`` examples, where given)."""
+    for name, value in arrays.items():
+        reason = _not_storable(name, value)
+        if reason:
+            return reason
+    return _metrics_problem(metrics) or _arrays_problem(arrays["predictions"], arrays["label_ids"], examples)
+
+
+def _metrics_problem(metrics: Mapping[str, Any]) -> str | None:
+    """Which metric no baseline may hold (see ``baselines.parse_baseline``): one that is not a finite
+    number, or one of ``baselines.FRACTIONS`` outside [0, 1]; ``None`` when all are fine."""
+    from .baselines import FRACTIONS, _is_finite
+
+    for name, value in metrics.items():
+        if not _is_finite(value):
+            return f"metric {name!r} is {str(value)[:40]}, not a finite number"
+        if name in FRACTIONS and not 0 <= value <= 1:
+            return f"metric {name!r} is {value:g}, outside [0, 1]"
+    return None
+
+
+def _arrays_problem(predictions: np.ndarray, label_ids: np.ndarray, examples: int | None) -> str | None:
+    """Why ``predictions`` and ``label_ids`` are not a classifier's logits and labels, or ``None``: logits are
+    one row of class scores per example (two classes or more), labels one integer class per example, each a
+    column of the logits; ``examples`` of each, where given."""
+    if label_ids.ndim != 1 or label_ids.dtype.kind not in "iu":
+        return f"label_ids are an array of {label_ids.dtype} of shape {label_ids.shape}, not one integer per example"
+    if predictions.ndim != 2 or predictions.shape[1] < 2 or predictions.shape[0] != len(label_ids):
+        return (
+            f"predictions are an array of shape {predictions.shape}, not one row of class scores (two or more) "
+            f"for each of the {len(label_ids)} labels"
+        )
+    if examples is not None and len(label_ids) != examples:
+        return f"the arrays hold {len(label_ids)} examples, and {_RESULT} says {examples}"
+    if len(label_ids) and not 0 <= label_ids.min() <= label_ids.max() < predictions.shape[1]:
+        classes = predictions.shape[1]
+        return (
+            f"label_ids range from {label_ids.min()} to {label_ids.max()}, the predictions' classes 0 to {classes - 1}"
+        )
+    return None
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """An entry's ``.npy`` file, without pickle; a ``ValueError`` before anything is allocated when its header
+    claims more data than the file holds (a truncated file, or a header edited to claim a huge shape)."""
+    import numpy as np
+
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:  # np.save writes 1.0, or 2.0 for a header over 64 KiB
+            raise ValueError(f"{path.name} is a .npy file of format version {version}, not 1.0 or 2.0")
+        shape, _, dtype = readers[version](handle)
+        claimed = math.prod(shape) * dtype.itemsize
+        held = os.fstat(handle.fileno()).st_size - handle.tell()
+        if claimed > held:
+            raise ValueError(f"{path.name} claims shape {shape} of {dtype} ({claimed} bytes), and holds {held} bytes")
+        handle.seek(0)
+        return np.load(handle, allow_pickle=False)
+
+
 def _write_entry(staging: Path, stored: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
     """Write an entry's files into ``staging`` and flush them to disk."""
     import numpy as np
@@ -222,6 +305,16 @@ def _publish(staging: Path, entry: Path) -> None:
     except OSError:
         if not entry.is_dir():
             raise
+
+
+def _remove(entry: Path) -> None:
+    """Remove what stands in an entry's place: a folder with its files; a symbolic link or a file itself
+    (never what a link points to). What cannot be removed stays (the next store warns)."""
+    if entry.is_symlink() or not entry.is_dir():
+        with contextlib.suppress(OSError):
+            entry.unlink()
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _warn(message: str) -> None:

@@ -239,15 +239,15 @@ def session_layers(config: pytest.Config) -> list[Layer]:
     cli: dict[str, Any] = {}
     for key, (ini_name, env_name, option) in _NAMED_SETTINGS.items():
         if configured := _ini(config, ini_name):
-            ini[key] = configured
+            ini[key] = _checked_value(key, configured, f"ini {ini_name} = {configured}")
         if env_name and os.environ.get(env_name):
-            env[key] = os.environ[env_name]
+            env[key] = _checked_value(key, os.environ[env_name], f"{env_name}={os.environ[env_name]}")
         value = config.getoption(option)
         if value is not None:
-            cli[key] = _not_empty(key, value, f"{option}={value}")
+            cli[key] = _checked_value(key, value, f"{option}={value}")
     for assignment in config.getoption("--finetune-set"):
         key, value = _split_assignment(assignment, "--finetune-set")
-        cli[key] = _not_empty(key, value, f"--finetune-set {assignment}")
+        cli[key] = _checked_value(key, value, f"--finetune-set {assignment}")
     ini_folder = config.inipath.parent if config.inipath else config.rootpath
     return [
         _text_layer("ini file", ini, ini_folder),
@@ -423,8 +423,7 @@ def baseline_dir(config: pytest.Config) -> Path:
     configured = _ini(config, "finetune_baseline_dir")
     if not configured:
         return config.rootpath / "baselines"
-    ini_folder = config.inipath.parent if config.inipath else config.rootpath
-    return (ini_folder / Path(configured).expanduser()).resolve()
+    return _ini_path(config, "finetune_baseline_dir", configured)
 
 
 def cache_dir(config: pytest.Config) -> Path | None:
@@ -478,10 +477,13 @@ def clear_result_cache(config: pytest.Config) -> bool:
 def _configured_cache_dir(config: pytest.Config) -> Path | None:
     """ini ``finetune_cache_dir`` resolved against the ini file's folder, ``None`` when unset."""
     configured = _ini(config, "finetune_cache_dir")
-    if not configured:
-        return None
+    return _ini_path(config, "finetune_cache_dir", configured) if configured else None
+
+
+def _ini_path(config: pytest.Config, name: str, configured: str) -> Path:
+    """The folder ini key ``name`` gives as ``configured``, ``~`` expanded, resolved against the ini file's folder."""
     ini_folder = config.inipath.parent if config.inipath else config.rootpath
-    return (ini_folder / Path(configured).expanduser()).resolve()
+    return (ini_folder / _expand_user(configured, f"ini {name} = {configured}")).resolve()
 
 
 _MARKER_SETTINGS = pytest.StashKey[tuple[list[pytest.Mark], Layer, list[Setting]]]()
@@ -531,13 +533,29 @@ def _split_assignment(text: str, where: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _not_empty(key: str, value: str, given: str) -> str:
-    """``value``; a usage error naming ``given`` (the option) when a model, data or task value is
-    empty (an unset shell variable, say): it would otherwise be ignored, or taken for the folder
-    a relative path is resolved against."""
+def _checked_value(key: str, value: str, given: str) -> str:
+    """``value``, a model or data path's leading ``~`` expanded (:func:`_expand_user`); a usage error
+    naming ``given`` (the option and its value) when a model, data or task value is empty (an unset
+    shell variable, say): it would otherwise be ignored, or taken for the folder a relative path is
+    resolved against."""
     if key in _NAMED_SETTINGS and not value.strip():
         raise FinetuneError(f"{given} gives an empty {key}: {_EMPTY_HELP[key]}, or leave it out")
-    return value
+    return _expand_user(value, given) if key in _PATH_KEYS else value
+
+
+def _expand_user(path: str, given: str) -> str:
+    """``path`` with a leading ``~`` or ``~user`` expanded to that home folder; a usage error naming
+    ``given`` (where ``path`` was set) when it cannot be: no such user, or ``~`` while ``HOME`` is unset
+    for a user the system does not know."""
+    if not path.startswith("~"):
+        return path
+    try:
+        return str(Path(path).expanduser())
+    except RuntimeError:  # pathlib: "Could not determine home directory."
+        home = Path(path).parts[0]
+        raise FinetuneError(
+            f"{given}: cannot expand {home!r} (no such user, or HOME unset); write the full path"
+        ) from None
 
 
 _EMPTY_HELP = {
@@ -558,8 +576,7 @@ def _resolve_paths(overrides: dict[str, Any], base: Path, where: str) -> dict[st
         value = overrides.get(key)
         if not isinstance(value, str):
             continue
-        _not_empty(key, value, f"{where}: {key}={value!r}")
-        candidate = base / Path(value).expanduser()
+        candidate = base / _checked_value(key, value, f"{where}: {key}={value!r}")
         if candidate.exists() or looks_like_path(value):
             overrides[key] = str(candidate.resolve())
     return overrides

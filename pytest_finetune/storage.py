@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,10 @@ _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 #: A folder where a file should be, or a file where a folder should be.
 _BLOCKED = (errno.EEXIST, errno.EISDIR, errno.ENOTDIR)
+#: The most bytes of its target's name a temporary file repeats: with the leading dot, the separator,
+#: ``mkstemp``'s 8 random characters and ``.tmp``, its name stays within NAME_MAX (255 bytes on
+#: common file systems), also beside a target whose name takes all 255.
+_NAME_BYTES = 200
 
 
 class StorageError(FinetuneError, OSError):
@@ -37,7 +42,7 @@ def write_atomically(path: Path, text: str) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         mode = stat.S_IMODE(target.stat().st_mode) if existed else _new_file_mode()
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=_temporary_prefix(target.name), suffix=".tmp")
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             os.fchmod(file.fileno(), mode)
             file.write(text)
@@ -51,6 +56,13 @@ def write_atomically(path: Path, text: str) -> None:
         if isinstance(error, OSError) and not isinstance(error, StorageError):
             raise write_error(path, error, existed) from None
         raise
+
+
+def _temporary_prefix(name: str) -> str:
+    """The start of the name of a temporary file for ``name``: hidden, then ``name``, cut to at most
+    :data:`_NAME_BYTES` bytes (at a character's end), then a dot."""
+    encoding = sys.getfilesystemencoding()
+    return "." + os.fsencode(name)[:_NAME_BYTES].decode(encoding, errors="ignore") + "."
 
 
 def _new_file_mode() -> int:

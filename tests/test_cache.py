@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_rows, save_tiny_checkpoint, write_glue_tsv
+from conftest import assert_usage_error, make_rows, save_tiny_checkpoint, write_glue_tsv
 
 # Counts trainings (the result hook runs for a fine-tune, not for a cache hit) and dumps the result.
 CONFTEST = """
@@ -379,10 +379,11 @@ def test_clear_removes_entries_and_keeps_other_files(tmp_path: Path) -> None:
     for name in kept[:-1]:
         (tmp_path / name).mkdir()
     (tmp_path / "data.txt").write_text("x")
-    (tmp_path / ("ef" * 32)).symlink_to(tmp_path / ".hidden")  # a link named like an entry: not followed
-    kept.append("ef" * 32)
+    (tmp_path / ".hidden" / "data.txt").write_text("x")
+    (tmp_path / ("ef" * 32)).symlink_to(tmp_path / ".hidden")  # a link named like an entry: removed, not followed
     ResultCache(tmp_path).clear()
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
+    assert (tmp_path / ".hidden" / "data.txt").exists()
     ResultCache(tmp_path / "absent").clear()  # nothing to clear
     ResultCache(tmp_path / "data.txt" / "below").clear()
 
@@ -408,6 +409,51 @@ def test_cache_clear_of_an_unwritable_cache_folder_is_no_error(project: pytest.P
     result, trained, _ = run(project, "--cache-clear")
     assert trained == 1
     result.stdout.fnmatch_lines(["*cannot write the result cache in *blocked/cache*; results are not cached"])
+
+
+# A path whose ~ cannot be expanded: a usage error naming where it was set -------------------------
+
+NO_USER = "~no_such_user_of_pytest_finetune"
+
+
+@pytest.mark.parametrize(
+    ("ini", "args", "given"),
+    [
+        (f"finetune_cache_dir = {NO_USER}/cache", [], f"ini finetune_cache_dir = {NO_USER}/cache"),
+        (f"finetune_baseline_dir = {NO_USER}/bl", [], f"ini finetune_baseline_dir = {NO_USER}/bl"),
+        (f"finetune_model = {NO_USER}/tiny-bert", [], f"ini finetune_model = {NO_USER}/tiny-bert"),
+        ("", [f"--finetune-model={NO_USER}/tiny-bert"], f"--finetune-model={NO_USER}/tiny-bert"),
+        ("", [f"--finetune-data={NO_USER}/mrpc"], f"--finetune-data={NO_USER}/mrpc"),
+    ],
+    ids=["ini-cache-dir", "ini-baseline-dir", "ini-model", "option-model", "option-data"],
+)
+def test_a_home_folder_that_cannot_be_expanded_is_a_usage_error(
+    project: pytest.Pytester, ini: str, args: list[str], given: str
+) -> None:
+    """``~user`` of no such user: pathlib raises ``RuntimeError``, which must not become an INTERNALERROR."""
+    text = (project.path / "tox.ini").read_text()
+    if ini:
+        key = ini.split(" = ")[0]
+        lines = [line for line in text.splitlines() if not line.startswith(key)]
+        text = "\n".join(lines).replace("[pytest]", f"[pytest]\n{ini}")
+    (project.path / "tox.ini").write_text(text)
+    result = project.runpytest("--finetune", *args)
+    assert_usage_error(result, f"{given}: cannot expand '{NO_USER}' (no such user, or HOME unset); write the full path")
+
+
+def test_a_home_folder_without_home_is_a_usage_error(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``~/`` where ``HOME`` is unset and the user has no passwd entry (a container run with an arbitrary uid)."""
+    import pwd
+
+    def no_entry(uid: int) -> None:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    result = project.runpytest("--finetune", "--finetune-data=~/mrpc")
+    assert_usage_error(
+        result, "--finetune-data=~/mrpc: cannot expand '~' (no such user, or HOME unset); write the full path"
+    )
 
 
 # Results the cache cannot hold: the test passes, with a warning, and nothing is stored --------------
@@ -440,33 +486,54 @@ def test_predictions_with_hidden_states_are_not_cached(finetune_project: pytest.
         assert not cache.exists() or list(cache.iterdir()) == []
 
 
-def fake_result(predictions: object, label_ids: object = None, inputs: object = None) -> object:
+def fake_result(predictions: object, label_ids: object = None, accuracy: float = 0.5) -> object:
     from types import SimpleNamespace
 
     outputs = SimpleNamespace(
-        metrics={}, predictions=predictions, label_ids=np.arange(3) if label_ids is None else label_ids
+        metrics={}, predictions=predictions, label_ids=np.array([0, 1, 1]) if label_ids is None else label_ids
     )
     return SimpleNamespace(
-        metrics={"accuracy": 0.5}, history=[], train_runtime=1.0, environment={}, predictions=outputs
+        metrics={"accuracy": accuracy}, history=[], train_runtime=1.0, environment={}, predictions=outputs
     )
+
+
+LOGITS = np.ones((3, 2))
 
 
 @pytest.mark.parametrize(
-    ("predictions", "label_ids", "message"),
+    ("predictions", "label_ids", "accuracy", "message"),
     [
-        ((np.ones((3, 2)), np.ones((3, 4, 8))), None, "predictions are a tuple of 2 arrays, not one array*"),
-        (np.array([{}, {}, {}], dtype=object), None, "predictions are an array of object, not of numbers"),
-        (np.ones((3, 2)), [0, 1, 1], "label_ids are a list of 3 arrays*"),
+        ((LOGITS, np.ones((3, 4, 8))), None, 0.5, "predictions are a tuple of 2 arrays, not one array*"),
+        (np.array([{}, {}, {}], dtype=object), None, 0.5, "predictions are an array of object, not of numbers"),
+        (LOGITS, [0, 1, 1], 0.5, "label_ids are a list of 3 arrays*"),
+        (LOGITS, np.array([0.0, 1.0, 1.0]), 0.5, "label_ids are an array of float64 *, not one integer per example"),
+        (LOGITS, np.array([0, 1, 2]), 0.5, "label_ids range from 0 to 2, the predictions' classes 0 to 1"),
+        (np.ones(3), None, 0.5, "predictions are an array of shape (3,), not one row of class scores*"),
+        (np.ones((2, 2)), None, 0.5, "predictions are an array of shape (2, 2), not one row of class scores*3 labels"),
+        (LOGITS, None, float("nan"), "metric 'accuracy' is nan, not a finite number"),
+        (LOGITS, None, 83, "metric 'accuracy' is 83, outside [[]0, 1]"),
     ],
-    ids=["tuple", "object-array", "list-labels"],
+    ids=[
+        "tuple",
+        "object-array",
+        "list-labels",
+        "float-labels",
+        "label-out-of-range",
+        "one-dimensional-predictions",
+        "fewer-predictions",
+        "nan-metric",
+        "percent-accuracy",
+    ],
 )
 def test_a_result_that_is_not_arrays_of_numbers_is_not_stored(
-    tmp_path: Path, predictions: object, label_ids: object, message: str
+    tmp_path: Path, predictions: object, label_ids: object, accuracy: float, message: str
 ) -> None:
+    """Nor one that no cache entry may hold: reading it would refuse it (see test_cache_entries.py)."""
     from pytest_finetune.cache import ResultCache
 
+    result = fake_result(predictions, label_ids, accuracy)
     with pytest.warns(pytest.PytestWarning) as caught:
-        ResultCache(tmp_path).store("ab" * 32, fake_result(predictions, label_ids), {})  # type: ignore[arg-type]
+        ResultCache(tmp_path).store("ab" * 32, result, {})  # type: ignore[arg-type]
     (warning,) = caught
     assert fnmatch.fnmatch(str(warning.message), f"pytest-finetune: {message}; this result is not cached")
     assert list(tmp_path.iterdir()) == []

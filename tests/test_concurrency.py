@@ -191,10 +191,11 @@ if what == "store":
     from pytest_finetune.cache import ResultCache
 
     predictions = types.SimpleNamespace(
-        metrics={}, predictions=np.full((400, 2), float(value)), label_ids=np.arange(400)
+        metrics={}, predictions=np.full((400, 2), float(value)), label_ids=np.arange(400) % 2
     )
     result = types.SimpleNamespace(
-        metrics={"accuracy": float(value)}, history=[], train_runtime=1.0, environment={}, predictions=predictions
+        metrics={"accuracy": 0.5, "racer": float(value)}, history=[], train_runtime=1.0, environment={},
+        predictions=predictions,
     )
     ResultCache(go.parent / "cache").store(target, result, {"value": value})
 else:
@@ -243,7 +244,7 @@ def test_result_cache_store_from_many_processes(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         loaded = ResultCache(cache_folder).load(key, recipe=None)  # type: ignore[arg-type]
     assert loaded is not None
-    winner = loaded.metrics["accuracy"]
+    winner = loaded.metrics["racer"]
     assert winner in {1.0, 2.0, 3.0, 4.0}
     assert np.array_equal(loaded.predictions.predictions, np.full((400, 2), winner))
     assert json.loads((cache_folder / key / "result.json").read_text())["inputs"] == {"value": str(int(winner))}
@@ -257,9 +258,13 @@ def test_result_cache_store_from_many_threads(tmp_path: Path) -> None:
     errors: list[BaseException] = []
 
     def result(value: float) -> SimpleNamespace:
-        predictions = SimpleNamespace(metrics={}, predictions=np.full((50, 2), value), label_ids=np.arange(50))
+        predictions = SimpleNamespace(metrics={}, predictions=np.full((50, 2), value), label_ids=np.arange(50) % 2)
         return SimpleNamespace(
-            metrics={"accuracy": value}, history=[], train_runtime=1.0, environment={}, predictions=predictions
+            metrics={"accuracy": 0.5, "thread": value},
+            history=[],
+            train_runtime=1.0,
+            environment={},
+            predictions=predictions,
         )
 
     def store(value: float) -> None:
@@ -274,7 +279,7 @@ def test_result_cache_store_from_many_threads(tmp_path: Path) -> None:
             for _ in range(50):
                 loaded = cache.load(key, recipe=None)  # type: ignore[arg-type]
                 if loaded is not None:
-                    value = loaded.metrics["accuracy"]
+                    value = loaded.metrics["thread"]
                     assert np.array_equal(loaded.predictions.predictions, np.full((50, 2), value))
         except BaseException as error:  # noqa: B036  (reported by the test)
             errors.append(error)

@@ -250,7 +250,7 @@ import numpy as np
 from pytest_finetune.cache import ResultCache
 
 os.replace = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
-predictions = types.SimpleNamespace(metrics={}, predictions=np.ones((3, 2)), label_ids=np.arange(3))
+predictions = types.SimpleNamespace(metrics={}, predictions=np.ones((3, 2)), label_ids=np.array([0, 1, 1]))
 result = types.SimpleNamespace(metrics={"accuracy": 0.5}, history=[], train_runtime=1.0, environment={},
                                predictions=predictions)
 ResultCache(Path(sys.argv[1])).store(sys.argv[2], result, {})
@@ -275,7 +275,7 @@ def test_killed_while_publishing_a_cache_entry(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a plain miss: no "unreadable entry" warning
         assert cache.load(key, recipe=None) is None  # type: ignore[arg-type]
-    predictions = SimpleNamespace(metrics={}, predictions=np.ones((3, 2)), label_ids=np.arange(3))
+    predictions = SimpleNamespace(metrics={}, predictions=np.ones((3, 2)), label_ids=np.array([0, 1, 1]))
     result = SimpleNamespace(
         metrics={"accuracy": 0.5}, history=[], train_runtime=1.0, environment={}, predictions=predictions
     )
@@ -315,3 +315,32 @@ def test_ctrl_c_while_training_ends_cleanly_and_writes_the_reports(recorded: pyt
     assert [(test["test"], test["outcome"]) for test in report["tests"]] == [("test_kill_models.py::test_a", "updated")]
     assert "1 test(s), 0 failed." in (recorded.path / "r.md").read_text()
     assert assert_whole(recorded, old) == {"test_a": "new", "test_b": "old", "test_c": "old"}, output
+
+
+# Baseline names as long as a file name may be: the temporary file beside one must fit as well ------
+
+LONG_IDS = """
+import pytest
+
+@pytest.mark.finetune
+@pytest.mark.parametrize("v", [1, 2], ids=["L" * 300, "\\u65e5\\u672c\\u8a9e" * 30])
+def test_long(v):
+    "Both share one fine-tune."
+"""
+
+
+def test_a_baseline_named_at_the_file_name_limit_is_recorded_and_gated(finetune_project: pytest.Pytester) -> None:
+    """A 300-character id (cut to a 255-byte file name, the limit of common file systems), and a unicode id
+    that pytest escapes to as many bytes: the temporary file beside each baseline has a name that fits too."""
+    finetune_project.makepyfile(test_ids=LONG_IDS)
+    result = finetune_project.runpytest("--finetune", "--snapshot-update")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*2 snapshots generated*"])
+    folder = finetune_project.path / "baselines" / "test_ids"
+    names = sorted(path.name for path in folder.iterdir())
+    assert len(names) == 2 and all(len(os.fsencode(name)) == 255 for name in names)
+    assert {name[:13] for name in names} == {"test_long[LLL", "test_long[%5C"}
+    result = finetune_project.runpytest("--finetune")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*2 snapshots passed*"])
+    assert sorted(path.name for path in folder.iterdir()) == names  # no temporary file left
