@@ -28,6 +28,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,21 @@ _CSV_TEXT_AS_WRITTEN = {"keep_default_na": False, "na_filter": False}
 # File suffix -> the ``datasets`` builder that reads it.
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 _SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "dev")}
+#: What mends a split without rows besides adding some (:func:`check_rows`), and what removing an ``idx`` column
+#: gives (:func:`check_ids`): for data a loader reads, which numbers the rows of a source without ``idx``; for data
+#: a fixture gives, taken as it is (examples without ids: no paired test against the baseline).
+LOADED_DATA_FIX = ", or point data at a folder whose train and validation splits hold some"
+NUMBERED_ROWS = "to have the rows numbered 0, 1, 2, ..."
+FIXTURE_DATA_FIX = ""
+UNNAMED_ROWS = "(then the examples have no ids, and the paired test against the baseline is not made)"
 
 
-def load_raw_dataset(source: str, task: Task) -> datasets.DatasetDict:
-    """Load ``source`` (a local folder or a Hub id) as train/validation sentence pairs."""
+def load_raw_dataset(source: str, task: Task, hub_note: Callable[[], str] | None = None) -> datasets.DatasetDict:
+    """Load ``source`` (a local folder or a Hub id) as train/validation sentence pairs; ``hub_note()`` ends the
+    message of a Hub id the Hub does not give (where a folder of that name was looked for, say)."""
     path = local_path(source, "data folder")
     if path is None:
-        raw = _load_hub(source, task)
+        raw = _load_hub(source, task, hub_note)
         where, content = f"Hub dataset {source!r}", None
     elif path.is_dir():
         raw = _load_glue_tsv(path) if _is_glue_tsv(path) else _load_files(path)
@@ -149,26 +158,24 @@ def _check_tsv_rows(file: Path) -> int:
     return count
 
 
-def _empty_split(where: str | Path, split: str, file: Path | None = None) -> FinetuneError:
-    """The error for a split without rows (``file``: the file that holds it, when there is one)."""
+def _empty_split(where: str | Path, split: str, file: Path | None = None, fix: str = LOADED_DATA_FIX) -> FinetuneError:
+    """The error for a split without rows (``file``: the file that holds it, when there is one; ``fix``: what
+    the message adds to "add sentence pairs to it")."""
     held = f" ({file.name} holds no rows, a header at most)" if file is not None else ""
-    return FinetuneError(
-        f"{where}, {split} split has no rows{held}; add sentence pairs to it, "
-        "or point data at a folder whose train and validation splits hold some"
-    )
+    return FinetuneError(f"{where}, {split} split has no rows{held}; add sentence pairs to it{fix}")
 
 
 def _holds_rows(file: Path) -> bool:
-    """Whether a data file holds a row: beyond a csv header; for parquet, by its metadata (a file
-    that is not parquet is assumed to, and reported when it is read)."""
+    """Whether a data file holds a row: beyond a csv header; for json, anything but an empty array; for
+    parquet, by its metadata (a file that is not parquet is assumed to, and reported when it is read)."""
     if file.suffix == ".parquet":
         try:
             return bool(pyarrow.parquet.ParquetFile(file).metadata.num_rows)
         except (OSError, pyarrow.ArrowException):
             return True
     with file.open(encoding="utf-8-sig", errors="replace") as handle:
-        if file.suffix == ".json":
-            return handle.read(4096).strip() not in ("", "[]")
+        if file.suffix == ".json":  # an empty array, whitespace inside it or not (``[ ]``, ``[\n]``)
+            return "".join(handle.read(4096).split()) not in ("", "[]")
         lines = (line for line in handle if line.strip())
         needed = 2 if file.suffix == ".csv" else 1  # a csv header is no row
         return sum(1 for _ in itertools.islice(lines, needed)) == needed
@@ -202,7 +209,7 @@ def _load_file(file: Path) -> datasets.Dataset:
     options = {**_CSV_TEXT_AS_WRITTEN, "converters": dict.fromkeys(TEXT_COLUMNS, str)} if builder == "csv" else {}
     dataset = _read(file, builder, options)
     _check_values(dataset, file)
-    _check_ids(dataset, str(file))
+    check_ids(dataset, str(file))
     for column in TEXT_COLUMNS:  # json and parquet keep their own types: a number becomes its text
         if column in dataset.column_names and dataset.features[column] != datasets.Value("string"):
             try:
@@ -272,14 +279,16 @@ def _check_values(dataset: datasets.Dataset, file: Path) -> None:
             )
 
 
-def _check_ids(dataset: datasets.Dataset, where: str) -> None:
+def check_ids(dataset: datasets.Dataset, where: str, without_ids: str = NUMBERED_ROWS) -> None:
     """Fail on an ``idx`` column (where there is one) that is not distinct integers: a baseline
-    names the examples a run got wrong by their ``idx``."""
+    names the examples a run got wrong by their ``idx``. ``without_ids``: what removing the column gives."""
     if "idx" not in dataset.column_names:
         return
-    fix = "give each example an integer id of its own, or remove the idx column to have the rows numbered 0, 1, 2, ..."
-    ids = list(dataset["idx"])
-    if dataset.data.column("idx").null_count:
+    fix = f"give each example an integer id of its own, or remove the idx column {without_ids}"
+    # Python values (not tensors of a torch format) of the rows the dataset shows (``dataset.data`` also holds
+    # those a selection left out)
+    ids = list(dataset.with_format(None)["idx"])
+    if None in ids:
         raise FinetuneError(f"{where}, row {ids.index(None) + 1}: idx is missing (null); {fix}")
     if not _value_type(dataset.features["idx"]).startswith(("int", "uint")):
         row, value = next(((n, v) for n, v in enumerate(ids, start=1) if type(v) is not int), (1, ids[0]))
@@ -299,7 +308,7 @@ def _preview(value: object) -> str:
     return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
-def _load_hub(dataset_id: str, task: Task) -> datasets.DatasetDict:
+def _load_hub(dataset_id: str, task: Task, note: Callable[[], str] | None) -> datasets.DatasetDict:
     config = task.hub_config if dataset_id == task.hub_dataset else None
     try:
         raw = datasets.load_dataset(dataset_id, config)
@@ -307,16 +316,16 @@ def _load_hub(dataset_id: str, task: Task) -> datasets.DatasetDict:
         raise FinetuneError(
             f"could not load dataset {dataset_id!r} from the Hugging Face Hub "
             f"({type(error).__name__}: {error}); {offline_help('--finetune-data')}: a GLUE TSV folder "
-            "(train.tsv, dev.tsv) or train/validation csv, json, jsonl or parquet files"
+            f"(train.tsv, dev.tsv) or train/validation csv, json, jsonl or parquet files{note() if note else ''}"
         ) from None
     for split in _SPLIT_NAMES:
         if split in raw:
-            _check_ids(raw[split], f"Hub dataset {dataset_id!r}, {split} split")
+            check_ids(raw[split], f"Hub dataset {dataset_id!r}, {split} split")
     return raw
 
 
 def _normalise(raw: datasets.DatasetDict, where: str, task: Task, content: str | None) -> datasets.DatasetDict:
-    """Keep train and validation, check the columns and labels, add ``idx`` when missing
+    """Keep train and validation, check them (:func:`check_split`), add ``idx`` when missing
     (a loader checks the ``idx`` a source has).
 
     ``content``: the content digest of local data, from which each split's fingerprint is made;
@@ -324,34 +333,65 @@ def _normalise(raw: datasets.DatasetDict, where: str, task: Task, content: str |
     """
     splits = {}
     for split in _SPLIT_NAMES:
-        if split not in raw:
-            raise FinetuneError(f"{where} has no {split!r} split (it has {', '.join(raw)})")
-        dataset = raw[split]
-        if dataset.num_rows == 0:
-            raise _empty_split(where, split)
-        missing = [column for column in REQUIRED_COLUMNS if column not in dataset.column_names]
-        if missing:
-            raise FinetuneError(
-                f"{where}, {split} split: missing column(s) {', '.join(missing)} (it has "
-                f"{', '.join(dataset.column_names)}); the task {task.name!r} needs {', '.join(REQUIRED_COLUMNS)}"
-            )
+        dataset = split_of(raw, where, split)
+        check_split(dataset, where, split, task)
         if "idx" not in dataset.column_names:
             dataset = dataset.add_column("idx", list(range(len(dataset))))
         fingerprint = _content_fingerprint(content, split, task) if content is not None else None
-        dataset = dataset.select_columns(list(COLUMNS), new_fingerprint=fingerprint)
-        label_type = _value_type(dataset.features["label"])
-        if not label_type.startswith(("int", "uint")):
-            raise FinetuneError(f"{where}, {split} split: labels are {label_type}, not integers; write them as 0 and 1")
-        labels = set(dataset.unique("label"))
-        unexpected = labels - set(range(task.num_labels))
-        if unexpected:
-            allowed = ", ".join(map(str, range(task.num_labels)))
-            raise FinetuneError(
-                f"{where}, {split} split: labels {sorted(unexpected, key=str)} are outside {{{allowed}}}; "
-                f"the task {task.name!r} has {task.num_labels} labels"
-            )
-        splits[split] = dataset
+        splits[split] = dataset.select_columns(list(COLUMNS), new_fingerprint=fingerprint)
     return datasets.DatasetDict(splits)
+
+
+def check_fixture_data(raw: Mapping[str, datasets.Dataset], where: str, task: Task) -> None:
+    """Fail on the sentence pairs a fixture gives (an ``mrpc_dataset`` of a ``conftest.py``, named by
+    ``where``) that the loaders would refuse in data files: a split missing or without rows, a column
+    missing, labels outside the task's, an ``idx`` that is not distinct integers."""
+    for split in _SPLIT_NAMES:
+        dataset = split_of(raw, where, split)
+        check_split(dataset, where, split, task, empty_fix=FIXTURE_DATA_FIX)
+        check_ids(dataset, f"{where}, {split} split", without_ids=UNNAMED_ROWS)
+
+
+def split_of(raw: Mapping[str, Any], where: str, split: str) -> Any:
+    """``raw[split]``; a :class:`FinetuneError` naming ``where`` and the splits it has when there is none."""
+    if split not in raw:
+        raise FinetuneError(f"{where} has no {split!r} split (it has {', '.join(map(str, raw)) or 'none'})")
+    return raw[split]
+
+
+def check_split(
+    dataset: datasets.Dataset, where: str, split: str, task: Task, empty_fix: str = LOADED_DATA_FIX
+) -> None:
+    """Fail on a split of sentence pairs (``split`` of ``where``) without rows (``empty_fix``: see
+    :func:`check_rows`), without a column the task needs, or with labels that are not the task's."""
+    check_rows(dataset, where, split, empty_fix)
+    missing = [column for column in REQUIRED_COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise FinetuneError(
+            f"{where}, {split} split: missing column(s) {', '.join(missing)} (it has "
+            f"{', '.join(dataset.column_names)}); the task {task.name!r} needs {', '.join(REQUIRED_COLUMNS)}"
+        )
+    check_labels(dataset, where, split, task)
+
+
+def check_rows(dataset: datasets.Dataset, where: str, split: str, fix: str = LOADED_DATA_FIX) -> None:
+    """Fail on a split without rows (``fix``: what the message adds to "add sentence pairs to it")."""
+    if dataset.num_rows == 0:
+        raise _empty_split(where, split, fix=fix)
+
+
+def check_labels(dataset: datasets.Dataset, where: str, split: str, task: Task, column: str = "label") -> None:
+    """Fail on labels (the column ``column``) that are not integers, or not among the task's."""
+    label_type = _value_type(dataset.features[column])
+    if not label_type.startswith(("int", "uint")):
+        raise FinetuneError(f"{where}, {split} split: labels are {label_type}, not integers; write them as 0 and 1")
+    unexpected = set(dataset.unique(column)) - set(range(task.num_labels))
+    if unexpected:
+        allowed = ", ".join(map(str, range(task.num_labels)))
+        raise FinetuneError(
+            f"{where}, {split} split: labels {sorted(unexpected, key=str)} are outside {{{allowed}}}; "
+            f"the task {task.name!r} has {task.num_labels} labels"
+        )
 
 
 def _value_type(feature: object) -> str:

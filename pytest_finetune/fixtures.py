@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import os
 import re
 import warnings
@@ -63,30 +64,40 @@ def finetune_recipe(request: pytest.FixtureRequest) -> Recipe:
 
 
 @pytest.fixture
-def mrpc_dataset(finetune_recipe: Recipe) -> datasets.DatasetDict:
+def mrpc_dataset(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> datasets.DatasetDict:
     """The raw data: a ``DatasetDict`` with ``train`` and ``validation`` splits of
     ``sentence1``, ``sentence2``, ``label`` and ``idx``, from the recipe's Hub dataset,
     GLUE TSV folder or csv/json/jsonl/parquet files.
     """
     from .data import load_raw_dataset
 
-    return load_raw_dataset(finetune_recipe.data_source, finetune_recipe.task_spec)
+    source = finetune_recipe.data_source
+    return load_raw_dataset(source, finetune_recipe.task_spec, functools.partial(_hub_note, request.config, source))
 
 
 @pytest.fixture
-def tokenizer(finetune_recipe: Recipe) -> PreTrainedTokenizerBase:
+def tokenizer(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> PreTrainedTokenizerBase:
     """The recipe model's tokenizer (``AutoTokenizer.from_pretrained``)."""
     from .models import load_tokenizer
 
-    return load_tokenizer(finetune_recipe)
+    return load_tokenizer(finetune_recipe, functools.partial(_hub_note, request.config, finetune_recipe.model))
 
 
 @pytest.fixture
-def tokenized_mrpc(mrpc_dataset: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase) -> datasets.DatasetDict:
+def tokenized_mrpc(
+    request: pytest.FixtureRequest,
+    finetune_recipe: Recipe,
+    mrpc_dataset: datasets.DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+) -> datasets.DatasetDict:
     """``mrpc_dataset`` with each pair tokenized as ``tokenizer(sentence1, sentence2,
     truncation=True)`` (``Dataset.map``, batched, cached by ``datasets``); no padding
-    here, the ``data_collator`` pads each batch.
+    here, the ``data_collator`` pads each batch. An ``mrpc_dataset`` of a ``conftest.py`` is checked
+    as data files are (splits, rows, columns, labels, ids) first.
     """
+    from .data import check_fixture_data
+
+    check_fixture_data(mrpc_dataset, _fixture_named(request, "mrpc_dataset"), finetune_recipe.task_spec)
 
     def tokenize(batch: dict[str, list[Any]]) -> Any:
         return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True)
@@ -103,13 +114,13 @@ def data_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding
 
 
 @pytest.fixture
-def model(finetune_recipe: Recipe) -> PreTrainedModel:
+def model(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> PreTrainedModel:
     """A fresh ``AutoModelForSequenceClassification`` of the recipe's checkpoint for
     each test, with a new classification head (``num_labels=2``) seeded by the recipe's seed.
     """
     from .models import load_model
 
-    return load_model(finetune_recipe)
+    return load_model(finetune_recipe, functools.partial(_hub_note, request.config, finetune_recipe.model))
 
 
 @pytest.fixture
@@ -117,17 +128,24 @@ def compute_metrics(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     """``compute_metrics`` for ``Trainer``: accuracy and F1 as GLUE MRPC scores them
     (offline), plus what ``pytest_finetune_metrics`` hooks add.
     """
-    from .metrics import METRICS_HOOK, make_compute_metrics, metrics_dict
+    from .metrics import make_compute_metrics
+
+    return make_compute_metrics(_hook_metrics(request, finetune_recipe))
+
+
+def _hook_metrics(request: pytest.FixtureRequest, recipe: Recipe) -> Callable[[np.ndarray, np.ndarray], dict[str, Any]]:
+    """The metrics the ``pytest_finetune_metrics`` hooks that apply to the test add for ``(logits, label_ids)``."""
+    from .metrics import METRICS_HOOK, metrics_dict
 
     ihook = request.node.ihook
 
     def extra_metrics(logits: np.ndarray, label_ids: np.ndarray) -> dict[str, Any]:
         extra: dict[str, Any] = {}
-        for metrics in ihook.pytest_finetune_metrics(recipe=finetune_recipe, logits=logits, label_ids=label_ids):
+        for metrics in ihook.pytest_finetune_metrics(recipe=recipe, logits=logits, label_ids=label_ids):
             extra.update(metrics_dict(metrics, METRICS_HOOK))
         return extra
 
-    return make_compute_metrics(extra_metrics)
+    return extra_metrics
 
 
 @pytest.fixture
@@ -160,6 +178,7 @@ def training_args(
 
 @pytest.fixture
 def trainer(
+    request: pytest.FixtureRequest,
     model: PreTrainedModel,
     training_args: TrainingArguments,
     tokenized_mrpc: datasets.DatasetDict,
@@ -175,11 +194,14 @@ def trainer(
     """
     from transformers import Trainer
 
+    from .data import split_of
+
+    where = _fixture_named(request, "tokenized_mrpc")
     return Trainer(
         model=model,
         args=training_args,
-        train_dataset=tokenized_mrpc["train"],
-        eval_dataset=tokenized_mrpc["validation"],
+        train_dataset=split_of(tokenized_mrpc, where, "train"),
+        eval_dataset=split_of(tokenized_mrpc, where, "validation"),
         data_collator=data_collator,
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
@@ -188,13 +210,16 @@ def trainer(
 
 @pytest.fixture
 def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> FinetuneResult:
-    """Needs ``--finetune`` (without it the test is skipped). The recipe fine-tuned and evaluated:
+    """The recipe fine-tuned and evaluated, a ``FinetuneResult``; needs ``--finetune`` (without it the test is skipped).
+
+    Its attributes:
 
     - ``.metrics`` (``accuracy``, ``f1``, ``eval_loss``, what ``pytest_finetune_metrics`` adds);
     - ``.history`` (one row per evaluation), ``.predictions`` (validation logits and labels),
       ``.train_runtime``;
-    - ``.recipe`` (the resolved recipe), ``.environment`` (library versions, device, dtype, dropout
-      masks), ``.intervals`` (95 % bootstrap intervals of accuracy and F1);
+    - ``.recipe`` (the resolved recipe, its training arguments as the trainer holds them: a ``training_args``
+      or ``trainer`` fixture of a ``conftest.py`` decides them), ``.environment`` (library versions, device,
+      dtype, dropout masks), ``.intervals`` (95 % bootstrap intervals of accuracy and F1);
     - ``.from_cache``: served from the result cache rather than fine-tuned in this session;
     - ``.shared_from``: the node id of the earlier test of this session whose fine-tune (or cache
       hit) this result shares, ``None`` for that test itself.
@@ -214,20 +239,74 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     if not session.enabled:
         pytest.skip(SKIP_REASON)
     from .cache import cache_key
+    from .training import trained_recipe
 
     trainer = request.getfixturevalue("trainer")
+    recipe = trained_recipe(finetune_recipe, trainer)
+    _add_hook_metrics(request, recipe, trainer)
     serving = _serving_definitions(request)
-    inputs = _cache_inputs(request, finetune_recipe, trainer, serving)
+    inputs = _cache_inputs(request, recipe, trainer, serving)
     if inputs is None:  # nothing shows that another test's trainer holds the same data
         _warn_not_cached(request)
-        return _fine_tune(request, finetune_recipe, trainer, inputs, serving)
-    key = (_training_key(request, finetune_recipe, serving), cache_key(inputs))
+        return _fine_tune(request, recipe, trainer, inputs, serving)
+    key = (_training_key(request, recipe, serving), cache_key(inputs))
     shared = session.results.get(key)
     if shared is None:
-        result = _fine_tune(request, finetune_recipe, trainer, inputs, serving)
+        result = _fine_tune(request, recipe, trainer, inputs, serving)
         session.results[key] = dataclasses.replace(result, shared_from=request.node.nodeid)
         shared = result
     return copy.deepcopy(shared)  # a test that edits its result cannot change another's
+
+
+def _add_hook_metrics(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer) -> None:
+    """Make ``trainer``'s ``compute_metrics`` also return what the ``pytest_finetune_metrics`` hooks that apply
+    to the test add, where it does not already: a ``compute_metrics`` (or ``trainer``) fixture of a
+    ``conftest.py`` replaces the plugin's, which calls them."""
+    from .metrics import WithExtraMetrics
+
+    compute_metrics = trainer.compute_metrics
+    if compute_metrics is None or isinstance(compute_metrics, WithExtraMetrics):
+        return
+    if request.node.ihook.pytest_finetune_metrics.get_hookimpls():
+        trainer.compute_metrics = WithExtraMetrics(compute_metrics, _hook_metrics(request, recipe))
+
+
+def _fixture_named(request: pytest.FixtureRequest, name: str) -> str:
+    """The fixture ``name`` for a message: ``the NAME fixture``, and the file of the definition that serves the
+    test where that is not this plugin's (``of conftest.py``)."""
+    import inspect
+
+    definitions = request._fixturemanager.getfixturedefs(name, request.node) or ()
+    function = inspect.unwrap(definitions[-1].func) if definitions else None
+    if function is None or function.__module__ == __name__:
+        return f"the {name} fixture"
+    file = Path(inspect.getsourcefile(function) or "?")
+    shown = file.relative_to(request.config.rootpath) if file.is_relative_to(request.config.rootpath) else file
+    return f"the {name} fixture of {shown}"
+
+
+def _hub_note(config: pytest.Config, source: str) -> str:
+    """The end of the message for a model or data value that the Hub does not give, where it may be a mistyped
+    folder (a name without ``/``): the folders a relative path is looked for in (the ini file's, the rootdir, the
+    directory pytest started in) hold no folder of that name; the folders there of a similar name, if any."""
+    import difflib
+
+    if "/" in source:
+        return ""
+    ini_folder = config.inipath.parent if config.inipath else None
+    folders = list(
+        dict.fromkeys(folder for folder in (ini_folder, config.rootpath, config.invocation_params.dir) if folder)
+    )
+    try:
+        beside = sorted(
+            {entry.name for folder in folders if folder.is_dir() for entry in folder.iterdir() if entry.is_dir()}
+        )
+    except OSError:  # a folder that cannot be listed: no suggestion
+        beside = []
+    close = difflib.get_close_matches(source, beside, n=3)
+    similar = f" (there is {' and '.join(repr(name) for name in close)}: a typo?)" if close else ""
+    places = " or ".join(map(str, folders))
+    return f"; nor is there a folder {source!r} in {places}, where a relative path is looked for{similar}"
 
 
 #: Set once the session has warned that results without ``datasets`` fingerprints are not cached.
@@ -320,6 +399,7 @@ def _trained_or_cached(
     from .training import run_finetune, validation_ids
 
     session = request.config.stash[SESSION_KEY]
+    example_ids = validation_ids(trainer)  # checked before a fine-tune: a baseline names examples by them
     cache = session.cache
     key = cache_key(inputs) if cache is not None and inputs is not None else None
     result = cache.load(key, recipe) if cache is not None and key is not None else None
@@ -336,7 +416,7 @@ def _trained_or_cached(
     intervals = bootstrap_intervals(
         predicted_classes(predictions.predictions), np.asarray(predictions.label_ids), session.bootstrap_resamples
     )
-    return dataclasses.replace(result, example_ids=validation_ids(trainer), intervals=intervals)
+    return dataclasses.replace(result, example_ids=example_ids, intervals=intervals)
 
 
 def _fresh_models(model_definitions: list[Any], trainer: Trainer) -> Callable[[Recipe], PreTrainedModel]:

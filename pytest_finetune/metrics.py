@@ -111,18 +111,30 @@ def _shown(value: object) -> str:
 def make_compute_metrics(extra: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None) -> MetricsFunction:
     """A ``compute_metrics`` for ``Trainer``: argmax of the logits, then GLUE MRPC's metric.
 
-    ``extra(logits, label_ids)`` may add metrics (the ``pytest_finetune_metrics`` hook).
+    ``extra(logits, label_ids)`` may add metrics (the ``pytest_finetune_metrics`` hook): see :class:`WithExtraMetrics`.
     """
 
     def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
-        logits = class_logits(eval_prediction.predictions)
-        label_ids = np.asarray(eval_prediction.label_ids)
-        scores = accuracy_and_f1(predicted_classes(logits), label_ids)
-        if extra is not None:
-            scores.update(_checked_extra(metrics_dict(extra(logits, label_ids), METRICS_HOOK)))
-        return scores
+        return accuracy_and_f1(predicted_classes(eval_prediction.predictions), np.asarray(eval_prediction.label_ids))
 
-    return compute_metrics
+    return compute_metrics if extra is None else WithExtraMetrics(compute_metrics, extra)
+
+
+class WithExtraMetrics:
+    """A ``compute_metrics`` (the plugin's, or a ``conftest.py``'s) that also returns what ``extra(logits,
+    label_ids)`` adds (the ``pytest_finetune_metrics`` hooks), checked: numbers under names of their own."""
+
+    def __init__(self, compute_metrics: Callable[..., object], extra: Callable[[np.ndarray, np.ndarray], object]):
+        self.compute_metrics = compute_metrics
+        self.extra = extra
+
+    def __call__(self, eval_prediction: EvalPrediction, *more: Any, **keywords: Any) -> dict[str, Any]:
+        scores = dict(metrics_dict(self.compute_metrics(eval_prediction, *more, **keywords), COMPUTE_METRICS))
+        logits = class_logits(eval_prediction.predictions)
+        scores.update(
+            _checked_extra(metrics_dict(self.extra(logits, np.asarray(eval_prediction.label_ids)), METRICS_HOOK))
+        )
+        return scores
 
 
 def _checked_extra(extra: Mapping[str, Any]) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -29,9 +30,10 @@ TOKENIZER_FILES = (
 )
 
 
-def load_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
+def load_tokenizer(recipe: Recipe, hub_note: Callable[[], str] | None = None) -> PreTrainedTokenizerBase:
     """``AutoTokenizer`` for ``recipe.model``, checked by :func:`_check_tokenizer`; from a checkpoint
     folder, its ``name_or_path`` is left empty (the result cache knows the folder by its content).
+    ``hub_note()`` ends the message of a Hub id the Hub does not give (where a folder of that name was looked for).
 
     A checkpoint folder without tokenizer files (one ``model.save_pretrained`` alone wrote) is
     refused before loading: transformers 5 would build a tokenizer of the special tokens alone.
@@ -44,7 +46,7 @@ def load_tokenizer(recipe: Recipe) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(recipe.model, trust_remote_code=recipe.trust_remote_code)
     except (OSError, ValueError, ImportError) as error:
-        raise _load_error("tokenizer", recipe.model, local, error) from None
+        raise _load_error("tokenizer", recipe.model, local, error, hub_note) from None
     _check_tokenizer(tokenizer, recipe.model, local)
     # A loading option that transformers keeps among the tokenizer's settings (true whenever
     # HF_HUB_OFFLINE is set): left there, it would change datasets' fingerprint of every
@@ -83,8 +85,8 @@ def _vocabulary_error(model: str, local: bool, problem: str) -> FinetuneError:
     return FinetuneError(f"{_where(model, local)} {problem}; {fix}, or override the tokenizer fixture in a conftest.py")
 
 
-def load_model(recipe: Recipe) -> PreTrainedModel:
-    """A fresh ``AutoModelForSequenceClassification`` for ``recipe.model``.
+def load_model(recipe: Recipe, hub_note: Callable[[], str] | None = None) -> PreTrainedModel:
+    """A fresh ``AutoModelForSequenceClassification`` for ``recipe.model`` (``hub_note``: as :func:`load_tokenizer`'s).
 
     The global seed is set first, so the new classification head is the same for the
     same seed. A checkpoint whose classification head has another number of labels (one
@@ -103,7 +105,7 @@ def load_model(recipe: Recipe) -> PreTrainedModel:
             output_loading_info=True,
         )
     except (OSError, ValueError, RuntimeError, pickle.UnpicklingError, SafetensorError) as error:
-        raise _load_error("model", recipe.model, local, error) from None
+        raise _load_error("model", recipe.model, local, error, hub_note) from None
     mismatched = mismatched_weights(loading_info, model)
     if mismatched:
         raise _mismatch_error(recipe, local, mismatched, model.base_model_prefix)
@@ -138,6 +140,11 @@ def _mismatch_error(
 def _checked_source(model: str) -> bool:
     """Whether ``model`` is a local checkpoint folder (checked) rather than a Hub id."""
     path = local_path(model, "model folder")
+    if path is not None and path.is_file():
+        raise FinetuneError(
+            f"model {model!r} is a file, not a checkpoint folder; point model at the folder that save_pretrained "
+            f"wrote (this file's is {str(path.parent)!r})"
+        )
     if path is not None and not (path / "config.json").is_file():
         raise FinetuneError(
             f"model {model!r} is not a checkpoint folder (no config.json); point model at the folder "
@@ -151,7 +158,11 @@ def _where(model: str, local: bool) -> str:
     return f"checkpoint folder {model!r}" if local else repr(model)
 
 
-def _load_error(what: str, model: str, local: bool, error: Exception) -> FinetuneError:
+def _load_error(
+    what: str, model: str, local: bool, error: Exception, hub_note: Callable[[], str] | None = None
+) -> FinetuneError:
+    """The error for a ``what`` (tokenizer, model) that transformers could not load; ``hub_note()`` ends the
+    message where ``model`` is a Hub id."""
     where = f"checkpoint folder {model!r}" if local else f"{model!r} from the Hugging Face Hub"
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if "trust_remote_code" in str(error):
@@ -165,5 +176,5 @@ def _load_error(what: str, model: str, local: bool, error: Exception) -> Finetun
             "pytorch_model.bin, and the tokenizer files)"
         )
     else:
-        hint = f"; {offline_help('--finetune-model')}: a checkpoint folder"
+        hint = f"; {offline_help('--finetune-model')}: a checkpoint folder{hub_note() if hub_note else ''}"
     return FinetuneError(f"could not load the {what} of {where} ({type(error).__name__}: {first_line}){hint}")

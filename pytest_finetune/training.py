@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Collection, Mapping, Sequence
+import types
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+import pyarrow.compute  # type: ignore[import-untyped]  # no stubs; pyproject.toml covers only datasets
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PredictionOutput
@@ -17,8 +20,10 @@ from .compat import (
     evaluate_in_dataset_order,
     fused_adamw_training_args,
     installed_training_args,
+    modern_training_args,
     training_arguments,
 )
+from .data import FIXTURE_DATA_FIX, UNNAMED_ROWS, check_ids, check_labels, check_rows
 from .dropout import dropout_masks_for, dropout_masks_from
 from .errors import FinetuneError
 from .metrics import COMPUTE_METRICS, checked_metrics, final_metrics, predicted_classes
@@ -116,12 +121,35 @@ class FinetuneResult:
         return sorted(int(idx) for idx in self.example_ids[wrong])
 
 
+#: What a message calls the datasets ``finetune_result`` hands the trainer: where they come from.
+TRAINER_DATA = "the trainer's data (the tokenized_mrpc fixture's, or what a trainer fixture gives)"
+
+
 def validation_ids(trainer: Trainer) -> np.ndarray | None:
-    """The ``idx`` of ``trainer``'s validation examples in row order, where the split has that column."""
+    """The ``idx`` of ``trainer``'s validation examples in row order, where the split has that column; ids
+    that cannot name the examples a baseline lists (repeated, null, not integers) are a :class:`FinetuneError`."""
     dataset = trainer.eval_dataset
     if "idx" not in (getattr(dataset, "column_names", None) or ()):
         return None
+    if isinstance(dataset, datasets.Dataset):
+        check_ids(dataset, f"{TRAINER_DATA}, validation split", without_ids=UNNAMED_ROWS)
     return np.asarray(list(dataset["idx"]))  # type: ignore[index, arg-type]
+
+
+def trained_recipe(recipe: Recipe, trainer: Trainer) -> Recipe:
+    """``recipe`` with its defining training arguments as ``trainer`` holds them, in 5.x spelling: a
+    ``training_args`` or ``trainer`` fixture of a ``conftest.py`` (or a ``pytest_finetune_adjust_training_args``
+    hook) may train with values other than the recipe's, and the result, its baseline and the "recipe changed"
+    check describe what was trained. ``use_cpu``, which the plugin sets for the machine, stays the recipe's."""
+    held = trainer.args.to_dict()  # enums as their values, as a recipe holds them
+    asked = {key: value for key, value in recipe.defining_training_args.items() if key not in device_training_args()}
+    spelled = installed_training_args(asked)
+    trained = modern_training_args({key: held[key] for key in spelled if key in held})
+    changed = {key: value for key, value in trained.items() if key in asked and value != asked[key]}
+    if not changed:
+        return recipe
+    training_args = dict(sorted({**recipe.training_args, **changed}.items()))
+    return dataclasses.replace(recipe, training_args=types.MappingProxyType(training_args))
 
 
 def run_finetune(
@@ -145,6 +173,8 @@ def run_finetune(
             "that sets none, or a dict of several, cannot be scored)"
         )
     check_num_labels(trainer, recipe.task_spec)
+    check_trainer_data(trainer, recipe.task_spec)
+    check_tokens_fit(trainer)
     if callbacks:
         trainer.remove_callback(PrinterCallback)  # its log dicts would repeat what progress shows
     for callback in callbacks:
@@ -180,6 +210,75 @@ def check_num_labels(trainer: Trainer, task: Task) -> None:
             f"{task.num_labels} labels; load the model with num_labels={task.num_labels} (from a checkpoint "
             "with another head: also ignore_mismatched_sizes=True)"
         )
+
+
+def _trainer_splits(trainer: Trainer) -> Iterator[tuple[str, datasets.Dataset]]:
+    """``trainer``'s train and validation splits, where they are ``datasets.Dataset`` (not lists of features)."""
+    for split, dataset in (("train", trainer.train_dataset), ("validation", trainer.eval_dataset)):
+        if isinstance(dataset, datasets.Dataset):
+            yield split, dataset
+
+
+def check_trainer_data(trainer: Trainer, task: Task) -> None:
+    """Fail, as the data loaders do (:mod:`pytest_finetune.data`), on a split of ``trainer`` without rows or
+    with labels (``label`` or ``labels``) that are not ``task``'s: a fixture's data is not loaded from files."""
+    for split, dataset in _trainer_splits(trainer):
+        check_rows(dataset, TRAINER_DATA, split, FIXTURE_DATA_FIX)
+        column = next((name for name in ("label", "labels") if name in dataset.column_names), None)
+        if column is not None:
+            check_labels(dataset, TRAINER_DATA, split, task, column)
+
+
+def check_tokens_fit(trainer: Trainer) -> None:
+    """Fail on tokenized splits (their ``input_ids``) that ``trainer``'s model cannot embed: a token id beyond its
+    input embeddings (a tokenizer of another checkpoint), or a sequence longer than its learned positions
+    (``max_position_embeddings``: a tokenizer that does not cut the pairs to them)."""
+    vocabulary, positions = _input_limits(trainer.model)
+    for split, dataset in _trainer_splits(trainer):
+        if "input_ids" not in dataset.column_names or not dataset.num_rows:
+            continue
+        input_ids = dataset.with_format("arrow")["input_ids"]  # the rows the split shows, without a copy
+        largest = pyarrow.compute.max(pyarrow.compute.list_flatten(input_ids)).as_py()
+        if vocabulary is not None and largest is not None and largest >= vocabulary:
+            raise FinetuneError(
+                f"the tokenizer ({_tokenizer_name(trainer)}) gives token id {largest} in the {split} split, but the "
+                f"model's input embeddings hold {vocabulary} tokens (vocab_size={vocabulary}): tokenizer and model "
+                "do not fit; use the tokenizer the model was trained with (the plugin's tokenizer fixture loads the "
+                "checkpoint's own: where that one does not fit, the checkpoint's config.json has the wrong "
+                "vocab_size), or grow the model's embeddings in a model fixture: "
+                "model.resize_token_embeddings(len(tokenizer))"
+            )
+        longest = pyarrow.compute.max(pyarrow.compute.list_value_length(input_ids)).as_py()
+        if positions is not None and longest is not None and longest > positions:
+            raise FinetuneError(
+                f"the {split} split holds a pair of {longest} tokens, but the model takes at most {positions} "
+                f"(max_position_embeddings={positions}): the tokenizer ({_tokenizer_name(trainer)}) does not cut "
+                f"the pairs to fit; tokenize with truncation=True, max_length={positions} in a tokenized_mrpc fixture, "
+                f"or set tokenizer.model_max_length = {positions} in a tokenizer fixture"
+            )
+
+
+def _input_limits(model: Any) -> tuple[int | None, int | None]:
+    """The number of token embeddings of ``model`` and of its learned positions; ``None`` where it has no such limit
+    (no single embedding matrix; relative positions, which fit any length)."""
+    try:
+        vocabulary = getattr(model.get_input_embeddings(), "num_embeddings", None)
+    except (AttributeError, NotImplementedError):
+        vocabulary = None
+    config = getattr(model, "config", None)
+    absolute = getattr(config, "position_embedding_type", "absolute") == "absolute"
+    positions = getattr(config, "max_position_embeddings", None) if absolute else None
+    return vocabulary, positions if getattr(config, "position_biased_input", True) else None
+
+
+def _tokenizer_name(trainer: Trainer) -> str:
+    """``trainer``'s tokenizer for a message: its class, size and (where known) checkpoint."""
+    tokenizer = trainer.processing_class
+    if tokenizer is None:
+        return "none given to the trainer"
+    size = f" of {len(tokenizer)} tokens" if hasattr(tokenizer, "__len__") else ""
+    source = getattr(tokenizer, "name_or_path", "")
+    return f"{type(tokenizer).__name__}{size}" + (f" from {source!r}" if source else "")
 
 
 class _LastEvaluation:

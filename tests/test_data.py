@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -500,3 +501,30 @@ def test_an_empty_parquet_split_has_no_rows(tmp_path: Path) -> None:
     )
     with pytest.raises(FinetuneError, match=r", validation split has no rows \(validation\.parquet holds no rows"):
         load_raw_dataset(str(tmp_path), MRPC)
+
+
+@pytest.mark.parametrize("text", ["[]", "[ ]", "[\n]\n", " [\n\t\n] "], ids=["bare", "space", "newline", "padded"])
+def test_a_json_split_of_an_empty_array_has_no_rows_whatever_its_whitespace(tmp_path: Path, text: str) -> None:
+    write_table(tmp_path / "train.json", records(make_rows(4)))
+    (tmp_path / "validation.json").write_text(text, encoding="utf-8")
+    with pytest.raises(FinetuneError, match=r", validation split has no rows \(validation\.json holds no rows"):
+        load_raw_dataset(str(tmp_path), MRPC)
+
+
+def test_a_mistyped_data_folder_is_named_beside_the_hub_failure(
+    pytester: pytest.Pytester, glue_folder: Callable[..., Path]
+) -> None:
+    """``--finetune-data=mrcp`` beside ``./mrpc`` is a Hub id (no such folder), and the message says so too."""
+    shutil.copytree(glue_folder(), pytester.path / "mrpc")
+    pytester.makepyfile("def test_x(mrpc_dataset):\n    pass\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_DATASETS_OFFLINE", "1")
+        result = pytester.runpytest_subprocess("--finetune-data=mrcp")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "could not load dataset 'mrcp' from the Hugging Face Hub (*); to work offline, *; nor is there a folder "
+            f"'mrcp' in {pytester.path}, where a relative path is looked for (there is 'mrpc': a typo?)"
+        ]
+    )

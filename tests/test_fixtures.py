@@ -232,7 +232,11 @@ def pytest_finetune_metrics(recipe, logits, label_ids):
             assert finetune_recipe.seed == 11
             assert finetune_recipe.training_args["learning_rate"] == 1e-3
             assert training_args.per_device_eval_batch_size == 5
-            assert finetune_result.recipe is finetune_recipe
+            # the result (and its baseline) holds the training arguments the trainer used: the hook's
+            assert dict(finetune_result.recipe.training_args) == {
+                **finetune_recipe.training_args, "per_device_eval_batch_size": 5
+            }
+            assert finetune_result.recipe.seed == finetune_recipe.seed
             assert 0.0 <= finetune_result.metrics["positive_rate"] <= 1.0
             assert "positive_rate" in finetune_result.history[-1]
 
@@ -290,9 +294,12 @@ def test_training_arguments_a_hook_set_and_transformers_rejects_fail_naming_the_
 
 
 def test_finetune_result_s_docs_say_it_needs_finetune_and_list_its_attributes(pytester: pytest.Pytester) -> None:
+    """``pytest --fixtures`` shows a docstring's first paragraph: a whole sentence; ``-v`` the whole docstring."""
+    shown = pytester.runpytest("--fixtures").stdout.str().split("\nfinetune_result -- ")[1].split("\n\n")[0]
+    summary = " ".join(shown.split()[1:])
+    assert summary.endswith("needs ``--finetune`` (without it the test is skipped)."), summary
     output = pytester.runpytest("--fixtures", "-v").stdout.str()
-    section = " ".join(output.split("\nfinetune_result -- ")[1].split("\n\n")[0].split()[1:])
-    assert section.startswith("Needs ``--finetune`` (without it the test is skipped)"), section
+    section = " ".join(output.split("\nfinetune_result -- ")[1].split("\n\nfinetune_snapshot")[0].split()[1:])
     for attribute in (".environment", ".from_cache", ".recipe", ".intervals", ".shared_from"):
         assert f"``{attribute}``" in section, attribute
 

@@ -8,7 +8,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import EvalPrediction
 
 from pytest_finetune.errors import FinetuneError
-from pytest_finetune.metrics import accuracy_and_f1, make_compute_metrics
+from pytest_finetune.metrics import WithExtraMetrics, accuracy_and_f1, make_compute_metrics
 
 
 def sklearn_scores(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -165,3 +165,20 @@ def test_checked_metrics_keeps_a_dict_of_numbers_and_refuses_anything_else() -> 
         checked_metrics("good", "compute_metrics")
     with pytest.raises(FinetuneError, match=r"^compute_metrics: metric 'f1' is 'x', not a number"):
         checked_metrics({"f1": "x"}, "compute_metrics")
+
+
+def test_extra_metrics_join_any_compute_metrics_and_its_keywords_pass_through() -> None:
+    """A conftest's compute_metrics gets the hook metrics too (``finetune_result`` wraps the trainer's)."""
+    logits, label_ids = random_logits(5, 12)
+    calls: list[dict[str, object]] = []
+
+    def own(eval_prediction: EvalPrediction, **keywords: object) -> dict[str, float]:
+        calls.append(keywords)
+        return {"accuracy": 0.25, "f1": 0.5}
+
+    wrapped = WithExtraMetrics(own, lambda hook_logits, hook_labels: {"positives": float(np.sum(hook_labels))})
+    scores = wrapped(EvalPrediction(predictions=logits, label_ids=label_ids), compute_result=True)
+    assert scores == {"accuracy": 0.25, "f1": 0.5, "positives": float(np.sum(label_ids))}
+    assert calls == [{"compute_result": True}]
+    with pytest.raises(FinetuneError, match=r"^compute_metrics \(the fixture, or the trainer's\) returned 0\.5"):
+        WithExtraMetrics(lambda prediction: 0.5, lambda *_: {})(EvalPrediction(predictions=logits, label_ids=label_ids))

@@ -162,3 +162,31 @@ def test_a_tokenizer_without_padding_fails_at_setup_and_the_named_fix_trains(
     finetune_project.makeconftest(PADDING_CONFTEST)
     result = finetune_project.runpytest("--finetune", "--snapshot-update", f"--finetune-model={folder}")
     result.assert_outcomes(passed=1)
+
+
+def test_a_model_path_to_a_file_of_the_checkpoint_names_its_folder(
+    pytester: pytest.Pytester, tiny_checkpoint: Path
+) -> None:
+    pytester.makepyfile("def test_x(model):\n    pass\n")
+    result = pytester.runpytest(f"--finetune-model={tiny_checkpoint / 'config.json'}")
+    assert_fails_clearly(
+        result,
+        f"model '{tiny_checkpoint / 'config.json'}' is a file, not a checkpoint folder; point model at the folder "
+        f"that save_pretrained wrote (this file's is '{tiny_checkpoint}')",
+    )
+
+
+def test_a_mistyped_model_folder_is_named_beside_the_hub_failure(
+    pytester: pytest.Pytester, tiny_checkpoint: Path
+) -> None:
+    shutil.copytree(tiny_checkpoint, pytester.path / "tiny-bert")
+    pytester.makepyfile("def test_x(model):\n    pass\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        result = pytester.runpytest_subprocess("--finetune-model=tiny-bret")
+    assert_fails_clearly(
+        result,
+        "could not load the model of 'tiny-bret' from the Hugging Face Hub (*); to work offline, *: a checkpoint "
+        f"folder; nor is there a folder 'tiny-bret' in {pytester.path}, where a relative path is looked for (there "
+        "is 'tiny-bert': a typo?)",
+    )

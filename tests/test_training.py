@@ -4,9 +4,15 @@ the training arguments: the fused AdamW where the installed versions default to 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import assert_fails_clearly
+
+from pytest_finetune.compat import installed_training_args
+from pytest_finetune.recipe import build_recipe
+from pytest_finetune.training import build_training_arguments, trained_recipe, training_arguments_kwargs
 
 # Counts Trainer.predict calls, and checks the result against a fresh predict of the trained trainer.
 CONFTEST = """
@@ -85,6 +91,38 @@ def test_a_5x_only_sampling_strategy_is_refused_for_4x() -> None:
     assert compat._group_by_length_4x("random") is False
     with pytest.raises(FinetuneError, match="train_sampling_strategy='sequential' needs transformers 5"):
         compat._group_by_length_4x("sequential")
+
+
+@pytest.mark.parametrize(
+    "keywords",
+    [
+        {},
+        {"max_steps": 4, "per_device_eval_batch_size": 16},
+        {"warmup_steps": 0.1, "lr_scheduler_type": "cosine", "eval_strategy": "steps", "eval_steps": 2},
+        {"group_by_length": False, "evaluation_strategy": "no", "warmup_steps": 3, "use_cpu": False},
+    ],
+    ids=["seed", "budget", "schedule", "4x-spelling"],
+)
+def test_the_plugin_s_own_training_arguments_leave_the_recipe_as_it_is(tmp_path: Path, keywords: dict) -> None:
+    """The recipe read back from the trainer's arguments (either major's spelling) is the recipe itself."""
+    recipe = build_recipe([("test", keywords)])
+    arguments = build_training_arguments(training_arguments_kwargs(recipe, tmp_path, "auto"))
+    assert trained_recipe(recipe, SimpleNamespace(args=arguments)) is recipe  # type: ignore[arg-type]
+
+
+def test_training_arguments_of_an_override_are_the_recipe_s_in_5x_spelling(tmp_path: Path) -> None:
+    """What a training_args override holds for the recipe's keys replaces the recipe's; other keys stay."""
+    recipe = build_recipe([("test", {"max_steps": 4})])
+    own = installed_training_args({"learning_rate": 1e-4, "train_sampling_strategy": "random", "max_steps": 4})
+    arguments = build_training_arguments({**own, "output_dir": str(tmp_path), "use_cpu": True})
+    trained = trained_recipe(recipe, SimpleNamespace(args=arguments))  # type: ignore[arg-type]
+    assert dict(trained.training_args) == {
+        **recipe.training_args,
+        "learning_rate": 1e-4,
+        "train_sampling_strategy": "random",
+        "eval_strategy": "no",  # TrainingArguments' default: the override sets none
+    }
+    assert (trained.model, trained.seed) == (recipe.model, recipe.seed)
 
 
 def default_optimizer(monkeypatch: pytest.MonkeyPatch, name: str = "adamw_torch") -> None:
