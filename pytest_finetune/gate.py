@@ -85,13 +85,14 @@ def check_distinct_baselines(config: pytest.Config, items: Sequence[pytest.Item]
 
 
 def conclude(item: pytest.Item, *, compare: bool) -> str | None:
-    """Record the test's comparison for the reports; with ``compare`` and none made by
-    the body, compare first. Returns the failure message when the gate's comparison fails."""
+    """Record the test's comparison for the reports; with ``compare``, a body that passed (see
+    :func:`_body_stored_an_outcome`) and no comparison made by the body, compare first. Returns the
+    failure message when the gate's comparison fails."""
     funcargs = getattr(item, "funcargs", {})
     snapshot: SnapshotAssertion | None = funcargs.get(SNAPSHOT_FIXTURE)
     if snapshot is None:
         return None
-    gated = compare and not snapshot.num_executions
+    gated = compare and not snapshot.num_executions and not _body_stored_an_outcome(item)
     if gated:
         snapshot == funcargs[RESULT_FIXTURE]  # noqa: B015  (syrupy records the comparison)
     if not snapshot.num_executions:
@@ -99,6 +100,15 @@ def conclude(item: pytest.Item, *, compare: bool) -> str | None:
     entry = entry_for(item, snapshot, snapshot.executions[snapshot.num_executions - 1])
     _add_entry(item, entry)
     return failure_message(entry, record_command(item)) if gated and entry.failed else None
+
+
+def _body_stored_an_outcome(item: pytest.Item) -> bool:
+    """Whether the body of a ``unittest.TestCase`` method failed, was skipped (``skipTest``) or
+    was an expected failure: pytest's unittest support does not raise these out of the body but
+    stores them in the item's ``_excinfo``, to become the test's outcome when it is reported.
+    Such a body did not pass: it is not compared, and its entry follows pytest's outcome (see
+    :func:`settle`)."""
+    return bool(getattr(item, "_excinfo", None))
 
 
 def keep(item: pytest.Item) -> None:
@@ -236,15 +246,22 @@ def record_command(item: pytest.Item) -> str:
 
 
 #: Command-line options that change what a fine-tune computes: a command that records a
-#: baseline repeats them, else it would record another recipe.
-RECIPE_OPTIONS = ("--finetune-model", "--finetune-data", "--finetune-task", "--finetune-set", "--finetune-precision")
+#: baseline repeats them, else it would record another recipe. pytest's own among them: the
+#: ini file (all its ``finetune_*`` values), the rootdir (the baseline folder) and the plugins
+#: and ``conftest.py`` files loaded (their hooks and fixtures may adjust the recipe).
+RECIPE_OPTIONS = (
+    *("--finetune-model", "--finetune-data", "--finetune-task", "--finetune-set", "--finetune-precision"),
+    *("-c", "--config-file", "--rootdir", "-p", "--confcutdir"),
+)
+#: Flags (no value) that change what a fine-tune computes, repeated too: no ``conftest.py`` is loaded.
+RECIPE_FLAGS = ("--noconftest",)
 #: pytest's ini overrides: repeated too when they set a ``finetune_*`` ini value.
 OVERRIDE_OPTIONS = ("-o", "--override-ini")
 
 
 def recipe_arguments(args: Sequence[str]) -> list[str]:
-    """The :data:`RECIPE_OPTIONS` among ``args`` (a command line), and the :data:`OVERRIDE_OPTIONS`
-    of ``finetune_*`` ini values, each with its value, as written."""
+    """The :data:`RECIPE_OPTIONS` and :data:`RECIPE_FLAGS` among ``args`` (a command line), and the
+    :data:`OVERRIDE_OPTIONS` of ``finetune_*`` ini values, each with its value, as written."""
     kept: list[str] = []
     pending: str | None = None  # an option whose value is the next argument
     for arg in map(str, args):
@@ -254,7 +271,9 @@ def recipe_arguments(args: Sequence[str]) -> list[str]:
             pending = None
             continue
         option, value = _option_and_value(arg)
-        if option in RECIPE_OPTIONS + OVERRIDE_OPTIONS:
+        if option in RECIPE_FLAGS:
+            kept.append(arg)
+        elif option in RECIPE_OPTIONS + OVERRIDE_OPTIONS:
             if value is None:
                 pending = option
             elif _repeated(option, value):
@@ -263,9 +282,10 @@ def recipe_arguments(args: Sequence[str]) -> list[str]:
 
 
 def _option_and_value(arg: str) -> tuple[str, str | None]:
-    """``-oKEY=VALUE`` and ``--option=VALUE`` split; the value None when the next argument holds it."""
-    if arg.startswith("-o") and not arg.startswith("--"):
-        return "-o", arg[2:] or None
+    """A short option's ``-oKEY=VALUE``, ``-o=KEY=VALUE`` (argparse's spellings) and ``--option=VALUE``
+    split; the value None when the next argument holds it."""
+    if not arg.startswith("--") and arg[:2] in RECIPE_OPTIONS + OVERRIDE_OPTIONS:
+        return arg[:2], arg[2:].removeprefix("=") or None
     option, equals, value = arg.partition("=")
     return option, value if equals else None
 
