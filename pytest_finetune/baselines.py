@@ -134,7 +134,7 @@ def parse_baseline(
             f"format {FORMAT}: use the pytest-finetune that recorded it, or record it again with --snapshot-update"
         )
     for name, value in record["metrics"].items():
-        if not _is_finite(value):
+        if not is_finite_number(value):
             shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
             raise BaselineError(f"baseline {location}: metric {name!r} is {shown}, not a finite number; {fix}")
         if name in FRACTIONS and not 0 <= value <= 1:
@@ -166,9 +166,9 @@ def _check_examples(examples: Any, location: str, fix: str, example_ids: Sequenc
     if (
         not isinstance(examples, dict)
         or not isinstance(examples.get("digest"), str)
-        or not _is_count(examples.get("count"))
+        or not is_count(examples.get("count"))
         or not isinstance(examples.get("wrong"), list)
-        or not all(_is_count(idx) for idx in examples["wrong"])
+        or not all(is_count(idx) for idx in examples["wrong"])
     ):
         raise BaselineError(
             f'baseline {location}: "examples" is not {{"count": int, "digest": str, "wrong": [idx, ...]}}; {fix}'
@@ -211,7 +211,7 @@ def _check_calibration(record: dict[str, Any], location: str, fix: str) -> None:
         or not isinstance(spreads, dict)
         or not all(
             isinstance(spread, dict)
-            and all(_is_finite(spread.get(key)) for key in ("mean", "std", "min", "max"))
+            and all(is_finite_number(spread.get(key)) for key in ("mean", "std", "min", "max"))
             and spread["std"] >= 0
             for spread in spreads.values()
         )
@@ -228,7 +228,8 @@ def _check_calibration(record: dict[str, Any], location: str, fix: str) -> None:
         )
 
 
-def _is_finite(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is a finite JSON number (not a boolean, not an integer beyond a float's range)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     try:
@@ -237,7 +238,8 @@ def _is_finite(value: Any) -> bool:
         return False
 
 
-def _is_count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
+    """Whether ``value`` is a whole number of 0 or more (not a boolean)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 

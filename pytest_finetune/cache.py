@@ -177,7 +177,7 @@ def _checked_entry(stored: Any) -> Mapping[str, Any]:
     numbers; the prediction metrics: a dict; history: a list of dicts; environment: a dict; the runtime:
     a number; the examples: a count); else a ``ValueError`` naming the first field that has not (an entry
     edited by hand)."""
-    from .baselines import _is_count
+    from .baselines import is_count
 
     checks: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "metrics": (
@@ -191,7 +191,7 @@ def _checked_entry(stored: Any) -> Mapping[str, Any]:
         ),
         "environment": ("a dict", lambda value: isinstance(value, dict)),
         "train_runtime": ("a number", _is_number),
-        "examples": ("a count of examples", _is_count),
+        "examples": ("a count of examples", is_count),
     }
     if not isinstance(stored, dict):
         raise ValueError(f"{_RESULT} holds {type(stored).__name__}, not an object")
@@ -236,10 +236,10 @@ def _unusable(metrics: Mapping[str, Any], arrays: Mapping[str, Any], examples: i
 def _metrics_problem(metrics: Mapping[str, Any]) -> str | None:
     """Which metric no baseline may hold (see ``baselines.parse_baseline``): one that is not a finite
     number, or one of ``baselines.FRACTIONS`` outside [0, 1]; ``None`` when all are fine."""
-    from .baselines import FRACTIONS, _is_finite
+    from .baselines import FRACTIONS, is_finite_number
 
     for name, value in metrics.items():
-        if not _is_finite(value):
+        if not is_finite_number(value):
             return f"metric {name!r} is {str(value)[:40]}, not a finite number"
         if name in FRACTIONS and not 0 <= value <= 1:
             return f"metric {name!r} is {value:g}, outside [0, 1]"
