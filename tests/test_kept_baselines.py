@@ -133,6 +133,16 @@ def test_tests_stepwise_deselects_keep_their_baselines(
         assert_kept(result, two_tests, stored)
 
 
+def test_tests_a_marker_expression_deselects_keep_their_baselines(two_tests: pytest.Pytester) -> None:
+    """``-m "not finetune"``: pytest's own deselection by marker leaves every baseline as it is."""
+    stored = baseline_texts(two_tests)
+    for update in ((), ("--snapshot-update",)):
+        result = two_tests.runpytest("--finetune", "-m", "not finetune", *update)
+        result.assert_outcomes(passed=1, deselected=2)
+        assert result.ret == pytest.ExitCode.OK
+        assert_kept(result, two_tests, stored)
+
+
 @pytest.mark.parametrize("tells_pytest", [True, False], ids=["pytest_deselected", "silently"])
 def test_tests_a_conftest_deselects_keep_their_baselines(two_tests: pytest.Pytester, tells_pytest: bool) -> None:
     two_tests.makeconftest(f"""
