@@ -97,7 +97,8 @@ def tokenized_mrpc(
     """
     from .data import check_fixture_data
 
-    check_fixture_data(mrpc_dataset, _fixture_named(request, "mrpc_dataset"), finetune_recipe.task_spec)
+    if _overriding_file(request, "mrpc_dataset") is not None:  # the plugin's own was checked as it loaded
+        check_fixture_data(mrpc_dataset, _fixture_named(request, "mrpc_dataset"), finetune_recipe.task_spec)
 
     def tokenize(batch: dict[str, list[Any]]) -> Any:
         return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True)
@@ -271,16 +272,24 @@ def _add_hook_metrics(request: pytest.FixtureRequest, recipe: Recipe, trainer: T
         trainer.compute_metrics = WithExtraMetrics(compute_metrics, _hook_metrics(request, recipe))
 
 
-def _fixture_named(request: pytest.FixtureRequest, name: str) -> str:
-    """The fixture ``name`` for a message: ``the NAME fixture``, and the file of the definition that serves the
-    test where that is not this plugin's (``of conftest.py``)."""
+def _overriding_file(request: pytest.FixtureRequest, name: str) -> Path | None:
+    """The file of the definition of fixture ``name`` that serves the test, where that is not this plugin's
+    (a ``conftest.py`` that overrides it); ``None`` for the plugin's own."""
     import inspect
 
     definitions = request._fixturemanager.getfixturedefs(name, request.node) or ()
     function = inspect.unwrap(definitions[-1].func) if definitions else None
     if function is None or function.__module__ == __name__:
+        return None
+    return Path(inspect.getsourcefile(function) or "?")
+
+
+def _fixture_named(request: pytest.FixtureRequest, name: str) -> str:
+    """The fixture ``name`` for a message: ``the NAME fixture``, and the file of the definition that serves the
+    test where that is not this plugin's (``of conftest.py``)."""
+    file = _overriding_file(request, name)
+    if file is None:
         return f"the {name} fixture"
-    file = Path(inspect.getsourcefile(function) or "?")
     shown = file.relative_to(request.config.rootpath) if file.is_relative_to(request.config.rootpath) else file
     return f"the {name} fixture of {shown}"
 
