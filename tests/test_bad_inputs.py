@@ -1,7 +1,7 @@
 """Bad inputs (issue #5, hardening): each gives a message that names the thing and the fix, with
 no Python traceback, and no stored baseline changes.
 
-The README's Bad input table names each row's test; rows covered elsewhere: missing columns as unit tests
+docs/errors.md lists each bad input's message, cause and fix; rows tested elsewhere: missing columns as unit tests
 (tests/test_data.py), a checkpoint without weights (tests/test_plugin.py), malformed, incomplete
 or NaN baselines, a diverged run under ``--snapshot-update`` and bad tolerances
 (tests/test_baselines.py), most bad marker keywords (tests/test_plugin.py).
@@ -469,8 +469,7 @@ def test_safetensors_is_read_before_pytorch_model_bin(finetune_project: pytest.P
     )
 
 
-# 11. Rows of README's "Bad input" table that had no session test checking their message -------------
-#     (README's table names each row's test)
+# 11. Rows of docs/errors.md that had no session test checking their message --------------------------
 
 
 def _wrong_field_count(folder: Path) -> tuple[str, str]:
@@ -598,7 +597,7 @@ def test_a_broken_baseline_says_how_to_fix_it_and_an_update_replaces_it(recorded
     recorded.runpytest("--finetune").assert_outcomes(passed=1)
 
 
-# README: "deep nesting, a 5000-digit number, recipe, environment, examples or calibration of the wrong shape"
+# docs/errors.md: "deep nesting, a huge number, recipe, environment, examples or calibration of the wrong shape"
 OTHER_BYTES = {
     "deep-nesting": ("[" * 100_000, " is not valid JSON (maximum recursion depth exceeded*)"),
     "5000-digits": (

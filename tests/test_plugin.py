@@ -507,7 +507,7 @@ def test_settings(request):
 
 @pytest.mark.skipif(pytest.version_tuple < (9, 2), reason="pytest 9.2 takes TOML types for ini keys")
 def test_a_native_toml_table_takes_numbers_and_bools(pytester: pytest.Pytester) -> None:
-    """pytest 9 reads ``[tool.pytest]`` with TOML's types: the keys take them as README writes them."""
+    """pytest 9 reads ``[tool.pytest]`` with TOML's types: the keys take them as docs/recipes.md writes them."""
     pytester.makepyprojecttoml("""
         [tool.pytest]
         finetune_alpha = 0.05
