@@ -218,9 +218,10 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     - ``.metrics`` (``accuracy``, ``f1``, ``eval_loss``, what ``pytest_finetune_metrics`` adds);
     - ``.history`` (one row per evaluation), ``.predictions`` (validation logits and labels),
       ``.train_runtime``;
-    - ``.recipe`` (the resolved recipe, its training arguments as the trainer holds them: a ``training_args``
-      or ``trainer`` fixture of a ``conftest.py`` decides them), ``.environment`` (library versions, device,
-      dtype, dropout masks), ``.intervals`` (95 % bootstrap intervals of accuracy and F1);
+    - ``.recipe`` (the resolved recipe, its training arguments as the trainer holds them, whatever set them: a
+      ``pytest_finetune_adjust_training_args`` hook, a ``training_args`` or ``trainer`` fixture of a
+      ``conftest.py``; see :func:`~pytest_finetune.training.trained_recipe`), ``.environment`` (library
+      versions, device, dtype, dropout masks), ``.intervals`` (95 % bootstrap intervals of accuracy and F1);
     - ``.from_cache``: served from the result cache rather than fine-tuned in this session;
     - ``.shared_from``: the node id of the earlier test of this session whose fine-tune (or cache
       hit) this result shares, ``None`` for that test itself.
@@ -243,7 +244,7 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     from .training import trained_recipe
 
     trainer = request.getfixturevalue("trainer")
-    recipe = trained_recipe(finetune_recipe, trainer)
+    recipe = trained_recipe(finetune_recipe, trainer, session.precision)
     _add_hook_metrics(request, recipe, trainer)
     serving = _serving_definitions(request)
     inputs = _cache_inputs(request, recipe, trainer, serving)
