@@ -133,6 +133,19 @@ def training_arguments(kwargs: Mapping[str, Any]) -> TrainingArguments:
     return TrainingArguments(**kwargs)
 
 
+def sharing_accelerator_state(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` for a ``TrainingArguments`` that uses accelerate's process-wide state as a ``Trainer`` set it up
+    (``accelerator_config``'s ``use_configured_state``) instead of resetting it, as each one does while it sets
+    up its device: the trainer's accelerator, which shares that state, could no longer prepare its data loaders.
+    ``kwargs`` as they are where no state is set up, or where their ``accelerator_config`` names a file."""
+    from accelerate.state import is_initialized  # type: ignore[import-untyped]
+
+    config = kwargs.get("accelerator_config")
+    if not is_initialized() or not (config is None or isinstance(config, dict)):
+        return dict(kwargs)
+    return {**kwargs, "accelerator_config": {**(config or {}), "use_configured_state": True}}
+
+
 #: transformers' name of torch's fused AdamW, which updates every weight in one pass.
 FUSED_ADAMW = "adamw_torch_fused"
 #: transformers' name of torch's multi-tensor (``foreach``) AdamW: the same update in several passes.

@@ -218,9 +218,10 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     - ``.metrics`` (``accuracy``, ``f1``, ``eval_loss``, what ``pytest_finetune_metrics`` adds);
     - ``.history`` (one row per evaluation), ``.predictions`` (validation logits and labels),
       ``.train_runtime``;
-    - ``.recipe`` (the resolved recipe, its training arguments as the trainer holds them: a ``training_args``
-      or ``trainer`` fixture of a ``conftest.py`` decides them), ``.environment`` (library versions, device,
-      dtype, dropout masks), ``.intervals`` (95 % bootstrap intervals of accuracy and F1);
+    - ``.recipe`` (the resolved recipe, its training arguments as the trainer holds them, whatever set them: a
+      ``pytest_finetune_adjust_training_args`` hook, a ``training_args`` or ``trainer`` fixture of a
+      ``conftest.py``; see :func:`~pytest_finetune.training.trained_recipe`), ``.environment`` (library
+      versions, device, dtype, dropout masks), ``.intervals`` (95 % bootstrap intervals of accuracy and F1);
     - ``.from_cache``: served from the result cache rather than fine-tuned in this session;
     - ``.shared_from``: the node id of the earlier test of this session whose fine-tune (or cache
       hit) this result shares, ``None`` for that test itself.
@@ -243,7 +244,7 @@ def finetune_result(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> 
     from .training import trained_recipe
 
     trainer = request.getfixturevalue("trainer")
-    recipe = trained_recipe(finetune_recipe, trainer)
+    recipe = trained_recipe(finetune_recipe, trainer, session.precision)
     _add_hook_metrics(request, recipe, trainer)
     serving = _serving_definitions(request)
     inputs = _cache_inputs(request, recipe, trainer, serving)
@@ -546,7 +547,10 @@ def _cache_inputs(
     """Everything that can change what ``trainer`` computes, for the result cache; ``None``
     when the datasets carry no ``datasets`` fingerprint (then nothing is cached).
 
-    The tokenized splits' fingerprints cover the data rows and the tokenize function; the
+    Each is known by content, never by path, so that the same checkpoint or data at another path (a
+    copy, a fresh clone of the project with its ``.pytest_cache``) is a hit: the tokenized splits by
+    their rows and format (:func:`_split_identity`), the tokenizers of the trainer and its collator by
+    :func:`~pytest_finetune.provenance.tokenizer_identity`; the
     digest of the untrained weights covers whatever model the ``model`` fixture gives (new
     weights pushed under a Hub id, a ``conftest.py`` that loads or changes one); the
     source of the modules that define the fixtures deciding the training and the hook
@@ -558,15 +562,12 @@ def _cache_inputs(
     """
     from .baselines import recipe_record
     from .cache import package_digest
-    from .provenance import weights_digest
+    from .provenance import tokenizer_identity, weights_digest
     from .training import run_environment
 
     session = request.config.stash[SESSION_KEY]
-    fingerprints = {
-        split: getattr(dataset, "_fingerprint", None)
-        for split, dataset in (("train", trainer.train_dataset), ("validation", trainer.eval_dataset))
-    }
-    if not all(fingerprints.values()):
+    splits = {"train": trainer.train_dataset, "validation": trainer.eval_dataset}
+    if not all(getattr(dataset, "_fingerprint", None) for dataset in splits.values()):
         return None
     modules = _fixture_modules(request)
     code = {
@@ -577,6 +578,8 @@ def _cache_inputs(
         (hook.name, [_source(impl.function, impl.plugin) for impl in hook.get_hookimpls()])
         for hook in _result_hooks(request)
     )
+    tokenizer = tokenizer_identity(trainer.processing_class)
+    padding = getattr(trainer.data_collator, "tokenizer", None)  # DataCollatorWithPadding's pads with its own
     model_config = getattr(trainer.model, "config", None)
     config = {k: v for k, v in (model_config.to_dict() if model_config else {}).items() if k != "_name_or_path"}
     return {
@@ -585,19 +588,31 @@ def _cache_inputs(
             k: v for k, v in recipe_record(recipe, request.config.rootpath).items() if k not in ("model", "data")
         },
         "training_arguments": _without_run_folder(trainer.args.to_dict(), str(trainer.args.output_dir)),
-        "tokenized": fingerprints,
+        "tokenized": {split: _split_identity(dataset) for split, dataset in splits.items()},
+        "tokenizer": tokenizer,
         "model": {
             "class": type(trainer.model).__qualname__,
             "config": config,
             "weights": weights_digest(trainer.model),
         },
         "collator": type(trainer.data_collator).__qualname__,
+        "collator_tokenizer": tokenizer if padding is trainer.processing_class else tokenizer_identity(padding),
         "trainer": f"{type(trainer).__module__}.{type(trainer).__qualname__}",
         "callbacks": [_source(type(callback)) for callback in trainer.callback_handler.callbacks],
         "params": _training_params(request, serving),
         "code": code,
         "environment": run_environment(trainer, session.dropout_masks),
     }
+
+
+def _split_identity(dataset: datasets.Dataset) -> dict[str, Any]:
+    """A split of the trainer by content: its rows (:func:`~pytest_finetune.provenance.dataset_digest`) and
+    the format it is read in, a transform (``set_transform``) by its source (:func:`_source`)."""
+    from .provenance import dataset_digest
+
+    shown = dict(dataset.format)
+    kwargs = {key: _source(value) if callable(value) else value for key, value in shown.pop("format_kwargs").items()}
+    return {"rows": dataset_digest(dataset), "format": {**shown, "format_kwargs": kwargs}}
 
 
 def _without_run_folder(arguments: dict[str, Any], output_dir: str) -> dict[str, Any]:

@@ -35,10 +35,13 @@ def pytest_finetune_adjust_training_args(recipe: Recipe, training_args: dict[str
     ``training_args`` holds the recipe's training arguments plus ``seed`` and
     ``output_dir``, and the ones the plugin chose for the machine (``use_cpu``, ``bf16`` or
     ``fp16``, the fused AdamW's ``optim``: see the README's Speed section), named as the
-    installed transformers names them. Use it for settings that are not part of the recipe's
-    meaning (the trackers in ``report_to``, ``dataloader_num_workers``, a device setting: names
-    that transformers 4 and 5 share; 5 has no ``logging_dir``); to change what is trained, prefer
-    :func:`pytest_finetune_adjust_recipe`, which the result's recipe records.
+    installed transformers names them. What it sets that changes the computation (``max_steps``,
+    ``weight_decay``, ...) is part of the result's recipe, as the recipe's own arguments are: adding,
+    changing or removing it is a recipe change against a baseline. Settings of how a run is logged,
+    saved or fed (``report_to``, ``dataloader_num_workers``: :data:`~pytest_finetune.recipe.RECORDING_ARGS`)
+    and the machine's (``use_cpu``, ``bf16``, ``fp16``) are not recorded; names that transformers 4 and 5
+    share are safest (5 has no ``logging_dir``). To change what a test trains, prefer
+    :func:`pytest_finetune_adjust_recipe`, checked as the ini and marker are.
     """
 
 

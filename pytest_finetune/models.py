@@ -50,7 +50,8 @@ def load_tokenizer(recipe: Recipe, hub_note: Callable[[], str] | None = None) ->
     _check_tokenizer(tokenizer, recipe.model, local)
     # A loading option that transformers keeps among the tokenizer's settings (true whenever
     # HF_HUB_OFFLINE is set): left there, it would change datasets' fingerprint of every
-    # tokenization, and switching the Hub off would miss the result cache.
+    # tokenization, and switching the Hub off would tokenize again (datasets' own cache misses;
+    # the result cache knows the tokenized data by content).
     tokenizer.init_kwargs.pop("local_files_only", None)
     if local:  # its path, likewise: the same checkpoint at another path (another clone, CI's) tokenizes the same
         tokenizer.name_or_path = tokenizer.init_kwargs["name_or_path"] = ""

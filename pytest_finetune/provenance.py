@@ -1,20 +1,25 @@
 """Where a result came from: content digests of local checkpoints and data, of a model's
-weights, and the environment.
+weights, of a dataset's rows and of a tokenizer, and the environment.
 
 A baseline names its model and data by content, so that the same checkpoint or data
 folder at another path (a colleague's clone, a CI runner's virtualenv) is the same recipe,
-and a changed file is not.
+and a changed file is not; the result cache knows the tokenized data and the tokenizer the
+same way.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import platform
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
 
 #: Files that can change what a checkpoint or data folder holds (READMEs and licences cannot);
 #: ``.py``: a checkpoint's own modeling code, run with ``trust_remote_code=True``.
@@ -94,6 +99,74 @@ def weights_digest(model: Any) -> str:
         digest.update(f"{name}:{values.dtype}:{tuple(tensor.shape)}\0".encode())
         digest.update(values.view(torch.uint8).numpy())
     return "sha256:" + digest.hexdigest()
+
+
+#: Rows of a dataset hashed at a time (one Arrow table each).
+_ROWS = 10_000
+#: Content digests of datasets already hashed in this process, by their ``datasets`` fingerprint.
+_DATASET_DIGESTS: dict[str, str] = {}
+
+
+def dataset_digest(dataset: datasets.Dataset) -> str:
+    """sha256 of a ``datasets.Dataset``'s column types and rows, in the order it shows them (a ``select``
+    or ``shuffle`` applied): what it holds, not where its files were read from nor how it was made (the
+    ``datasets`` fingerprint of a tokenization holds the tokenizer's vocabulary file by its path).
+    Remembered per process by the fingerprint, which ``datasets`` gives each content once."""
+    import pyarrow as pa  # type: ignore[import-untyped]  # no stubs; pyproject.toml covers only datasets
+
+    fingerprint = dataset._fingerprint
+    if fingerprint in _DATASET_DIGESTS:
+        return _DATASET_DIGESTS[fingerprint]
+    digest = hashlib.sha256(json.dumps(dataset.features.to_dict(), sort_keys=True).encode())
+    for table in dataset.with_format("arrow").iter(batch_size=_ROWS):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema.remove_metadata()) as writer:
+            writer.write_table(table.combine_chunks().replace_schema_metadata())  # one batch: chunking is no content
+        digest.update(sink.getvalue())
+    _DATASET_DIGESTS[fingerprint] = "sha256:" + digest.hexdigest()
+    return _DATASET_DIGESTS[fingerprint]
+
+
+#: A tokenizer's settings that say where and how it was loaded, never how it tokenizes.
+_LOADING_SETTINGS = frozenset({"name_or_path", "is_local", "local_files_only", "cache_dir", "_commit_hash"})
+#: The parts of a ``tokenizers.Tokenizer`` that decide how it tokenizes (not the truncation and padding of its
+#: last call, which each call sets anew).
+_BACKEND_PARTS = ("model", "normalizer", "pre_tokenizer", "post_processor", "decoder")
+
+
+def tokenizer_identity(tokenizer: Any) -> str | None:
+    """sha256 of what a tokenizer does, not where it was loaded from: its class; its ``tokenizers`` parts
+    (vocabulary, normalizer, pre- and post-processing, added tokens) or, for a Python tokenizer, its
+    vocabulary; its settings, a vocabulary or tokenizer file by its content digest; and the special tokens,
+    sides and length limit that padding and truncation use. ``None`` for none."""
+    if tokenizer is None:
+        return None
+    digest = hashlib.sha256(f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}\0".encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        for name in _BACKEND_PARTS:  # each part's own JSON, without parsing the vocabulary (a tenth of the time)
+            part = getattr(backend, name, None)
+            digest.update((part.__getstate__() if part is not None else b"none") + b"\0")
+        vocabulary = sorted((index, repr(token)) for index, token in backend.get_added_tokens_decoder().items())
+    else:
+        vocabulary = sorted(tokenizer.get_vocab().items()) if hasattr(tokenizer, "get_vocab") else []
+    settings = {
+        key: content_digest(os.fspath(value)) if key.endswith("_file") else value
+        for key, value in getattr(tokenizer, "init_kwargs", {}).items()
+        if key not in _LOADING_SETTINGS and (_is_file(value) or not key.endswith("_file"))
+    }
+    attributes = {
+        name: getattr(tokenizer, name, None)
+        for name in ("special_tokens_map", "padding_side", "truncation_side", "model_max_length", "model_input_names")
+    }
+    described = {"vocabulary": vocabulary, "settings": settings, "attributes": attributes}
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def _is_file(value: Any) -> bool:
+    """Whether ``value`` names a file that exists."""
+    return isinstance(value, (str, os.PathLike)) and os.path.isfile(value)
 
 
 def environment(device: str, dtype: str, dropout_masks: str) -> dict[str, Any]:

@@ -59,10 +59,35 @@ HOUSEKEEPING_TRAINING_ARGS: dict[str, Any] = {
     "disable_tqdm": True,
 }
 
-#: Training arguments that change how a run is logged or saved, never what it computes.
-#: A baseline's recipe leaves them out, so changing one does not count as a new recipe.
+#: Training arguments that change how a run is named, logged, saved, shared or fed its batches, never
+#: what it computes (the weights, the metrics), in 5.x and 4.x names. A baseline's recipe leaves them
+#: out, whatever set them (the recipe, a hook, a ``training_args`` or ``trainer`` fixture), so changing
+#: one is no new recipe; every other field counts, those a newer transformers adds included.
 RECORDING_ARGS = frozenset(
-    {*HOUSEKEEPING_TRAINING_ARGS, "logging_steps", "logging_first_step", "save_steps", "save_total_limit", "run_name"}
+    {
+        *HOUSEKEEPING_TRAINING_ARGS,
+        # where, and under which name, a run writes
+        *("output_dir", "overwrite_output_dir", "logging_dir", "run_name", "project"),
+        *("trackio_space_id", "trackio_bucket_id", "trackio_static_space_id"),
+        # what is logged, and how
+        *("logging_steps", "logging_first_step", "logging_nan_inf_filter", "log_level", "log_level_replica"),
+        *("log_on_each_node", "include_num_input_tokens_seen", "include_tokens_per_second", "skip_memory_metrics"),
+        "debug",
+        # checkpoints, resuming from one, the Hub
+        *("save_steps", "save_total_limit", "save_safetensors", "save_on_each_node", "save_only_model"),
+        *("enable_jit_checkpoint", "resume_from_checkpoint", "ignore_data_skip"),
+        "restore_callback_states_from_checkpoint",
+        *("push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push"),
+        *("hub_revision", "push_to_hub_model_id", "push_to_hub_organization", "push_to_hub_token"),
+        # what a script built on TrainingArguments runs: Trainer reads none of them
+        *("do_train", "do_eval", "do_predict"),
+        # the worker processes and memory that load and hold the same batches
+        *("dataloader_num_workers", "dataloader_prefetch_factor", "dataloader_persistent_workers"),
+        *("dataloader_pin_memory", "dataloader_multiprocessing_context", "eval_accumulation_steps"),
+        "torch_empty_cache_steps",
+        # the process's place in a distributed launch
+        *("local_rank", "ddp_backend", "ddp_timeout"),
+    }
 )
 
 #: The training arguments a recipe starts from (read-only).

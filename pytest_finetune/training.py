@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -21,15 +22,16 @@ from .compat import (
     fused_adamw_training_args,
     installed_training_args,
     modern_training_args,
+    sharing_accelerator_state,
     training_arguments,
 )
 from .data import FIXTURE_DATA_FIX, UNNAMED_ROWS, check_ids, check_labels, check_rows
 from .dropout import dropout_masks_for, dropout_masks_from
 from .errors import FinetuneError
 from .metrics import COMPUTE_METRICS, checked_metrics, final_metrics, predicted_classes
-from .precision import accelerator_available, detect_hardware, precision_training_args
+from .precision import PRECISION_ARGS, accelerator_available, detect_hardware, precision_training_args
 from .provenance import environment
-from .recipe import Recipe, Task
+from .recipe import RECORDING_ARGS, Recipe, Task
 from .runtime import tuned_runtime
 
 
@@ -136,20 +138,37 @@ def validation_ids(trainer: Trainer) -> np.ndarray | None:
     return np.asarray(list(dataset["idx"]))  # type: ignore[index, arg-type]
 
 
-def trained_recipe(recipe: Recipe, trainer: Trainer) -> Recipe:
-    """``recipe`` with its defining training arguments as ``trainer`` holds them, in 5.x spelling: a
-    ``training_args`` or ``trainer`` fixture of a ``conftest.py`` (or a ``pytest_finetune_adjust_training_args``
-    hook) may train with values other than the recipe's, and the result, its baseline and the "recipe changed"
-    check describe what was trained. ``use_cpu``, which the plugin sets for the machine, stays the recipe's."""
+#: Training arguments the plugin chooses for the machine (:func:`device_training_args`, ``finetune_precision``): a
+#: recipe records them only as it sets them; the device and dtype a run computed in are in its environment.
+MACHINE_ARGS = frozenset({"use_cpu", *PRECISION_ARGS})
+
+
+def trained_recipe(recipe: Recipe, trainer: Trainer, precision: str) -> Recipe:
+    """``recipe`` with the training arguments ``trainer`` holds that change what it computes, in 5.x spelling.
+
+    Each field that differs from the ``TrainingArguments`` the plugin builds for ``recipe`` in ``precision`` (as
+    the ``training_args`` fixture does before its hooks) replaces or joins the recipe's, whatever set it: a
+    ``pytest_finetune_adjust_training_args`` hook's ``max_steps``, what a ``training_args`` or ``trainer`` fixture
+    of a ``conftest.py`` holds; the trainer's seed is the recipe's ``seed``. So the result, its baseline, the
+    result cache and the "recipe changed" check describe what was trained, field by field. Left out:
+    :data:`~pytest_finetune.recipe.RECORDING_ARGS`, and :data:`MACHINE_ARGS`, which stay the recipe's.
+    """
     held = trainer.args.to_dict()  # enums as their values, as a recipe holds them
-    asked = {key: value for key, value in recipe.defining_training_args.items() if key not in device_training_args()}
-    spelled = installed_training_args(asked)
-    trained = modern_training_args({key: held[key] for key in spelled if key in held})
-    changed = {key: value for key, value in trained.items() if key in asked and value != asked[key]}
-    if not changed:
+    plugin_kwargs = training_arguments_kwargs(recipe, Path(str(trainer.args.output_dir)), precision)
+    plugin = build_training_arguments(sharing_accelerator_state(plugin_kwargs)).to_dict()
+    differing = modern_training_args({key: value for key, value in held.items() if plugin.get(key, ...) != value})
+    changed = {key: _as_json(value) for key, value in differing.items() if key not in RECORDING_ARGS | MACHINE_ARGS}
+    seed = changed.pop("seed", recipe.seed)
+    if not changed and seed == recipe.seed:
         return recipe
     training_args = dict(sorted({**recipe.training_args, **changed}.items()))
-    return dataclasses.replace(recipe, training_args=types.MappingProxyType(training_args))
+    return dataclasses.replace(recipe, seed=seed, training_args=types.MappingProxyType(training_args))
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as a baseline reads it back (a tuple as a list; an object as its ``str``), so that
+    the recipe of a result and that of its baseline compare equal."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def run_finetune(

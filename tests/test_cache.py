@@ -238,6 +238,33 @@ def test_the_same_checkpoint_at_another_path_hits(project: pytest.Pytester) -> N
     assert len(entries(project)) == 1
 
 
+def test_a_checkpoint_with_its_vocabulary_file_and_the_data_at_other_paths_hit(project: pytest.Pytester) -> None:
+    """A checkpoint whose tokenizer keeps its ``vocab.txt`` by path (as BERT's and MiniLM's do), and the data,
+    copied elsewhere (a fresh clone with its ``.pytest_cache``): the tokenized data and the tokenizer are known
+    by content, so the result is served, not trained again."""
+    from conftest import SPECIAL_TOKENS, WORDS
+    from transformers import AutoTokenizer
+
+    ini = (project.path / "tox.ini").read_text()
+    paths = {line.split("=", 1)[0].strip(): line.split("=", 1)[1].strip() for line in ini.splitlines() if "=" in line}
+    copies = {"finetune_model": "tiny-bert", "finetune_data": "mrpc"}
+    first = project.path / "first"
+    for key, name in copies.items():
+        shutil.copytree(paths[key], first / name)
+    (first / "tiny-bert" / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + WORDS) + "\n")
+    assert AutoTokenizer.from_pretrained(first / "tiny-bert").init_kwargs["vocab_file"].startswith(str(first))
+    for folder in (first, project.path / "second"):
+        if not folder.exists():
+            shutil.copytree(first, folder)
+        pointed = ini
+        for key, name in copies.items():
+            pointed = pointed.replace(paths[key], str(folder / name))
+        (project.path / "tox.ini").write_text(pointed)
+        _, trained, result = run(project)
+    assert trained == 1 and result["from_cache"] is True
+    assert len(entries(project)) == 1
+
+
 def test_an_unwritable_cache_folder_warns_and_the_test_passes(project: pytest.Pytester) -> None:
     (project.path / "blocked").write_text("a file where the cache folder would go")
     ini = (project.path / "tox.ini").read_text().replace("[pytest]", "[pytest]\nfinetune_cache_dir = blocked/cache")
@@ -562,3 +589,41 @@ def test_a_checkpoints_python_code_is_part_of_its_content_digest(tmp_path: Path)
     before = content_digest(str(tmp_path))
     (tmp_path / "modeling_custom.py").write_text("HIDDEN = 64  # changed\n")
     assert content_digest(str(tmp_path)) != before
+
+
+# Tokenized data and tokenizers are known by content ----------------------------------------------
+
+
+def test_a_tokenizer_is_known_by_what_it_does_not_where_it_was_loaded_from(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The same checkpoint with its ``vocab.txt`` at two paths, before and after a call (which sets the truncation
+    of its ``tokenizers`` backend), is one tokenizer; another padding side is another."""
+    from conftest import SPECIAL_TOKENS, WORDS
+    from transformers import AutoTokenizer
+
+    from pytest_finetune.provenance import tokenizer_identity
+
+    first, second = shutil.copytree(tiny_checkpoint, tmp_path / "first"), tmp_path / "second"
+    (first / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + WORDS) + "\n")
+    shutil.copytree(first, second)
+    here, there = (AutoTokenizer.from_pretrained(folder) for folder in (first, second))
+    assert here.init_kwargs["vocab_file"] != there.init_kwargs["vocab_file"]
+    there("the cat sat", "a dog ran", truncation=True, max_length=5)
+    assert tokenizer_identity(here) == tokenizer_identity(there)
+    there.padding_side = "left"
+    assert tokenizer_identity(here) != tokenizer_identity(there)
+
+
+def test_a_dataset_is_known_by_its_rows_in_order_not_by_how_it_was_made() -> None:
+    import datasets
+
+    from pytest_finetune.provenance import dataset_digest
+
+    rows = {"input_ids": [[101, 7, 102], [101, 8, 9, 102], [101, 102]], "label": [1, 0, 1]}
+    made = datasets.Dataset.from_dict(rows)
+    selected = datasets.concatenate_datasets([made.select([0]), datasets.Dataset.from_dict(rows).select([1, 2])])
+    assert made._fingerprint != selected._fingerprint
+    assert dataset_digest(made) == dataset_digest(selected)
+    assert dataset_digest(made) != dataset_digest(made.select([1, 0, 2]))
+    assert dataset_digest(made) != dataset_digest(made.map(lambda row: {"label": 1 - row["label"]}))

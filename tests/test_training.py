@@ -107,7 +107,7 @@ def test_the_plugin_s_own_training_arguments_leave_the_recipe_as_it_is(tmp_path:
     """The recipe read back from the trainer's arguments (either major's spelling) is the recipe itself."""
     recipe = build_recipe([("test", keywords)])
     arguments = build_training_arguments(training_arguments_kwargs(recipe, tmp_path, "auto"))
-    assert trained_recipe(recipe, SimpleNamespace(args=arguments)) is recipe  # type: ignore[arg-type]
+    assert trained_recipe(recipe, SimpleNamespace(args=arguments), "auto") is recipe  # type: ignore[arg-type]
 
 
 def test_training_arguments_of_an_override_are_the_recipe_s_in_5x_spelling(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_training_arguments_of_an_override_are_the_recipe_s_in_5x_spelling(tmp_p
     recipe = build_recipe([("test", {"max_steps": 4})])
     own = installed_training_args({"learning_rate": 1e-4, "train_sampling_strategy": "random", "max_steps": 4})
     arguments = build_training_arguments({**own, "output_dir": str(tmp_path), "use_cpu": True})
-    trained = trained_recipe(recipe, SimpleNamespace(args=arguments))  # type: ignore[arg-type]
+    trained = trained_recipe(recipe, SimpleNamespace(args=arguments), "auto")  # type: ignore[arg-type]
     assert dict(trained.training_args) == {
         **recipe.training_args,
         "learning_rate": 1e-4,
