@@ -8,7 +8,7 @@ rounded to 6 places. Files are replaced atomically, so a crash leaves the old fi
 the new one, never half of one.
 
 syrupy does the bookkeeping (``--snapshot-update``, unused baselines); this module
-decides what "matches" means: within tolerance, for the same recipe.
+decides what "matches" means: within tolerance, on the same validation examples.
 """
 
 from __future__ import annotations
@@ -66,10 +66,15 @@ _KEEP_TEXT = "<baseline kept: the test failed before comparing>"
 def result_record(result: FinetuneResult, rootdir: Path) -> dict[str, Any]:
     """What a baseline stores for a fine-tune (without the date): also, where known, the
     metrics' bootstrap ``intervals``, the validation ``examples`` the run got wrong (by
-    ``idx``, for the paired test) and the ``calibration`` over seeds."""
+    ``idx``, for the paired test), the ``validation_id`` naming those examples by content and the
+    ``calibration`` over seeds. The recipe's data is the data the trainer held (see
+    :attr:`~pytest_finetune.training.FinetuneResult.trained_data`)."""
+    recipe = recipe_record(result.recipe, rootdir)
+    if result.trained_data is not None:
+        recipe["data"], recipe["data_id"] = result.trained_data
     record: dict[str, Any] = {
         "format": FORMAT,
-        "recipe": recipe_record(result.recipe, rootdir),
+        "recipe": recipe,
         "metrics": _rounded(result.metrics),
         "history": [_history_row(row) for row in result.history],
         "environment": result.environment,
@@ -83,6 +88,8 @@ def result_record(result: FinetuneResult, rootdir: Path) -> dict[str, Any]:
     if wrong is not None and result.example_ids is not None:
         ids = [int(idx) for idx in result.example_ids]
         record["examples"] = {"count": len(ids), "digest": examples_digest(ids), "wrong": wrong}
+    if result.validation_id is not None:
+        record["validation_id"] = result.validation_id
     if result.calibration:
         record["calibration"] = {
             "seeds": result.calibration["seeds"],
@@ -150,6 +157,8 @@ def parse_baseline(
         raise BaselineError(f'baseline {location}: "environment" is not an object; {fix}')
     if not isinstance(record.get("intervals", {}), dict):
         raise BaselineError(f'baseline {location}: "intervals" is not an object; {fix}')
+    if not isinstance(record.get("validation_id", ""), str):
+        raise BaselineError(f'baseline {location}: "validation_id" is not a string; {fix}')
     history = record.get("history", [])
     if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
         raise BaselineError(f'baseline {location}: "history" is not a list of objects (one per epoch); {fix}')
@@ -314,6 +323,8 @@ class BaselineSettings:
     tolerances: Tolerances = Tolerances()
     #: The paired test's significance level.
     alpha: float = DEFAULT_ALPHA
+    #: ``finetune_strict_recipe``: a changed recipe fails even where quality held.
+    strict_recipe: bool = False
     #: Whether baselines are written (syrupy's ``--snapshot-update``).
     update: bool = False
     #: The baseline folder.
@@ -528,8 +539,9 @@ class BaselineExtension(SingleFileSnapshotExtension):
         return to_json(record)
 
     def matches(self, *, serialized_data: SerializedData, snapshot_data: SerializedData) -> bool:
-        """Within tolerance for the same recipe; with ``--snapshot-update``, equal but for
-        :data:`VOLATILE_KEYS` (so that any real change is rewritten)."""
+        """Within tolerance, on the same validation examples (a changed recipe too, unless ``strict_recipe``);
+        with ``--snapshot-update``, equal but for :data:`VOLATILE_KEYS` (so that any real change, a new recipe
+        included, is rewritten)."""
         if serialized_data == _KEEP_TEXT:
             return True
         current = json.loads(str(serialized_data))
@@ -538,7 +550,9 @@ class BaselineExtension(SingleFileSnapshotExtension):
                 str(snapshot_data), self._last_read, self.settings.tolerances.metrics, self._example_ids
             )
             check_recipe_recorded(current, baseline, self._last_read)
-            self.verdict = compare(current, baseline, self.settings.tolerances, self.settings.alpha)
+            self.verdict = compare(
+                current, baseline, self.settings.tolerances, self.settings.alpha, self.settings.strict_recipe
+            )
         except BaselineError as error:
             self.problem = error
             return False

@@ -354,6 +354,7 @@ def finetune_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertio
     settings = BaselineSettings(
         tolerances=session.tolerances_for(request.node),
         alpha=session.alpha,
+        strict_recipe=session.strict_recipe,
         update=session.update,
         root=session.baseline_dir,
         rootdir=request.config.rootpath,
@@ -426,7 +427,42 @@ def _trained_or_cached(
     intervals = bootstrap_intervals(
         predicted_classes(predictions.predictions), np.asarray(predictions.label_ids), session.bootstrap_resamples
     )
-    return dataclasses.replace(result, example_ids=example_ids, intervals=intervals)
+    return dataclasses.replace(
+        result, example_ids=example_ids, intervals=intervals, **_data_identities(request, trainer)
+    )
+
+
+#: The fixtures that decide which examples the trainer holds: where the test suite overrides one, the recipe's
+#: data folder is not (or not all of) what was trained on.
+_DATA_FIXTURES = ("mrpc_dataset", "tokenized_mrpc", "trainer")
+
+
+def _data_identities(request: pytest.FixtureRequest, trainer: Trainer) -> dict[str, Any]:
+    """The ``validation_id`` of ``trainer``'s validation examples, and its ``trained_data`` where a fixture of the
+    test suite gave it other examples than the recipe's data holds (see
+    :class:`~pytest_finetune.training.FinetuneResult`): its splits by content, so that a file of the recipe's data
+    folder that this test never reads does not change what its baseline records."""
+    from .provenance import examples_identity
+
+    splits = {"train": trainer.train_dataset, "validation": trainer.eval_dataset}
+    identities: dict[str, Any] = {"validation_id": examples_identity({"validation": trainer.eval_dataset})}
+    overridden = next((name for name in _DATA_FIXTURES if _overriding_file(request, name) is not None), None)
+    data_id = examples_identity(splits) if overridden else None
+    if overridden is None or data_id is None or data_id == _recipe_data_identity(request):
+        return identities
+    identities["trained_data"] = (_fixture_named(request, overridden).removeprefix("the "), data_id)
+    return identities
+
+
+def _recipe_data_identity(request: pytest.FixtureRequest) -> str | None:
+    """:func:`~pytest_finetune.provenance.examples_identity` of the plugin's ``mrpc_dataset`` (the recipe's data as
+    loaded), where it served the test; ``None`` where a fixture of the test suite overrides it."""
+    from .provenance import examples_identity
+
+    if _overriding_file(request, "mrpc_dataset") is not None or "mrpc_dataset" not in request.fixturenames:
+        return None
+    raw = request.getfixturevalue("mrpc_dataset")
+    return examples_identity({split: raw[split] for split in ("train", "validation") if split in raw})
 
 
 def _fresh_models(model_definitions: list[Any], trainer: Trainer) -> Callable[[Recipe], PreTrainedModel]:

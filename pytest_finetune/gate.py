@@ -217,6 +217,7 @@ def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionR
         "baseline": shown,
         "gated": extension.settings.tolerances.metrics,
         "verdict": extension.verdict,
+        "record_command": record_command(item),
         # the compared record; the run's when comparing failed (an unknown gated metric, a non-finite one)
         "record": _record(result.asserted_data) or _run_record(item),
     }

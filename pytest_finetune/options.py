@@ -56,6 +56,7 @@ _PATH_KEYS = ("model", "data")
 #: may give one in, and an example value.
 _SCALAR_INI_KEYS: dict[str, tuple[type, str]] = {
     "finetune_runtime_tuning": (bool, "false"),
+    "finetune_strict_recipe": (bool, "true"),
     "finetune_alpha": (float, "0.05"),
     "finetune_auto_k": (float, "3"),
     "finetune_auto_floor": (float, "0.005"),
@@ -110,6 +111,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="fail on any change beyond tolerance, improvements included",
     )
     group.addoption(
+        "--finetune-strict-recipe",
+        action="store_true",
+        help="fail a test whose recipe changed since its baseline even where quality held, until the baseline is "
+        "recorded again (default: such a test passes with a note)",
+    )
+    group.addoption(
         "--finetune-no-cache",
         action="store_true",
         help="neither read nor write the result cache: fine-tune every recipe anew",
@@ -155,6 +162,11 @@ def add_options(parser: pytest.Parser) -> None:
         "finetune_runtime_tuning",
         "while training on a CPU, keep freed memory for reuse and few oneDNN kernels: faster, less memory, "
         "the same numbers (default true)",
+    )
+    _add_scalar_ini(
+        parser,
+        "finetune_strict_recipe",
+        "fail a test whose recipe changed since its baseline even where quality held (default false)",
     )
     parser.addini(
         "finetune_dropout_masks",
@@ -314,6 +326,16 @@ def runtime_tuning_setting(config: pytest.Config) -> bool:
         return parse_bool(text) if text else True
     except ValueError:
         raise FinetuneError(f"ini finetune_runtime_tuning = {text}: use true or false") from None
+
+
+def strict_recipe_setting(config: pytest.Config) -> bool:
+    """``--finetune-strict-recipe``, else ini ``finetune_strict_recipe`` (default false): a changed recipe fails
+    even where quality held."""
+    text = _ini_text(config, "finetune_strict_recipe")
+    try:
+        return config.getoption("--finetune-strict-recipe") or (parse_bool(text) if text else False)
+    except ValueError:
+        raise FinetuneError(f"ini finetune_strict_recipe = {text}: use true or false") from None
 
 
 def dropout_masks_setting(config: pytest.Config) -> str:

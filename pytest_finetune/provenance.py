@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,32 @@ def data_identity(source: str) -> str:
 
     folder = Path(source)
     return source_identity(source, read_files(folder) if folder.is_dir() else None)
+
+
+#: The columns of an example as the data holds it, before tokenization: what :func:`examples_identity` names.
+EXAMPLE_COLUMNS = ("idx", "sentence1", "sentence2", "label", "labels")
+
+
+def examples_identity(splits: Mapping[str, Any]) -> str | None:
+    """sha256 of the examples of ``splits`` (``datasets.Dataset`` by split name): their ids, texts and labels
+    (:data:`EXAMPLE_COLUMNS`), not token ids, so that another tokenizer or model leaves it the same; of all their
+    columns where the texts are gone (a ``tokenized_mrpc`` that removed them). The ``train`` split's rows in their
+    order (it decides the batches), another split's in any order (each example is scored alone). ``None`` for a
+    split that is not a ``datasets.Dataset`` (lists of features)."""
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        dataset = splits[name]
+        names = getattr(dataset, "column_names", None)
+        if names is None or not hasattr(dataset, "select_columns"):
+            return None
+        columns = [column for column in names if column in EXAMPLE_COLUMNS]
+        if not {"sentence1", "sentence2"} & set(columns):
+            columns = sorted(names)
+        rows = [json.dumps(row, sort_keys=True, default=str) for row in dataset.select_columns(columns).to_list()]
+        digest.update(f"{name}\0{len(rows)}\0".encode())
+        for row in rows if name == "train" else sorted(rows):
+            digest.update(row.encode() + b"\0")
+    return "sha256:" + digest.hexdigest()
 
 
 def weights_digest(model: Any) -> str:

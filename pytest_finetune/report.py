@@ -41,7 +41,7 @@ class ReportEntry:
     """One fine-tuning test's comparison with its baseline, as the reports show it.
 
     ``outcome`` is a verdict (``passed``, ``improved``, ``regressed``, ``changed``,
-    ``missing metric``, ``recipe changed``) or what happened to the baseline
+    ``missing metric``, ``recipe changed``, ``not comparable``) or what happened to the baseline
     (``recorded``, ``updated``, ``no baseline``, ``invalid baseline``, ``error``), or
     pytest's outcome of the test where it overrides those: ``failed before comparing``,
     ``failed after comparing``, ``xfailed`` (then ``compared`` is what the comparison came to).
@@ -62,10 +62,17 @@ class ReportEntry:
     shared_from: str | None = None
     #: What the comparison came to, when pytest's outcome of the test overrode it (see ``outcome``).
     compared: str | None = None
+    #: The command that records the test's baseline (``--snapshot-update`` for it alone), where it compared.
+    record_command: str | None = None
 
     @property
     def failed(self) -> bool:
         return self.outcome in FAILING_OUTCOMES
+
+    @property
+    def recorded_over_regression(self) -> bool:
+        """Whether ``--snapshot-update`` rewrote the baseline with a run that regressed against it."""
+        return self.outcome == "updated" and self.verdict is not None and self.verdict.outcome is Outcome.REGRESSED
 
     @property
     def rows(self) -> tuple[MetricRow, ...]:
@@ -108,6 +115,7 @@ def _verdict_from_dict(fields: dict[str, Any]) -> Verdict:
         recipe_changes=tuple(RecipeChange(**change) for change in fields["recipe_changes"]),
         notes=tuple(fields["notes"]),
         paired=None if paired is None else PairedTest(**paired),
+        not_comparable=fields["not_comparable"],
     )
 
 
@@ -115,13 +123,15 @@ def _verdict_from_dict(fields: dict[str, Any]) -> Verdict:
 
 
 def verdict_lines(verdict: Verdict) -> list[str]:
-    """The table of one comparison: metric, baseline, current, delta, allowed, verdict."""
+    """The table of one comparison: metric, baseline, current, delta, allowed, verdict; where the recipe
+    changed or the run could not be compared, the verdict's headline and the recipe's changes first."""
     lines: list[str] = []
+    if verdict.recipe_changes or verdict.not_comparable:
+        lines.append(verdict.headline)
     if verdict.recipe_changes:
-        lines.append("recipe changed since the baseline was recorded; metrics not compared:")
         rows = [(change.key, _text(change.baseline), _text(change.current)) for change in verdict.recipe_changes]
         lines += _aligned(("key", "baseline", "current"), rows, right=())
-    else:
+    if verdict.rows:
         lines += _aligned(("metric", "baseline", "current", "delta", "allowed", "verdict"), _metric_cells(verdict.rows))
     if verdict.paired is not None:
         lines.append(verdict.paired.describe())
@@ -137,7 +147,10 @@ def failure_message(entry: ReportEntry, record_command: str) -> str:
     assert entry.verdict is not None
     head = f"{entry.nodeid}: {entry.outcome} against the baseline {entry.baseline}"
     advice = {
-        "recipe changed": f"if the new recipe is intended, record its baseline: {record_command}",
+        "recipe changed": "quality held, and strict recipe mode (finetune_strict_recipe) asks that each recipe change "
+        f"be recorded: if the new recipe is intended, record its baseline: {record_command}",
+        "not comparable": "the numbers of the two runs measure different things and are not compared; "
+        f"if the change is intended, record the baseline anew: {record_command}",
         "missing metric": "the run no longer produces a gated metric; produce it or drop its tolerance",
     }.get(entry.outcome, f"if this change is intended, raise or lower the baseline: {record_command}")
     return "\n".join([head, "", *verdict_lines(entry.verdict), "", advice])
@@ -145,10 +158,18 @@ def failure_message(entry: ReportEntry, record_command: str) -> str:
 
 def pass_note(entry: ReportEntry) -> str | None:
     """The one line a passing test gets in the summary when there is something to say."""
+    changed = entry.verdict is not None and entry.verdict.recipe_changes
+    if entry.outcome in ("passed", "improved") and changed:
+        assert entry.verdict is not None
+        command = entry.record_command or "pytest --finetune --snapshot-update"
+        return f"{entry.verdict.headline}: record the new recipe with: {command}"
     if entry.outcome == "improved":
         return "improved: run with --snapshot-update to raise the baseline"
     if entry.outcome == "recorded":
         return f"baseline recorded: {entry.baseline}"
+    if entry.recorded_over_regression:
+        assert entry.verdict is not None
+        return f"baseline recorded over a regression ({entry.verdict.headline}): {entry.baseline}"
     if entry.outcome == "updated":
         return f"baseline updated: {entry.baseline}"
     return None
@@ -185,7 +206,7 @@ def summary_lines(entries: Sequence[ReportEntry], *, verbose: bool) -> list[str]
             entry.nodeid,
             str((entry.record or {}).get("recipe", {}).get("model", "-")),
             *(_against_baseline(entry, name) for name in metrics),
-            entry.outcome,
+            _verdict_cell(entry),
             _train_time(entry),
         )
         for entry in entries
@@ -195,6 +216,9 @@ def summary_lines(entries: Sequence[ReportEntry], *, verbose: bool) -> list[str]
         note = pass_note(entry)
         if note:
             lines.append(f"{entry.nodeid}: {note}")
+    over = [entry.nodeid for entry in entries if entry.recorded_over_regression]
+    if over:
+        lines.append(f"recorded over a regression (review the baselines' diff): {', '.join(over)}")
     if verbose:
         for entry in entries:
             table = history_lines(entry.record or {})
@@ -230,6 +254,9 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
             "recipe_changes": (
                 [dataclasses.asdict(change) for change in entry.verdict.recipe_changes] if entry.verdict else []
             ),
+            "headline": entry.verdict.headline if entry.verdict else None,
+            "not_comparable": entry.verdict.not_comparable if entry.verdict else None,
+            "recorded_over_regression": entry.recorded_over_regression,
             "notes": list(entry.verdict.notes) if entry.verdict else [],
             "record": entry.record,
         }
@@ -238,7 +265,8 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
     summary: dict[str, int] = {}
     for entry in entries:
         summary[entry.outcome] = summary.get(entry.outcome, 0) + 1
-    report = _finite({"summary": summary, "tests": tests})
+    over = [entry.nodeid for entry in entries if entry.recorded_over_regression]
+    report = _finite({"summary": summary, "recorded_over_regression": over, "tests": tests})
     return json.dumps(report, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
 
 
@@ -275,12 +303,16 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
     ]
     for entry in entries:
         model = str((entry.record or {}).get("recipe", {}).get("model", "-"))
-        verdict = f"**{entry.outcome}**" if entry.failed else entry.outcome
+        verdict = (
+            f"**{_verdict_cell(entry)}**" if entry.failed or entry.recorded_over_regression else _verdict_cell(entry)
+        )
         cells = (f"`{entry.nodeid}`", model, *(_against_baseline(entry, name) for name in metrics))
         lines.append(_markdown_row((*cells, verdict, _train_time(entry))))
     for entry in entries:
-        if entry.failed or entry.outcome == "improved":
-            lines += ["", f"### `{entry.nodeid}`: {entry.outcome}", ""]
+        changed = entry.verdict is not None and entry.verdict.recipe_changes
+        if entry.failed or entry.outcome == "improved" or changed:
+            outcome = "recorded over a regression" if entry.recorded_over_regression else entry.outcome
+            lines += ["", f"### `{entry.nodeid}`: {outcome}", ""]
             if entry.message:
                 lines += ["```", entry.message, "```"]
             elif entry.verdict:
@@ -291,6 +323,10 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
 def junit_properties(entry: ReportEntry) -> list[tuple[str, Any]]:
     """``(name, value)`` pairs for ``item.user_properties``: they become JUnit XML ``<property>`` tags."""
     properties: list[tuple[str, Any]] = [(OUTCOME_PROPERTY, entry.outcome)]
+    if entry.verdict is not None and (entry.verdict.recipe_changes or entry.verdict.not_comparable):
+        properties.append(("finetune.verdict", entry.verdict.headline))
+    if entry.recorded_over_regression:
+        properties.append(("finetune.recorded_over_regression", True))
     for row in entry.rows:
         properties.append((f"finetune.{row.metric}", row.current))
         if row.baseline is not None:
@@ -320,6 +356,16 @@ def _gated_metrics(entries: Sequence[ReportEntry]) -> list[str]:
     for entry in entries:
         names += [name for name in entry.gated if name not in names]
     return names
+
+
+def _verdict_cell(entry: ReportEntry) -> str:
+    """The outcome, with the recipe keys that changed (``passed (recipe: learning_rate, data)``) and a
+    baseline recorded over a regression said."""
+    cell = "updated over a regression" if entry.recorded_over_regression else entry.outcome
+    if entry.verdict is None or not entry.verdict.recipe_changes:
+        return cell
+    keys = ", ".join(change.key.removeprefix("training_args.") for change in entry.verdict.recipe_changes)
+    return f"{cell} (recipe: {keys})"
 
 
 def _against_baseline(entry: ReportEntry, metric: str) -> str:

@@ -28,6 +28,7 @@ from .options import (
     runtime_tuning_setting,
     session_layers,
     session_tolerances,
+    strict_recipe_setting,
     update_setting,
 )
 from .recipe import Recipe, build_recipe
@@ -48,6 +49,8 @@ class FinetuneSession:
     layers: list[Layer]
     tolerance_settings: list[Setting]
     strict: bool
+    #: ``finetune_strict_recipe``: a changed recipe fails even where quality held.
+    strict_recipe: bool
     #: Whether baselines are written (syrupy's ``--snapshot-update``).
     update: bool
     baseline_dir: Path
@@ -86,6 +89,7 @@ class FinetuneSession:
             layers=session_layers(config),
             tolerance_settings=session_tolerances(config),
             strict=config.getoption("--finetune-strict"),
+            strict_recipe=strict_recipe_setting(config),
             update=update_setting(config, enabled),
             baseline_dir=baseline_dir(config),
             precision=precision_setting(config),

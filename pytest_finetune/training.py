@@ -98,7 +98,11 @@ class FinetuneResult:
     - ``intervals``: 95 % bootstrap intervals of ``accuracy`` and ``f1`` over the validation examples;
     - ``calibration``: with ``--finetune-calibrate``, the seeds and each metric's spread over them;
     - ``shared_from``: the node id of the test whose fine-tune (or cache hit) this test's result shares
-      within the session; ``None`` for that test itself.
+      within the session; ``None`` for that test itself;
+    - ``validation_id``: the content identity of the validation examples as the trainer scores them (their ids,
+      texts and labels: see :func:`provenance.examples_identity`); ``None`` where its split is no ``Dataset``;
+    - ``trained_data``: where a fixture of the test suite gave the trainer its data, that data as a baseline
+      shows and identifies it (``(shown, identity)``), in place of the recipe's data; ``None`` otherwise.
     """
 
     recipe: Recipe
@@ -112,6 +116,8 @@ class FinetuneResult:
     intervals: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     shared_from: str | None = None
+    validation_id: str | None = None
+    trained_data: tuple[str, str] | None = None
 
     @property
     def wrong_examples(self) -> list[int] | None:

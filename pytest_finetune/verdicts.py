@@ -1,20 +1,24 @@
-"""Compare a run's record with its baseline: recipe first, then each metric against its
-tolerance, then the examples one by one (the paired test).
+"""Compare a run's record with its baseline: whether the two can be compared at all, then each
+metric against its tolerance, then the examples one by one (the paired test).
 
 Records are the dictionaries :mod:`pytest_finetune.baselines` stores (``recipe``,
-``metrics``, ``history``, ``environment``, and where known ``intervals``, ``examples``
-and ``calibration``); this module only reads them.
+``metrics``, ``history``, ``environment``, and where known ``intervals``, ``examples``,
+``validation_id`` and ``calibration``); this module only reads them.
 
 The policy: a test fails when a gated metric moves the wrong way by more than its
 tolerance, or when the paired test finds the run significantly worse than the baseline's
-run on the same validation examples (exact McNemar, two-sided, at ``alpha``).
+run on the same validation examples (exact McNemar, two-sided, at ``alpha``). A changed
+recipe (training data, model, seed, training arguments) is compared like an unchanged one,
+and the verdict names the change; with ``strict_recipe`` one whose quality held fails too.
+Only what cannot be compared is refused: another task (its labels and metrics), or other
+validation examples (the yardstick moved, and the paired test needs the same examples).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import FinetuneError
@@ -38,7 +42,8 @@ class Outcome(enum.StrEnum):
     REGRESSED = "regressed"
     CHANGED = "changed"  # strict mode: moved beyond tolerance, either way
     MISSING_METRIC = "missing metric"
-    RECIPE_CHANGED = "recipe changed"
+    RECIPE_CHANGED = "recipe changed"  # strict recipe mode: the recipe changed, quality held
+    NOT_COMPARABLE = "not comparable"
 
     @property
     def failed(self) -> bool:
@@ -84,30 +89,85 @@ class Verdict:
     notes: tuple[str, ...] = ()
     #: The example-by-example comparison, where both runs' examples are known and the same.
     paired: PairedTest | None = None
+    #: Why the run could not be compared with the baseline (outcome ``not comparable``).
+    not_comparable: str | None = None
+
+    @property
+    def headline(self) -> str:
+        """One line: the recipe's changes, where any, and what the comparison came to: ``recipe changed
+        (learning_rate 5e-05 → 3e-05); quality held``, ``regressed by 0.041 accuracy, paired test p = 0.003``."""
+        if self.not_comparable is not None:
+            said = f"not comparable: {self.not_comparable}"
+        elif self.outcome is Outcome.REGRESSED:
+            said = _regression(self.rows, self.paired)
+        elif self.outcome in (Outcome.PASSED, Outcome.RECIPE_CHANGED):
+            said = "quality held"
+        else:
+            said = self.outcome.value
+        return f"recipe changed ({describe_changes(self.recipe_changes)}); {said}" if self.recipe_changes else said
 
 
 def compare(
-    current: Mapping[str, Any], baseline: Mapping[str, Any], tolerances: Tolerances, alpha: float = DEFAULT_ALPHA
+    current: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    tolerances: Tolerances,
+    alpha: float = DEFAULT_ALPHA,
+    strict_recipe: bool = False,
 ) -> Verdict:
     """The verdict on ``current`` against ``baseline`` (both checked records).
 
-    A changed recipe is reported without comparing metrics: numbers of another recipe
-    say nothing about this one. A record without a recipe (a plain dict of metrics was
-    compared) skips that check. ``auto`` tolerances need the baseline's calibration,
-    made on the same validation examples (else :class:`FinetuneError`).
+    A changed recipe is compared like an unchanged one, its changes kept in the verdict; with
+    ``strict_recipe``, a change whose quality held is ``recipe changed`` (a failure). Runs that
+    cannot be compared (:func:`not_comparable`) are ``not comparable``. A record without a recipe
+    (a plain dict of metrics was compared) has no changes. ``auto`` tolerances need the
+    baseline's calibration (else :class:`FinetuneError`).
     """
     notes = environment_notes(current.get("environment"), baseline.get("environment"))
-    if "recipe" in current and "recipe" in baseline:
-        changes = recipe_changes(current["recipe"], baseline["recipe"])
-        if changes:
-            return Verdict(Outcome.RECIPE_CHANGED, recipe_changes=changes, notes=notes)
+    changes = (
+        recipe_changes(current["recipe"], baseline["recipe"]) if "recipe" in current and "recipe" in baseline else ()
+    )
+    why_not = not_comparable(current, baseline)
+    if why_not is not None:
+        return Verdict(Outcome.NOT_COMPARABLE, recipe_changes=changes, notes=notes, not_comparable=why_not)
     if tolerances.auto_metrics:
-        tolerances, note = _calibrated(tolerances, current, baseline)
+        tolerances, note = _calibrated(tolerances, baseline)
         notes += (note,)
     rows = metric_rows(current["metrics"], baseline["metrics"], tolerances, current.get("intervals") or {})
-    paired, why_not = _paired_test(current, baseline, alpha)
-    notes += (why_not,) if why_not else ()
-    return Verdict(_outcome(rows, paired, tolerances.strict), rows=rows, notes=notes, paired=paired)
+    paired, why_no_test = _paired_test(current, baseline, alpha)
+    notes += (why_no_test,) if why_no_test else ()
+    outcome = _outcome(rows, paired, tolerances.strict)
+    if changes and strict_recipe and not outcome.failed:
+        outcome = Outcome.RECIPE_CHANGED
+    return Verdict(outcome, rows=rows, recipe_changes=changes, notes=notes, paired=paired)
+
+
+def not_comparable(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> str | None:
+    """Why ``current`` cannot be compared with ``baseline``, or ``None`` where it can: another task (other
+    labels and metrics), or other validation examples. Those are known by content (``validation_id``: ids,
+    texts and labels, so another label set is other examples too); else, for a record made before
+    pytest-finetune kept that, by ids (the ``examples`` digest); else, with neither, by the recipe's
+    ``data_id`` (whose files hold the validation split): unchanged data is the same examples, changed data
+    cannot be told apart from a changed validation split."""
+    tasks = [record.get("recipe", {}).get("task") for record in (baseline, current)]
+    if None not in tasks and tasks[0] != tasks[1]:
+        return f"the task changed ({tasks[0]} → {tasks[1]}): its labels and metrics are another task's"
+    then, now = baseline.get("validation_id"), current.get("validation_id")
+    if then and now:
+        if then == now:
+            return None
+        return f"the validation examples changed (by content: {short_identity(then)} → {short_identity(now)})"
+    if _examples_of(baseline) and _examples_of(current):
+        if _examples_of(baseline) == _examples_of(current):
+            return None
+        counts = baseline["examples"]["count"], current["examples"]["count"]
+        return f"the validation examples changed (by ids: {counts[0]} there, {counts[1]} here, other ids)"
+    then, now = (record.get("recipe", {}).get("data_id") for record in (baseline, current))
+    if then and now and then != now:
+        return (
+            "the data changed, and the baseline names its validation examples neither by content nor by ids "
+            "(recorded by an older pytest-finetune): whether they are the same cannot be told"
+        )
+    return None
 
 
 def _outcome(rows: tuple[MetricRow, ...], paired: PairedTest | None, strict: bool) -> Outcome:
@@ -164,10 +224,9 @@ def _row(name: str, current: float | None, baseline: float | None, tolerances: T
     return MetricRow(name, baseline, current, allowed, verdict)
 
 
-def _calibrated(
-    tolerances: Tolerances, current: Mapping[str, Any], baseline: Mapping[str, Any]
-) -> tuple[Tolerances, str]:
-    """The ``auto`` amounts from the baseline's calibration, and a note saying how they came."""
+def _calibrated(tolerances: Tolerances, baseline: Mapping[str, Any]) -> tuple[Tolerances, str]:
+    """The ``auto`` amounts from the baseline's calibration (made on the same validation examples: see
+    :func:`not_comparable`), and a note saying how they came."""
     calibration = baseline.get("calibration")
     fix = "record it with: pytest --finetune --snapshot-update --finetune-calibrate 5"
     if not calibration:
@@ -175,11 +234,6 @@ def _calibrated(
     missing = [name for name in tolerances.auto_metrics if name not in calibration["metrics"]]
     if missing:
         raise FinetuneError(f"tolerance auto: the calibration has no spread of {', '.join(missing)}; {fix}")
-    here, there = _examples_of(current), _examples_of(baseline)
-    if here and there and here != there:  # a plain dict of metrics names no examples
-        raise FinetuneError(
-            f"tolerance auto: the calibration was measured on other validation examples than this run's; {fix}"
-        )
     resolved = tolerances.resolved(calibration["metrics"])
     spreads = ", ".join(
         f"{name} std {calibration['metrics'][name]['std']:.4f} -> {resolved[name]:.4f}"
@@ -206,12 +260,7 @@ def _paired_test(
         return None, None
     if "examples" not in baseline:
         return None, "the baseline holds no per-example results: record it again for the paired test"
-    now, then = current["examples"], baseline["examples"]
-    if now["digest"] != then["digest"]:
-        return None, (
-            f"validation examples differ from the baseline's ({now['count']} here, {then['count']} there, "
-            "other ids): no paired test"
-        )
+    now, then = current["examples"], baseline["examples"]  # the same examples: see not_comparable
     return paired_test(now["wrong"], then["wrong"], now["count"], alpha), None
 
 
@@ -236,6 +285,32 @@ def recipe_changes(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> t
             shown = key if now.get(key) != then.get(key) else identity
             changes.append(RecipeChange(key, baseline.get(shown), current.get(shown)))
     return tuple(changes)
+
+
+def describe_changes(changes: Sequence[RecipeChange]) -> str:
+    """The changes on one line: ``learning_rate 5e-05 → 3e-05, data sha256:83398777bdc3… → sha256:1f0a…``
+    (training arguments by their own names, digests shortened)."""
+    return ", ".join(
+        f"{change.key.removeprefix('training_args.')} {_shown(change.baseline)} → {_shown(change.current)}"
+        for change in changes
+    )
+
+
+def _shown(value: Any) -> str:
+    return "(absent)" if value is None else short_identity(str(value))
+
+
+def short_identity(value: str) -> str:
+    """A content digest (``sha256:`` and 64 hex digits) shortened to 12 digits for a reader; others as they are."""
+    return value[:19] + "…" if value.startswith("sha256:") and len(value) > 20 else value
+
+
+def _regression(rows: Sequence[MetricRow], paired: PairedTest | None) -> str:
+    """``regressed by 0.041 accuracy, paired test p = 0.003``: the metrics beyond their tolerance, and the
+    paired test where one was made."""
+    drops = [f"{abs(row.delta or 0.0):.3f} {row.metric}" for row in rows if row.verdict == Outcome.REGRESSED.value]
+    said = f"regressed by {', '.join(drops)}" if drops else "regressed"
+    return f"{said}, paired test p = {paired.p_value:.3g}" if paired is not None else said
 
 
 def _flat_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ def test_record_then_pass(project: pytest.Pytester) -> None:
     assert set(record) == {
         *("date", "environment", "format", "history", "metrics", "recipe", "train_runtime"),
         *("examples", "intervals"),  # for the paired test and the reports (see test_noise.py)
+        "validation_id",  # the validation examples by content (see test_recipe_changes.py)
     }
     assert set(record["metrics"]) == {"accuracy", "eval_loss", "f1"}
     assert all(value == round(value, 6) for value in record["metrics"].values())
@@ -162,15 +163,28 @@ def test_a_missing_baseline_fails_with_the_command_that_records_it(finetune_proj
     assert not (finetune_project.path / "baselines").exists()
 
 
+#: Whatever another recipe scores on the tiny data, its quality holds: the verdict is the recipe change's alone.
+ANY_QUALITY = ("--finetune-tolerance=1", "--finetune-alpha=1e-9")
+
+
 def test_another_model_is_a_changed_recipe(project: pytest.Pytester) -> None:
+    """Compared on quality, with a note; in strict recipe mode a failure until the new recipe is recorded."""
     other = save_tiny_checkpoint(project.path / "other-model", seed=1)
     stored = (project.path / BASELINE).read_text()
-    result = project.runpytest("--finetune", "--finetune-model", str(other))
+    result = project.runpytest("--finetune", "--finetune-model", str(other), *ANY_QUALITY)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_quality: recipe changed (model *tiny-bert → other-model); quality held: record the new recipe "
+            f"with: pytest --finetune --snapshot-update --finetune-model {other} test_quality.py::test_quality"
+        ]
+    )
+    result = project.runpytest("--finetune", "--finetune-model", str(other), "--finetune-strict-recipe", *ANY_QUALITY)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
             "*: recipe changed against the baseline*",
-            "recipe changed since the baseline was recorded; metrics not compared:",
+            "recipe changed (model *tiny-bert → other-model); quality held",
             "key*baseline*current",
             "model*other-model",
             "*record its baseline: pytest --finetune --snapshot-update*",
@@ -180,7 +194,7 @@ def test_another_model_is_a_changed_recipe(project: pytest.Pytester) -> None:
 
 
 def test_a_training_argument_is_part_of_the_recipe(project: pytest.Pytester) -> None:
-    result = project.runpytest("--finetune", "--finetune-set", "learning_rate=1e-3")
+    result = project.runpytest("--finetune", "--finetune-set", "learning_rate=1e-3", "--finetune-strict-recipe")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["training_args.learning_rate*5e-05*0.001"])
 
@@ -440,7 +454,7 @@ def test_an_update_keeps_the_calibration(finetune_project: pytest.Pytester) -> N
     finetune_project.runpytest("--finetune").assert_outcomes(passed=1)
 
     record = shift_baseline(finetune_project, accuracy=0.3)  # a changed run is rewritten, its calibration kept
-    finetune_project.runpytest(*update).stdout.fnmatch_lines(["*baseline updated*"])
+    finetune_project.runpytest(*update).stdout.fnmatch_lines(["*baseline recorded over a regression*"])
     assert read_baseline(finetune_project)["calibration"] == record["calibration"]
     finetune_project.runpytest("--finetune").assert_outcomes(passed=1)
 

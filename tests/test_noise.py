@@ -138,10 +138,11 @@ def test_strict_also_fails_a_significant_improvement() -> None:
     assert compare(*better, build_tolerances([0.2], strict=True)).outcome is Outcome.CHANGED
 
 
-def test_other_validation_examples_get_a_note_not_a_test() -> None:
+def test_other_validation_examples_are_not_comparable() -> None:
+    """The yardstick moved: no paired test can be made, and the metrics measure other examples."""
     verdict = compare(record(0.88, list(range(12))), record(0.99, [], digest="other"), build_tolerances([0.2]))
-    assert verdict.paired is None and verdict.outcome is Outcome.PASSED
-    assert any("validation examples differ" in note for note in verdict.notes)
+    assert verdict.paired is None and verdict.outcome is Outcome.NOT_COMPARABLE
+    assert verdict.not_comparable == "the validation examples changed (by ids: 100 there, 100 here, other ids)"
     old_baseline = {"metrics": {"accuracy": 0.88, "f1": 0.8}}
     assert any("no per-example results" in note for note in compare(record(0.88, []), old_baseline, Tolerances()).notes)
 
@@ -174,8 +175,8 @@ def test_auto_without_a_usable_calibration_says_how_to_get_one() -> None:
     auto = build_tolerances([AUTO])
     with pytest.raises(FinetuneError, match="no calibration; record it with: pytest --finetune --snapshot-update"):
         compare(record(0.9, []), record(0.9, []), auto)
-    with pytest.raises(FinetuneError, match="other validation examples"):
-        compare(record(0.9, []), record(0.9, [], digest="other", calibration=CALIBRATION), auto)
+    other_examples = compare(record(0.9, []), record(0.9, [], digest="other", calibration=CALIBRATION), auto)
+    assert other_examples.outcome is Outcome.NOT_COMPARABLE  # its calibration measured other examples
 
 
 # ---------------------------------------------------------------- as a user meets it
@@ -272,7 +273,8 @@ def test_reordered_validation_rows_still_line_up_by_idx(noise_project: pytest.Py
     assert report["paired_test"]["worse"] == report["paired_test"]["better"] == 0
 
 
-def test_other_validation_examples_are_said_not_tested(noise_project: pytest.Pytester) -> None:
+def test_other_validation_examples_are_refused_as_not_comparable(noise_project: pytest.Pytester) -> None:
+    """60 of the 100 validation examples: the yardstick moved, so no tolerance makes the numbers comparable."""
     noise_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
     noise_project.makeconftest("""
         import pytest
@@ -283,10 +285,20 @@ def test_other_validation_examples_are_said_not_tested(noise_project: pytest.Pyt
             return tokenized_mrpc
         """)
     result = noise_project.runpytest("--finetune", "-v", "--finetune-tolerance=1", "--finetune-report=report.json")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_quality: not comparable against the baseline*",
+            "*not comparable: the validation examples changed (by content: sha256:* → sha256:*)",
+            "*record the baseline anew: pytest --finetune --snapshot-update test_quality.py::test_quality",
+        ]
+    )
     report = json.loads((noise_project.path / "report.json").read_text())["tests"][0]
-    assert report["paired_test"] is None
-    assert any("validation examples differ from the baseline's (60 here, 100 there" in n for n in report["notes"])
+    assert (report["outcome"], report["paired_test"], report["metrics"]["accuracy"]["baseline"]) == (
+        "not comparable",
+        None,
+        None,
+    )
 
 
 def test_calibration_stores_the_spread_of_the_seeds_runs(noise_project: pytest.Pytester) -> None:

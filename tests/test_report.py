@@ -219,11 +219,14 @@ def test_failure_advice_repeats_the_recipe_options(recorded: pytest.Pytester, ti
             f"{model} -o finetune_alpha=0.05 test_two.py::test_reseeded"
         ]
     )
-    changed = recorded.runpytest("--finetune", "--finetune-set", "learning_rate=0.001", "test_two.py::test_steady")
+    strict_recipe = ("--finetune-strict-recipe", "--finetune-tolerance=1", "--finetune-alpha=1e-9")  # held: strict
+    changed = recorded.runpytest(
+        "--finetune", "--finetune-set", "learning_rate=0.001", *strict_recipe, "test_two.py::test_steady"
+    )
     changed.assert_outcomes(failed=1)
     changed.stdout.fnmatch_lines(
         [
-            "if the new recipe is intended, record its baseline: pytest --finetune --snapshot-update "
+            "*if the new recipe is intended, record its baseline: pytest --finetune --snapshot-update "
             "--finetune-set learning_rate=0.001 test_two.py::test_steady"
         ]
     )

@@ -116,7 +116,20 @@ def test_recipe_changes_compare_model_and_data_by_identity() -> None:
         "training_args.max_steps",
     ]
     verdict = compare(record(accuracy=0.1, f1=0.1) | {"recipe": retrained}, record(accuracy=0.8, f1=0.8), Tolerances())
-    assert verdict.outcome is Outcome.RECIPE_CHANGED and verdict.rows == ()
+    assert verdict.outcome is Outcome.REGRESSED and [row.verdict for row in verdict.rows] == ["regressed"] * 2
+    assert verdict.recipe_changes == recipe_changes(retrained, RECIPE)
+    assert verdict.headline == (
+        "recipe changed (seed 42 → 1, learning_rate 5e-05 → 0.001, max_steps (absent) → 5); "
+        "regressed by 0.700 accuracy, 0.700 f1"
+    )
+
+
+def test_another_task_is_not_comparable() -> None:
+    """Another task's labels and metrics are not this one's: refused, whatever the numbers."""
+    current = record(accuracy=0.8, f1=0.8) | {"recipe": RECIPE | {"task": "rte"}}
+    verdict = compare(current, record(accuracy=0.8, f1=0.8), Tolerances())
+    assert verdict.outcome is Outcome.NOT_COMPARABLE and verdict.outcome.failed and verdict.rows == ()
+    assert verdict.not_comparable == "the task changed (mrpc → rte): its labels and metrics are another task's"
 
 
 def test_another_device_or_dtype_is_noted_not_failed() -> None:
