@@ -178,7 +178,8 @@ def history_lines(record: dict[str, Any]) -> list[str]:
 
 
 def summary_lines(entries: Sequence[ReportEntry], *, verbose: bool) -> list[str]:
-    """The end-of-session table: test, model, gated metrics against the baseline, verdict, train time."""
+    """The end-of-session table: test, model, gated metrics against the baseline, verdict, train time; then a line
+    for each pass note and each verdict note (another device, say)."""
     metrics = _gated_metrics(entries)
     rows = [
         (
@@ -195,6 +196,7 @@ def summary_lines(entries: Sequence[ReportEntry], *, verbose: bool) -> list[str]
         note = pass_note(entry)
         if note:
             lines.append(f"{entry.nodeid}: {note}")
+        lines += [f"{entry.nodeid}: note: {note}" for note in _notes(entry)]
     if verbose:
         for entry in entries:
             table = history_lines(entry.record or {})
@@ -278,14 +280,27 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
         verdict = f"**{entry.outcome}**" if entry.failed else entry.outcome
         cells = (f"`{entry.nodeid}`", model, *(_against_baseline(entry, name) for name in metrics))
         lines.append(_markdown_row((*cells, verdict, _train_time(entry))))
+    # the notes that no section's verdict table shows
+    notes = [f"- `{e.nodeid}`: note: {note}" for e in entries if e.message or not _sectioned(e) for note in _notes(e)]
+    lines += ["", *notes] if notes else []
     for entry in entries:
-        if entry.failed or entry.outcome == "improved":
+        if _sectioned(entry):
             lines += ["", f"### `{entry.nodeid}`: {entry.outcome}", ""]
             if entry.message:
                 lines += ["```", entry.message, "```"]
             elif entry.verdict:
                 lines += ["```", *verdict_lines(entry.verdict), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _sectioned(entry: ReportEntry) -> bool:
+    """Whether the Markdown report gives ``entry`` a section of its own: its message, else its verdict table."""
+    return entry.failed or entry.outcome == "improved"
+
+
+def _notes(entry: ReportEntry) -> tuple[str, ...]:
+    """The notes of ``entry``'s verdict (none without one)."""
+    return entry.verdict.notes if entry.verdict else ()
 
 
 def junit_properties(entry: ReportEntry) -> list[tuple[str, Any]]:
