@@ -113,9 +113,9 @@ def _body_stored_an_outcome(item: pytest.Item) -> bool:
 
 def keep(item: pytest.Item) -> None:
     """A marked test that failed before comparing still owns its baseline: mark it used,
-    so that syrupy neither reports it unused nor deletes it under ``--snapshot-update``. One whose
-    ``finetune_snapshot`` was never set up (an autouse or ``usefixtures`` fixture failed first) goes
-    to :data:`~pytest_finetune.baselines.KEPT_BASELINES`."""
+    so that syrupy neither reports it unused nor deletes it under ``--snapshot-update`` (nor counts it passed: see
+    :func:`uncount_kept`). One whose ``finetune_snapshot`` was never set up (an autouse or ``usefixtures`` fixture
+    failed first) goes to :data:`~pytest_finetune.baselines.KEPT_BASELINES`."""
     snapshot: SnapshotAssertion | None = getattr(item, "funcargs", {}).get(SNAPSHOT_FIXTURE)
     if snapshot is None:
         if item.config.stash[SESSION_KEY].enabled:
