@@ -30,7 +30,7 @@ from .errors import FinetuneError
 from .provenance import data_identity, display_source, source_identity
 from .stats import examples_digest
 from .storage import StorageError, read_error, write_atomically, write_error
-from .tolerances import DEFAULT_TOLERANCES, OWN_METRICS, Tolerances
+from .tolerances import DEFAULT_TOLERANCES, FRACTIONS, OWN_METRICS, Tolerances
 from .verdicts import DEFAULT_ALPHA, Verdict, compare, recipe_changes
 
 if TYPE_CHECKING:
@@ -49,8 +49,6 @@ FORMAT = 1
 #: does not rewrite a baseline for them alone.
 VOLATILE_KEYS = ("date", "train_runtime")
 _DECIMALS = 6
-#: The metrics that are fractions, so a baseline's value lies in [0, 1].
-FRACTIONS = ("accuracy", "f1")
 
 
 class BaselineError(FinetuneError):
@@ -123,29 +121,44 @@ def metrics_record(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def parse_baseline(
     text: str, location: str, gated: tuple[str, ...], example_ids: Sequence[int] | None = None
 ) -> dict[str, Any]:
-    """A stored record, checked: a JSON object whose ``metrics`` are finite numbers (:data:`FRACTIONS`
-    in [0, 1]), including every gated metric; whose ``examples`` got wrong are distinct and no more than
-    its ``count``, and among ``example_ids`` (the run's validation examples, where known) when the
-    baseline's digest names those; whose calibration's seeds are distinct. Anything else is a
-    :class:`BaselineError`."""
+    """A stored record, checked: a JSON object without a key twice in one object, whose ``metrics`` are finite
+    numbers (:data:`FRACTIONS` in [0, 1]), including every gated metric; whose ``history`` holds finite numbers or
+    nulls; whose ``examples`` got wrong are distinct and no more than its ``count``, and among ``example_ids`` (the
+    run's validation examples, where known) when the baseline's digest names those; whose calibration's seeds are
+    distinct and its spreads possible (:func:`_check_calibration`). Anything else is a :class:`BaselineError`."""
     fix = "fix it, or delete it and record it again with --snapshot-update"
+
+    def one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        """An object of the file, refused when it has a key twice (JSON keeps the last; a reader may see another)."""
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BaselineError(
+                    f"baseline {location} has the key {key!r} twice in one object (a reader may read one value of "
+                    f"it, the gate another); {fix}"
+                )
+            seen.add(key)
+        return dict(pairs)
+
     try:
-        record = json.loads(text)
+        record = json.loads(text, object_pairs_hook=one_value_per_key)
     except (ValueError, RecursionError) as error:  # ValueError: JSONDecodeError, or an integer of 4300+ digits
         raise BaselineError(f"baseline {location} is not valid JSON ({str(error)[:200]}); {fix}") from None
     if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
         raise BaselineError(f'baseline {location} has no "metrics" object; {fix}')
+    if not is_count(record.get("format", FORMAT)):
+        raise BaselineError(
+            f'baseline {location}: "format" is {json.dumps(record["format"])[:40]}, not an integer; {fix}'
+        )
     if record.get("format", FORMAT) != FORMAT:
         raise BaselineError(
             f'baseline {location} is in format {json.dumps(record["format"])[:40]}, and this pytest-finetune reads '
             f"format {FORMAT}: use the pytest-finetune that recorded it, or record it again with --snapshot-update"
         )
     for name, value in record["metrics"].items():
-        if not is_finite_number(value):
-            shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
-            raise BaselineError(f"baseline {location}: metric {name!r} is {shown}, not a finite number; {fix}")
-        if name in FRACTIONS and not 0 <= value <= 1:
-            raise BaselineError(f"baseline {location}: metric {name!r} is {value:g}, outside [0, 1]; {fix}")
+        problem = metric_problem(name, value)
+        if problem:
+            raise BaselineError(f"baseline {location}: metric {name!r} is {problem}; {fix}")
     missing = [name for name in gated if name not in record["metrics"]]
     if missing:
         raise BaselineError(f"baseline {location} lacks the gated metric(s) {', '.join(missing)}; {fix}")
@@ -162,6 +175,13 @@ def parse_baseline(
     history = record.get("history", [])
     if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
         raise BaselineError(f'baseline {location}: "history" is not a list of objects (one per epoch); {fix}')
+    for number, row in enumerate(history, start=1):
+        for name, value in row.items():
+            if value is not None and not is_finite_number(value):
+                raise BaselineError(
+                    f'baseline {location}: "history" row {number}: {name!r} is {_shown(value)}, not a finite number '
+                    f"or null; {fix}"
+                )
     _check_examples(record.get("examples"), location, fix, example_ids)
     _check_calibration(record, location, fix)
     return record
@@ -205,7 +225,9 @@ def _check_examples(examples: Any, location: str, fix: str, example_ids: Sequenc
 
 
 def _check_calibration(record: dict[str, Any], location: str, fix: str) -> None:
-    """A calibration is the recipe's seed and others, and per metric mean/std/min/max, all finite."""
+    """A calibration is the recipe's seed and others, and per metric mean/std/min/max, all finite, whose mean, min
+    and max the metric may have (:func:`metric_problem`), mean between min and max, and std no more than values
+    between them have over that many seeds."""
     calibration = record.get("calibration")
     if calibration is None:
         return
@@ -235,6 +257,38 @@ def _check_calibration(record: dict[str, Any], location: str, fix: str) -> None:
             f"baseline {location}: its calibration used seeds {', '.join(map(str, seeds))}, not the recipe's "
             f"seed {seed}; {fix}"
         )
+    for name, spread in spreads.items():
+        for key in ("mean", "min", "max"):
+            problem = metric_problem(name, spread[key])
+            if problem:
+                raise BaselineError(f"baseline {location}: the calibration's {key} of {name!r} is {problem}; {fix}")
+        if not spread["min"] <= spread["mean"] <= spread["max"]:
+            raise BaselineError(
+                f"baseline {location}: the calibration's mean of {name!r}, {spread['mean']:g}, is not between its "
+                f"min {spread['min']:g} and max {spread['max']:g}; {fix}"
+            )
+        # n values in [min, max] have a sample std of at most (max - min) / 2 * sqrt(n / (n - 1)); each is rounded
+        largest = (spread["max"] - spread["min"]) / 2 * math.sqrt(len(seeds) / (len(seeds) - 1))
+        if spread["std"] > largest + 2 * 10**-_DECIMALS:
+            raise BaselineError(
+                f"baseline {location}: the calibration's std of {name!r}, {spread['std']:g}, is more than "
+                f"{len(seeds)} values from {spread['min']:g} to {spread['max']:g} can have ({largest:.6f}); {fix}"
+            )
+
+
+def metric_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be a value of the metric ``name`` (as in "metric 'f1' is ..."): it is not a finite
+    number, or lies outside [0, 1] for one of :data:`FRACTIONS`; ``None`` when it can."""
+    if not is_finite_number(value):
+        return f"{_shown(value)}, not a finite number"
+    if name in FRACTIONS and not 0 <= value <= 1:
+        return f"{value:g}, outside [0, 1]"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """``value`` as a message shows it, cut after 40 characters."""
+    return repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
 
 
 def is_finite_number(value: Any) -> bool:

@@ -23,12 +23,13 @@ folder), so that a fresh checkout of the same data tokenizes to the same fingerp
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import itertools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ _GLUE_TSV_OPTIONS = {
     "encoding": "utf-8-sig",
     "features": _GLUE_TSV_FEATURES,
 }
+#: Python's csv module refuses a field over 128 KiB by default (a guard against a quote left open); with quoting
+#: off a field ends at its line's end, so a long one is long text (a document), read up to this (a C long's limit).
+_CSV_FIELD_LIMIT = 2**31 - 1
 _INTEGER = re.compile(r"-?[0-9]+")
 _INT64 = range(-(2**63), 2**63)
 # pandas reads "NA", "null" or "None" as a missing value; a sentence is text as written.
@@ -132,7 +136,7 @@ def _load_glue_tsv(folder: Path) -> datasets.DatasetDict:
 def _check_tsv_rows(file: Path) -> int:
     """Fail on a file that is not UTF-8, or a header or a row that is not GLUE MRPC's five
     tab-separated fields with an integer label; return the number of rows."""
-    with file.open(encoding="utf-8-sig", newline="") as handle:
+    with file.open(encoding="utf-8-sig", newline="") as handle, _csv_fields_unlimited():
         rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         try:
             header = tuple(next(rows, ()))
@@ -156,6 +160,17 @@ def _check_tsv_rows(file: Path) -> int:
         except UnicodeDecodeError as error:
             raise _read_error(file, error) from None
     return count
+
+
+@contextlib.contextmanager
+def _csv_fields_unlimited() -> Iterator[None]:
+    """Python's csv module reading fields of any size (up to :data:`_CSV_FIELD_LIMIT`), then its limit as it was
+    (the limit is the process's, not a reader's)."""
+    limit = csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _empty_split(where: str | Path, split: str, file: Path | None = None, fix: str = LOADED_DATA_FIX) -> FinetuneError:

@@ -113,9 +113,9 @@ def _body_stored_an_outcome(item: pytest.Item) -> bool:
 
 def keep(item: pytest.Item) -> None:
     """A marked test that failed before comparing still owns its baseline: mark it used,
-    so that syrupy neither reports it unused nor deletes it under ``--snapshot-update``. One whose
-    ``finetune_snapshot`` was never set up (an autouse or ``usefixtures`` fixture failed first) goes
-    to :data:`~pytest_finetune.baselines.KEPT_BASELINES`."""
+    so that syrupy neither reports it unused nor deletes it under ``--snapshot-update`` (nor counts it passed: see
+    :func:`uncount_kept`). One whose ``finetune_snapshot`` was never set up (an autouse or ``usefixtures`` fixture
+    failed first) goes to :data:`~pytest_finetune.baselines.KEPT_BASELINES`."""
     snapshot: SnapshotAssertion | None = getattr(item, "funcargs", {}).get(SNAPSHOT_FIXTURE)
     if snapshot is None:
         if item.config.stash[SESSION_KEY].enabled:
@@ -126,6 +126,22 @@ def keep(item: pytest.Item) -> None:
     location = snapshot.extension.get_location(test_location=snapshot.test_location, index=snapshot.index)
     if Path(location).exists():
         snapshot == KEEP  # noqa: B015
+        item.config.stash[SESSION_KEY].kept.add(location)
+
+
+def uncount_kept(config: pytest.Config) -> None:
+    """Take the baselines :func:`keep` marked used out of the snapshots syrupy's summary counts passed: their tests
+    stopped before comparing (pytest counts them failed, errors or skipped)."""
+    from syrupy.data import SnapshotCollections
+
+    kept = config.stash[SESSION_KEY].kept
+    report = getattr(getattr(config, "_syrupy", None), "report", None)
+    if report is not None:
+        matched = SnapshotCollections()
+        for collection in report.matched:
+            if collection.location not in kept:
+                matched.add(collection)
+        report.matched = matched
 
 
 def settle(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:

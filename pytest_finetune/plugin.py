@@ -40,6 +40,9 @@ _WORKER_CRASHED = (
 #: The attribute of a pytest-xdist worker's test report that carries the report entries its test
 #: made (as :func:`~pytest_finetune.report.entry_to_json` text) to the controller.
 _ENTRIES_ATTRIBUTE = "finetune_entries"
+#: The attribute of a pytest-xdist worker's test report that carries the baselines its test kept without comparing
+#: (see :func:`gate.keep`) to the controller.
+_KEPT_ATTRIBUTE = "finetune_kept"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,7 +78,7 @@ def _is_worker(config: pytest.Config) -> bool:
 
 class _EntriesFromWorkers:
     """On the controller of a pytest-xdist run (and harmlessly in a serial run, whose reports carry
-    none), adds the report entries that come with the workers' test reports to the session's."""
+    none), adds the report entries and kept baselines that come with the workers' test reports to the session's."""
 
     def __init__(self, session: FinetuneSession) -> None:
         self.session = session
@@ -83,6 +86,7 @@ class _EntriesFromWorkers:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for text in getattr(report, _ENTRIES_ATTRIBUTE, ()):
             self.session.entries.append(entry_from_json(text))
+        self.session.kept.update(getattr(report, _KEPT_ATTRIBUTE, ()))
 
 
 class _Interruptions:
@@ -211,15 +215,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """The test's report entry follows pytest's outcome of each phase (xfail applied: this wrapper
     is outside pytest's own); a marked test that failed before comparing with its baseline still
-    gets one. A pytest-xdist worker hands the entries its test made to the controller in the
-    teardown report, once they are settled."""
+    gets one. A pytest-xdist worker hands the entries its test made, and the baseline it kept, to the controller in
+    the teardown report, once they are settled."""
     report: pytest.TestReport = yield
     if isinstance(item, pytest.Function):
         gate.settle(item, call, report)
     if _is_worker(item.config) and report.when == "teardown":
-        entries = item.config.stash[SESSION_KEY].entries
-        setattr(report, _ENTRIES_ATTRIBUTE, [entry_to_json(entry) for entry in entries])
-        entries.clear()
+        session = item.config.stash[SESSION_KEY]
+        setattr(report, _ENTRIES_ATTRIBUTE, [entry_to_json(entry) for entry in session.entries])
+        setattr(report, _KEPT_ATTRIBUTE, sorted(session.kept))
+        session.entries.clear()
+        session.kept.clear()
     return report
 
 
@@ -243,6 +249,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             )
     if ALL_KEPT in config.stash:
         terminalreporter.write_line(f"pytest-finetune: {config.stash[_INCOMPLETE]}; none counts as unused this session")
+    kept = len(config.stash[SESSION_KEY].kept)
+    if kept:
+        terminalreporter.write_line(
+            f"pytest-finetune: {kept} baseline(s) kept as they are, not compared: their tests stopped before comparing"
+        )
     for message in config.stash.get(_UNWRITTEN, []):
         terminalreporter.write_line(f"ERROR: {message}", red=True, bold=True)
 
@@ -258,7 +269,8 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
     and a crashed pytest-xdist worker took what its tests compared with it: syrupy would count their
     baselines unused and, under ``--snapshot-update``, delete them. Every baseline is kept then
     (:data:`ALL_KEPT`); on pytest-xdist's controller, whose workers looked for unused baselines, by
-    turning syrupy's unused-snapshot check off.
+    turning syrupy's unused-snapshot check off. The baselines of tests that stopped before comparing, which syrupy
+    counts passed, are taken out of its summary's counts (:func:`gate.uncount_kept`).
     """
     config = session.config
     if _stopped_early(session):
@@ -273,6 +285,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
         _fail_session(session, unwritten_message(error))
     finally:
         if not _is_worker(session.config):
+            gate.uncount_kept(config)
             _write_reports(session)
 
 

@@ -199,7 +199,8 @@ def history_lines(record: dict[str, Any]) -> list[str]:
 
 
 def summary_lines(entries: Sequence[ReportEntry], *, verbose: bool) -> list[str]:
-    """The end-of-session table: test, model, gated metrics against the baseline, verdict, train time."""
+    """The end-of-session table: test, model, gated metrics against the baseline, verdict, train time; then a line
+    for each pass note and each verdict note (another device, say)."""
     metrics = _gated_metrics(entries)
     rows = [
         (
@@ -216,6 +217,7 @@ def summary_lines(entries: Sequence[ReportEntry], *, verbose: bool) -> list[str]
         note = pass_note(entry)
         if note:
             lines.append(f"{entry.nodeid}: {note}")
+        lines += [f"{entry.nodeid}: note: {note}" for note in _notes(entry)]
     over = [entry.nodeid for entry in entries if entry.recorded_over_regression]
     if over:
         lines.append(f"recorded over a regression (review the baselines' diff): {', '.join(over)}")
@@ -308,9 +310,11 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
         )
         cells = (f"`{entry.nodeid}`", model, *(_against_baseline(entry, name) for name in metrics))
         lines.append(_markdown_row((*cells, verdict, _train_time(entry))))
+    # the notes that no section's verdict table shows
+    notes = [f"- `{e.nodeid}`: note: {note}" for e in entries if e.message or not _sectioned(e) for note in _notes(e)]
+    lines += ["", *notes] if notes else []
     for entry in entries:
-        changed = entry.verdict is not None and entry.verdict.recipe_changes
-        if entry.failed or entry.outcome == "improved" or changed:
+        if _sectioned(entry):
             outcome = "recorded over a regression" if entry.recorded_over_regression else entry.outcome
             lines += ["", f"### `{entry.nodeid}`: {outcome}", ""]
             if entry.message:
@@ -318,6 +322,17 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
             elif entry.verdict:
                 lines += ["```", *verdict_lines(entry.verdict), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _sectioned(entry: ReportEntry) -> bool:
+    """Whether the Markdown report gives ``entry`` a section of its own: its message, else its verdict table."""
+    changed = entry.verdict is not None and bool(entry.verdict.recipe_changes)
+    return entry.failed or entry.outcome == "improved" or changed
+
+
+def _notes(entry: ReportEntry) -> tuple[str, ...]:
+    """The notes of ``entry``'s verdict (none without one)."""
+    return entry.verdict.notes if entry.verdict else ()
 
 
 def junit_properties(entry: ReportEntry) -> list[tuple[str, Any]]:

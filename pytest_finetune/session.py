@@ -75,6 +75,9 @@ class FinetuneSession:
     results: dict[Any, FinetuneResult] = dataclasses.field(default_factory=dict)
     #: Each fine-tuning test's comparison with its baseline, for the reports.
     entries: list[ReportEntry] = dataclasses.field(default_factory=list)
+    #: The baselines (as syrupy locates them) of tests that stopped before comparing, marked used without a comparison
+    #: (see ``gate.keep``), so that syrupy's summary does not count them passed (see ``gate.uncount_kept``).
+    kept: set[str] = dataclasses.field(default_factory=set)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> FinetuneSession:

@@ -30,6 +30,8 @@ DEFAULT_TOLERANCES: Mapping[str, float] = {"accuracy": 0.01, "f1": 0.01}
 
 #: The metrics every run has (a ``pytest_finetune_metrics`` hook may add others).
 OWN_METRICS = (*DEFAULT_TOLERANCES, "eval_loss")
+#: The metrics that are fractions: a value (a run's, a baseline's) lies in [0, 1], so no change exceeds 1.
+FRACTIONS = ("accuracy", "f1")
 
 #: The amount that asks for the calibrated spread.
 AUTO = "auto"
@@ -111,11 +113,16 @@ def check_setting(value: Any, where: str) -> Setting:
     if isinstance(value, Mapping):
         if not value:
             raise FinetuneError(f"{where}: tolerance {{}} names no metric; e.g. tolerance={{'f1': 0.015}}")
-        return {
+        setting = {
             _check_name(name, where): _check_amount(amount, f"{where}: tolerance of {name!r}")
             for name, amount in value.items()
         }
-    return _check_amount(value, f"{where}: tolerance")
+        for name, amount in setting.items():
+            _check_possible(amount, (name,), f"{where}: tolerance of {name!r}")
+        return setting
+    amount = _check_amount(value, f"{where}: tolerance")
+    _check_possible(amount, FRACTIONS, f"{where}: tolerance")  # one amount gates them all (always gated)
+    return amount
 
 
 def parse_setting(text: str, where: str) -> Setting:
@@ -147,6 +154,17 @@ def _check_name(name: Any, where: str) -> str:
             f"(the plugin's metrics: {', '.join(OWN_METRICS)})"
         )
     return name.strip()
+
+
+def _check_possible(amount: Amount, metrics: tuple[str, ...], where: str) -> None:
+    """A :class:`FinetuneError` for an amount beyond 1 that gates one of :data:`FRACTIONS` among ``metrics``: no
+    change of a value in [0, 1] exceeds 1, so such a tolerance gates nothing (a percentage, perhaps)."""
+    bounded = [name for name in metrics if name in FRACTIONS]
+    if amount != AUTO and bounded and float(amount) > 1:
+        raise FinetuneError(
+            f"{where} is {amount:g}, and {' and '.join(bounded)} {'lie' if len(bounded) > 1 else 'lies'} in [0, 1], "
+            "so it would allow any change: give an absolute change of at most 1, as a fraction (0.015 for 1.5 points)"
+        )
 
 
 def _check_amount(amount: Any, where: str) -> Amount:

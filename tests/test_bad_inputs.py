@@ -534,6 +534,9 @@ def test_output_dir_on_the_command_line_is_a_usage_error(pytester: pytest.Pytest
 
 NEGATIVE_TOLERANCE = "tolerance must be a finite number >= 0 (an absolute change such as 0.01), got -0.1"
 NOT_A_TOLERANCE = "'fast' is not a number or auto; write 0.02, auto or METRIC=0.02"
+AS_A_FRACTION = (
+    "so it would allow any change: give an absolute change of at most 1, as a fraction (0.015 for 1.5 points)"
+)
 
 
 @pytest.mark.parametrize(
@@ -543,8 +546,18 @@ NOT_A_TOLERANCE = "'fast' is not a number or auto; write 0.02, auto or METRIC=0.
         (None, ["--finetune-tolerance", "fast"], f"--finetune-tolerance: {NOT_A_TOLERANCE}"),
         ("finetune_tolerance = -0.1", [], f"ini finetune_tolerance: {NEGATIVE_TOLERANCE}"),
         ("finetune_tolerance = fast", [], f"ini finetune_tolerance: {NOT_A_TOLERANCE}"),
+        (
+            None,
+            ["--finetune-tolerance", "1.5"],
+            f"--finetune-tolerance: tolerance is 1.5, and accuracy and f1 lie in [[]0, 1[]], {AS_A_FRACTION}",
+        ),
+        (
+            "finetune_tolerance = f1=2",
+            [],
+            f"ini finetune_tolerance: tolerance of 'f1' is 2, and f1 lies in [[]0, 1[]], {AS_A_FRACTION}",
+        ),
     ],
-    ids=["cli-negative", "cli-not-a-number", "ini-negative", "ini-not-a-number"],
+    ids=["cli-negative", "cli-not-a-number", "ini-negative", "ini-not-a-number", "cli-beyond-1", "ini-f1-beyond-1"],
 )
 def test_a_bad_tolerance_setting_is_a_usage_error(
     pytester: pytest.Pytester, ini: str | None, args: list[str], message: str
@@ -563,8 +576,9 @@ def test_a_bad_tolerance_setting_is_a_usage_error(
     [
         ("'tight'", "tolerance must be a number such as 0.01, or 'auto', got 'tight'"),
         ("{}", "tolerance {} names no metric; e.g. tolerance={'f1': 0.015}"),
+        ("{'accuracy': 1.5}", "tolerance of 'accuracy' is 1.5, and accuracy lies in [[]0, 1[]], so it would allow *"),
     ],
-    ids=["tight", "empty-dict"],
+    ids=["tight", "empty-dict", "accuracy-beyond-1"],
 )
 def test_a_bad_marker_tolerance_names_the_value(pytester: pytest.Pytester, value: str, message: str) -> None:
     pytester.makepyfile(test_x=f"""
@@ -623,6 +637,13 @@ OTHER_BYTES = {
         " is in format 2, and this pytest-finetune reads format 1: use the pytest-finetune that recorded it, or "
         "record it again with --snapshot-update",
     ),
+    "format-true": ('{"metrics": {"accuracy": 0.7, "f1": 0.8}, "format": true}', ': "format" is true, not an integer'),
+    # JSON keeps the last value of a key given twice: a reviewer reads 0.9, the gate would compare 0.1
+    "key-twice": (
+        '{"metrics": {"accuracy": 0.9, "f1": 0.8, "accuracy": 0.1}}',
+        " has the key 'accuracy' twice in one object (a reader may read one value of it, the gate another); "
+        "fix it, or delete it and record it again with --snapshot-update",
+    ),
 }
 
 
@@ -638,6 +659,12 @@ def test_a_baseline_of_other_bytes_fails_naming_the_file_and_what_is_wrong(recor
 
 def _calibrated_twice(record: dict) -> None:
     record["calibration"] = {**CALIBRATION, "seeds": [42, 42, 42]}
+
+
+def _calibrated_out_of_range(record: dict) -> None:
+    """The issue's calibration: with tolerance auto it would allow a drop of 3 x 5 = 15 in accuracy."""
+    accuracy = {"mean": 7.0, "std": 5.0, "min": 2.0, "max": 12.0}
+    record["calibration"] = {**CALIBRATION, "metrics": {**CALIBRATION["metrics"], "accuracy": accuracy}}
 
 
 # Hand edits that are valid JSON of the right shape, and impossible: each is refused, never given a verdict.
@@ -669,6 +696,15 @@ IMPOSSIBLE = {
         _calibrated_twice,
         ': "calibration" is not {"seeds": [[]2 or more distinct ints[]], "metrics": *}; record it again: '
         "pytest --finetune --snapshot-update --finetune-calibrate N",
+    ),
+    "calibration-out-of-range": (
+        _calibrated_out_of_range,
+        ": the calibration's mean of 'accuracy' is 7, outside [[]0, 1[]]; record it again: "
+        "pytest --finetune --snapshot-update --finetune-calibrate N",
+    ),
+    "history-nan": (
+        lambda record: record["history"][0].update(validation_loss=float("nan")),
+        ": \"history\" row 1: 'validation_loss' is nan, not a finite number or null; fix it*",
     ),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -131,6 +132,18 @@ def test_sentences_stay_text(tmp_path: Path, suffix: str, rows: list[Row]) -> No
     """A sentence is text even when pandas would read it as a missing value or a number."""
     write_folder(tmp_path, suffix, rows, rows)
     assert_pairs(load_raw_dataset(str(tmp_path), MRPC)["train"], rows)
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl"])
+def test_a_sentence_over_python_csvs_field_limit_is_read(tmp_path: Path, suffix: str) -> None:
+    """A 200 KB sentence (a long document) is read whole, past the 128 KiB field limit of Python's csv module,
+    which is as it was afterwards (the limit is the whole process's)."""
+    limit = csv.field_size_limit()
+    train = make_rows(6)
+    train[3] = (1, "word " * 40_000, train[3][2])
+    write_folder(tmp_path, suffix, train, make_rows(4))
+    assert_pairs(load_raw_dataset(str(tmp_path), MRPC)["train"], train)
+    assert csv.field_size_limit() == limit
 
 
 def test_extra_columns_are_dropped(tmp_path: Path) -> None:

@@ -230,3 +230,24 @@ def test_failure_advice_repeats_the_recipe_options(recorded: pytest.Pytester, ti
             "--finetune-set learning_rate=0.001 test_two.py::test_steady"
         ]
     )
+
+
+def test_notes_are_in_the_terminal_and_markdown_summaries(recorded: pytest.Pytester) -> None:
+    """A passing test's note (its baseline was recorded on another device) is in the JSON report, the terminal
+    summary and the Markdown summary, whose sections (a failing test's verdict table) show only their own."""
+    path = recorded.path / "baselines/test_two/test_steady.json"
+    record = json.loads(path.read_text())
+    device = record["environment"]["device"]
+    record["environment"]["device"] = "elsewhere"
+    path.write_text(json.dumps(record))
+    result = recorded.runpytest("--finetune", "--finetune-report=r.json", "--finetune-report-md=r.md")
+    result.assert_outcomes(passed=1, failed=1)
+    note = f"baseline recorded with device elsewhere; this run used device {device}: expect differences of about a "
+    result.stdout.fnmatch_lines([f"test_two.py::test_steady: note: {note}seed's spread"])
+    steady = next(
+        test for test in json.loads((recorded.path / "r.json").read_text())["tests"] if "steady" in test["test"]
+    )
+    assert steady["outcome"] == "passed" and steady["notes"] == [f"{note}seed's spread"]
+    markdown = (recorded.path / "r.md").read_text()
+    assert f"- `test_two.py::test_steady`: note: {note}seed's spread" in markdown
+    assert markdown.count("note:") == 1

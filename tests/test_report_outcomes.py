@@ -168,3 +168,61 @@ def test_a_shared_fine_tune_shows_shared(finetune_project: pytest.Pytester) -> N
     assert tests["test_first"]["shared_from"] is None
     assert tests["test_second"]["shared_from"] == "test_two.py::test_first"
     assert "| recorded | shared |" in (finetune_project.path / "r.md").read_text()
+
+
+TWO_TESTS = """
+import pytest
+
+@pytest.mark.finetune
+def test_a():
+    pass
+
+@pytest.mark.finetune
+def test_b():
+    pass
+"""
+#: The tests named in ``{broken}`` error at setup, after their baselines were set up: their trainer breaks.
+TRAINER_BREAKS = """
+import pytest
+
+@pytest.fixture
+def trainer(trainer, request):
+    if request.node.name in {broken}:
+        raise RuntimeError("no trainer today")
+    return trainer
+"""
+
+
+BOTH_UPDATING = ({"test_a", "test_b"}, ["--snapshot-update"])
+
+
+@pytest.mark.parametrize(
+    ("workers", "runs"),
+    [
+        ([], [({"test_a", "test_b"}, []), BOTH_UPDATING, ({"test_b"}, [])]),
+        (["-n", "2"], [BOTH_UPDATING]),  # the controller hears of the kept baselines from its workers
+    ],
+    ids=["serial", "xdist"],
+)
+def test_tests_that_error_before_comparing_are_not_counted_passed(
+    finetune_project: pytest.Pytester, workers: list[str], runs: list[tuple[set[str], list[str]]]
+) -> None:
+    """syrupy counted the baselines the plugin keeps for tests that error at setup as "2 snapshots passed": its
+    summary counts only what compared, the plugin's line says what was kept, and the baselines stay."""
+    finetune_project.makepyfile(test_two=TWO_TESTS)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=2)
+    baselines = {path: path.read_bytes() for path in (finetune_project.path / "baselines").rglob("*.json")}
+    assert len(baselines) == 2
+    for broken, update in runs:
+        finetune_project.makeconftest(TRAINER_BREAKS.format(broken=sorted(broken)))
+        result = finetune_project.runpytest("--finetune", *update, *workers)
+        result.assert_outcomes(passed=2 - len(broken), errors=len(broken))
+        if len(broken) < 2:
+            result.stdout.fnmatch_lines(["1 snapshot passed."])
+        else:
+            result.stdout.no_fnmatch_line("*snapshot* passed*")
+        result.stdout.no_fnmatch_line("*unused*")
+        result.stdout.fnmatch_lines(
+            [f"pytest-finetune: {len(broken)} baseline(s) kept as they are, not compared: their tests stopped *"]
+        )
+        assert {path: path.read_bytes() for path in baselines} == baselines
