@@ -31,7 +31,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 from .errors import FinetuneError
 from .provenance import data_identity, display_source, source_identity
 from .stats import examples_digest
-from .storage import StorageError, read_error, write_atomically, write_error
+from .storage import StorageError, inside, read_bounded, read_error, write_atomically, write_error
 from .tolerances import DEFAULT_TOLERANCES, OWN_METRICS, Tolerances
 from .verdicts import DEFAULT_ALPHA, Verdict, compare, recipe_changes
 
@@ -597,8 +597,9 @@ class BaselineExtension(SingleFileSnapshotExtension):
 
     def delete_snapshots(self, *, snapshot_location: str, snapshot_names: set[str]) -> None:
         """Remove an unused baseline if it is still the file the session saw when it started: one that another
-        process rewrote since is kept, and syrupy's report neither counts it unused nor deleted. If the removal
-        fails, syrupy's report is corrected (see
+        process rewrote since is kept, and syrupy's report neither counts it unused nor deleted. A baseline
+        reached through a symbolic link that leads out of the baseline folder is not removed (see
+        :func:`~pytest_finetune.storage.inside`). If the removal fails, syrupy's report is corrected (see
         :func:`forget_undeleted`) before the error goes on to the plugin, which reports it."""
         config = _REMOVING.get()
         seen = config.stash[SEEN_BASELINES]
@@ -608,6 +609,7 @@ class BaselineExtension(SingleFileSnapshotExtension):
             _forget_unused(config, lambda location: location == snapshot_location)
             return
         try:
+            inside(path, seen.root, "delete", follow=False)
             path.unlink()
         except OSError:
             forget_undeleted(config)
@@ -681,10 +683,10 @@ class BaselineExtension(SingleFileSnapshotExtension):
         self._last_read = shown_path(snapshot_location, self.settings.invocation_dir)
         self.verdict, self.problem = None, None  # each comparison starts here: forget the last one
         try:
-            self._stored = Path(snapshot_location).read_bytes().decode("utf-8", errors="replace")
+            self._stored = read_bounded(Path(snapshot_location)).decode("utf-8", errors="replace")
         except FileNotFoundError:
             self._stored = None
-        except OSError as error:  # a folder where the file should be, a file where a folder should be
+        except OSError as error:  # a folder where the file should be, a file where a folder should be, a device
             self._stored = None
             self.problem = BaselineError(str(read_error(Path(snapshot_location), error)))
         return self._stored
@@ -710,9 +712,10 @@ class BaselineExtension(SingleFileSnapshotExtension):
     def write_snapshot_collection(
         cls, *, snapshot_collection: SnapshotCollection, name_order: dict[str, int] | None = None
     ) -> None:
-        """Write through a temporary file in the same folder, fsync'd, then ``os.replace``."""
+        """Write through a temporary file in the same folder, fsync'd, then ``os.replace``; never out of the
+        baseline folder (see :func:`~pytest_finetune.storage.write_atomically`)."""
         data = next(iter(snapshot_collection)).data
-        write_atomically(Path(snapshot_collection.location), str(data))
+        write_atomically(Path(snapshot_collection.location), str(data), cls.settings.root)
 
 
 def _escaped(char: str) -> str:
