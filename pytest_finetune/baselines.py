@@ -13,6 +13,8 @@ decides what "matches" means: within tolerance, on the same validation examples.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import datetime
 import functools
@@ -29,12 +31,12 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 from .errors import FinetuneError
 from .provenance import data_identity, display_source, source_identity
 from .stats import examples_digest
-from .storage import StorageError, read_error, write_atomically, write_error
+from .storage import StorageError, inside, read_bounded, read_error, write_atomically, write_error
 from .tolerances import DEFAULT_TOLERANCES, FRACTIONS, OWN_METRICS, Tolerances
 from .verdicts import DEFAULT_ALPHA, Verdict, compare, recipe_changes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from syrupy.data import SnapshotCollection
     from syrupy.location import PyTestLocation
@@ -471,20 +473,118 @@ def _collected_modules(config: pytest.Config) -> set[str] | None:
     return modules if isinstance(modules, set) else None
 
 
+#: A file's identity: device, inode, size, modification and change times (``lstat``'s). Another process that
+#: writes the file (atomically, as this plugin does, or in place) changes one of them.
+FileIdentity = tuple[int, int, int, int, int]
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    """``path``'s :data:`FileIdentity` (of a symbolic link itself, not of what it points to); ``None`` when
+    there is none."""
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeenBaselines:
+    """The baseline files there were when the session started, by absolute path, each with its identity: the
+    only ones the session may count unused and remove, and only while unchanged. A baseline another process
+    records or rewrites meanwhile (a new test's, a test of its version of a module) is not this session's."""
+
+    root: Path
+    files: Mapping[Path, FileIdentity]
+
+    @classmethod
+    def scan(cls, root: Path) -> SeenBaselines:
+        """The ``.json`` files under ``root`` (hidden ones, and those in hidden folders, are no baselines), also
+        in linked folders, as syrupy finds them (each folder once)."""
+        files: dict[Path, FileIdentity] = {}
+        walked: set[str] = set()
+        for folder, subfolders, names in os.walk(root, followlinks=True):
+            walked.add(os.path.realpath(folder))
+            subfolders[:] = [
+                name
+                for name in subfolders
+                if not name.startswith(".") and os.path.realpath(os.path.join(folder, name)) not in walked
+            ]
+            for name in names:
+                identity = file_identity(Path(folder, name))
+                if name.endswith(".json") and not name.startswith(".") and identity is not None:
+                    files[_absolute(Path(folder, name))] = identity
+        return cls(_absolute(root), files)
+
+    def seen(self, path: Path) -> bool:
+        """Whether ``path`` was there when the session started."""
+        return _absolute(path) in self.files
+
+    def unchanged(self, path: Path) -> bool:
+        """Whether ``path`` is still the file there was when the session started."""
+        return self.seen(path) and file_identity(path) == self.files[_absolute(path)]
+
+
+#: The baselines there were when the session started (see :class:`SeenBaselines`).
+SEEN_BASELINES = pytest.StashKey[SeenBaselines]()
+#: Baselines that syrupy would have counted unused, kept because another process wrote them during the
+#: session: by path, ``new`` (there was none when it started) or ``changed`` (rewritten since).
+FOREIGN_BASELINES = pytest.StashKey[dict[Path, str]]()
+#: The session whose syrupy removes unused baselines now: on pytest-xdist's controller, syrupy removes them
+#: through extensions it makes itself, which know no session (see :func:`removing_unused`).
+_REMOVING = contextvars.ContextVar[pytest.Config]("pytest_finetune_removing_unused")
+
+
+@contextlib.contextmanager
+def removing_unused(config: pytest.Config) -> Iterator[None]:
+    """Around syrupy's end of the session, where it removes unused baselines: they are ``config``'s."""
+    token = _REMOVING.set(config)
+    try:
+        yield
+    finally:
+        _REMOVING.reset(token)
+
+
+def foreign_baselines_line(config: pytest.Config) -> str | None:
+    """The summary's line on the baselines kept because another process wrote them during the session (not
+    those this session recorded itself, through a symbolic link too), or ``None``."""
+    used = getattr(getattr(getattr(config, "_syrupy", None), "report", None), "used", ())
+    written = {os.path.realpath(collection.location) for collection in used}
+    kept = {
+        path: how
+        for path, how in config.stash.get(FOREIGN_BASELINES, {}).items()
+        if os.path.realpath(path) not in written and os.path.lexists(path)
+    }
+    if not kept:
+        return None
+    here = config.invocation_params.dir
+    shown = ", ".join(f"{shown_path(path, here)} ({how})" for path, how in sorted(kept.items()))
+    return (
+        f"pytest-finetune: {len(kept)} baseline{'s' if len(kept) > 1 else ''} written by another process during this "
+        f"session kept, not counted unused: {shown}"
+    )
+
+
 def forget_undeleted(config: pytest.Config) -> None:
     """After the removal of unused baselines stopped at a file it could not remove, make syrupy's
     report count as deleted only the baselines that are gone: the others are still there, so it
     reports them neither deleted nor unused (the plugin names the file it could not remove)."""
+    _forget_unused(config, lambda location: Path(location).exists())
+
+
+def _forget_unused(config: pytest.Config, kept: Callable[[str], bool]) -> None:
+    """Drop the baselines at the locations ``kept`` tells from syrupy's report of those unused (and deleted);
+    syrupy may be removing the others meanwhile: it goes on through the collections it had."""
     from syrupy.data import SnapshotCollections
 
     report = getattr(getattr(config, "_syrupy", None), "report", None)
     if report is None:
         return
-    gone = SnapshotCollections()
+    unused = SnapshotCollections()
     for collection in report.unused:
-        if not Path(collection.location).exists():
-            gone.add(collection)
-    report.__dict__["unused"] = gone  # both are functools.cached_property values
+        if not kept(collection.location):
+            unused.add(collection)
+    report.__dict__["unused"] = unused  # both are functools.cached_property values
     report.__dict__.pop("num_unused", None)
 
 
@@ -506,7 +606,6 @@ class BaselineExtension(SingleFileSnapshotExtension):
         self.verdict: Verdict | None = None
         self.problem: BaselineError | None = None
         self.refused: TypeError | None = None
-        self._config: pytest.Config | None = None  # the session whose discovery found this extension's files
         self._last_read = "(no file read)"  # the baseline being compared, for messages
         self._stored: str | None = None  # its text, read before each serialization
         self._example_ids: list[int] | None = None  # the serialized run's validation examples, where known
@@ -517,10 +616,11 @@ class BaselineExtension(SingleFileSnapshotExtension):
         """A subclass bound to ``settings`` (syrupy instantiates extension classes itself).
 
         One class per distinct settings: syrupy groups discovery and writes by class. The
-        subclass keeps this class's name so that pytest-xdist's controller, which
-        re-imports extensions by name, finds one.
+        subclass keeps this class's module and name so that pytest-xdist's controller, which
+        re-imports extensions by name to remove unused baselines, finds one (else syrupy removes
+        them itself, unchecked; the metaclass, ``abc``'s, would name its own module).
         """
-        configured = type(cls.__name__, (cls,), {"settings": settings})
+        configured = type(cls.__name__, (cls,), {"settings": settings, "__module__": cls.__module__})
         configured.__qualname__ = cls.__qualname__
         return configured
 
@@ -546,21 +646,38 @@ class BaselineExtension(SingleFileSnapshotExtension):
         )
 
     def owns_snapshot_collection(self, *, filepath: str, test_location: PyTestLocation) -> bool:
-        """A baseline file found while syrupy looks for unused ones, except those :func:`is_kept`:
-        syrupy never counts them unused, so never deletes them."""
-        self._config = test_location.item.config
-        if is_kept(Path(filepath), self._config, self.settings):
+        """A baseline file found while syrupy looks for unused ones, except those :func:`is_kept` and those
+        another process recorded after the session started (see :class:`SeenBaselines`): syrupy never counts
+        them unused, so never deletes them."""
+        config = test_location.item.config
+        path = Path(filepath)
+        if is_kept(path, config, self.settings) or not super().owns_snapshot_collection(
+            filepath=filepath, test_location=test_location
+        ):
             return False
-        return super().owns_snapshot_collection(filepath=filepath, test_location=test_location)
+        if not config.stash[SEEN_BASELINES].seen(path):
+            config.stash.setdefault(FOREIGN_BASELINES, {})[path] = "new"
+            return False
+        return True
 
     def delete_snapshots(self, *, snapshot_location: str, snapshot_names: set[str]) -> None:
-        """Remove an unused baseline. If that fails, syrupy's report is corrected (see
+        """Remove an unused baseline if it is still the file the session saw when it started: one that another
+        process rewrote since is kept, and syrupy's report neither counts it unused nor deleted. A baseline
+        reached through a symbolic link that leads out of the baseline folder is not removed (see
+        :func:`~pytest_finetune.storage.inside`). If the removal fails, syrupy's report is corrected (see
         :func:`forget_undeleted`) before the error goes on to the plugin, which reports it."""
+        config = _REMOVING.get()
+        seen = config.stash[SEEN_BASELINES]
+        path = Path(snapshot_location)
+        if not seen.unchanged(path):
+            config.stash.setdefault(FOREIGN_BASELINES, {})[path] = "changed" if seen.seen(path) else "new"
+            _forget_unused(config, lambda location: location == snapshot_location)
+            return
         try:
-            Path(snapshot_location).unlink()
+            inside(path, seen.root, "delete", follow=False)
+            path.unlink()
         except OSError:
-            if self._config is not None:
-                forget_undeleted(self._config)
+            forget_undeleted(config)
             raise
 
     def serialize(
@@ -634,10 +751,10 @@ class BaselineExtension(SingleFileSnapshotExtension):
         self._last_read = shown_path(snapshot_location, self.settings.invocation_dir)
         self.verdict, self.problem = None, None  # each comparison starts here: forget the last one
         try:
-            self._stored = Path(snapshot_location).read_bytes().decode("utf-8", errors="replace")
+            self._stored = read_bounded(Path(snapshot_location)).decode("utf-8", errors="replace")
         except FileNotFoundError:
             self._stored = None
-        except OSError as error:  # a folder where the file should be, a file where a folder should be
+        except OSError as error:  # a folder where the file should be, a file where a folder should be, a device
             self._stored = None
             self.problem = BaselineError(str(read_error(Path(snapshot_location), error)))
         return self._stored
@@ -663,9 +780,10 @@ class BaselineExtension(SingleFileSnapshotExtension):
     def write_snapshot_collection(
         cls, *, snapshot_collection: SnapshotCollection, name_order: dict[str, int] | None = None
     ) -> None:
-        """Write through a temporary file in the same folder, fsync'd, then ``os.replace``."""
+        """Write through a temporary file in the same folder, fsync'd, then ``os.replace``; never out of the
+        baseline folder (see :func:`~pytest_finetune.storage.write_atomically`)."""
         data = next(iter(snapshot_collection)).data
-        write_atomically(Path(snapshot_collection.location), str(data))
+        write_atomically(Path(snapshot_collection.location), str(data), cls.settings.root)
 
 
 def _escaped(char: str) -> str:
@@ -676,6 +794,11 @@ def _escaped(char: str) -> str:
 def to_json(record: Mapping[str, Any]) -> str:
     """Baseline JSON: keys sorted, two-space indent, a final newline."""
     return json.dumps(record, sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` absolute and normalised (``..`` resolved by name, links not)."""
+    return Path(os.path.abspath(path))
 
 
 def shown_path(location: str | Path, invocation_dir: Path) -> str:

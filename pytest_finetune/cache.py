@@ -3,9 +3,10 @@
 An entry is a folder named by the sha256 of everything that can change the outcome (see
 ``fixtures._cache_inputs``): ``result.json`` (metrics, history,
 runtime, environment, the number of validation examples) and ``predictions.npy`` / ``label_ids.npy``.
-Entries are data only (JSON and ``.npy`` read without pickle, an array's size checked against its
-file before it is read) and appear atomically: written in a hidden staging folder (``.{key[:12]}-*``),
-then renamed. An entry that is unreadable, or that no fine-tune can have written (see :func:`_unusable`:
+Entries are data only (JSON and ``.npy`` read without pickle, from regular files only, ``result.json`` of at
+most ``storage.MAX_READ_BYTES``, an array's size checked against its file before it is read) and appear
+atomically: written in a hidden staging folder (``.{key[:12]}-*``), then renamed. An entry that is
+unreadable, or that no fine-tune can have written (see :func:`_unusable`:
 arrays of other shapes or kinds, metrics that are not finite or out of range), is a miss, with a warning,
 and is rewritten (a symbolic link in its place is removed, not what it points to); a folder that cannot
 be written, or a result that cannot be such an entry (predictions that are not one numeric array, e.g.
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from .storage import open_regular, read_bounded
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,7 +94,7 @@ class ResultCache:
         try:
             if not entry.is_dir():
                 raise NotADirectoryError("not a folder")  # a file, or a link to nothing
-            stored = _checked_entry(json.loads((entry / _RESULT).read_text(encoding="utf-8")))
+            stored = _checked_entry(json.loads(read_bounded(entry / _RESULT).decode("utf-8")))
             arrays = {name: _read_array(entry / f"{name}.npy") for name in _ARRAYS}
             reason = _unusable(stored["metrics"], arrays, stored["examples"])
             if reason:
@@ -269,10 +272,11 @@ def _arrays_problem(predictions: np.ndarray, label_ids: np.ndarray, examples: in
 
 def _read_array(path: Path) -> np.ndarray:
     """An entry's ``.npy`` file, without pickle; a ``ValueError`` before anything is allocated when its header
-    claims more data than the file holds (a truncated file, or a header edited to claim a huge shape)."""
+    claims more data than the file holds (a truncated file, or a header edited to claim a huge shape); an
+    ``OSError`` for a file that is not a regular file (see :func:`~pytest_finetune.storage.open_regular`)."""
     import numpy as np
 
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         version = np.lib.format.read_magic(handle)
         readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
         if version not in readers:  # np.save writes 1.0, or 2.0 for a header over 64 KiB

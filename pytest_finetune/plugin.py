@@ -8,7 +8,18 @@ from typing import Any
 import pytest
 
 from . import argschema, gate, hookspecs
-from .baselines import ALL_KEPT, KEPT_BASELINES, KEPT_FOLDERS, baseline_folder, mirrored_folder, shown_path
+from .baselines import (
+    ALL_KEPT,
+    KEPT_BASELINES,
+    KEPT_FOLDERS,
+    SEEN_BASELINES,
+    SeenBaselines,
+    baseline_folder,
+    foreign_baselines_line,
+    mirrored_folder,
+    removing_unused,
+    shown_path,
+)
 from .errors import FinetuneError
 from .fixtures import (  # noqa: F401  (fixtures are registered by being in this module)
     compute_metrics,
@@ -60,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SESSION_KEY] = FinetuneSession.from_config(config)
     except FinetuneError as error:
         raise pytest.UsageError(str(error)) from None
+    config.stash[SEEN_BASELINES] = SeenBaselines.scan(config.stash[SESSION_KEY].baseline_dir)
     config.pluginmanager.register(_Interruptions(config), "finetune-interruptions")
     if not _is_worker(config):
         config.pluginmanager.register(_EntriesFromWorkers(config.stash[SESSION_KEY]), "finetune-entries-from-workers")
@@ -254,6 +266,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_line(
             f"pytest-finetune: {kept} baseline(s) kept as they are, not compared: their tests stopped before comparing"
         )
+    foreign = foreign_baselines_line(config)
+    if foreign:
+        terminalreporter.write_line(foreign)
     for message in config.stash.get(_UNWRITTEN, []):
         terminalreporter.write_line(f"ERROR: {message}", red=True, bold=True)
 
@@ -263,7 +278,8 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
     """Write the report files (on pytest-xdist's controller), also when the session was interrupted.
     A file that cannot be written or removed at the end of the session (a report; an unused
     baseline syrupy removes under ``--snapshot-update``) fails the session with a message naming
-    it, not a traceback.
+    it, not a traceback. syrupy removes only the baselines this session saw when it started, unchanged
+    (see :class:`~pytest_finetune.baselines.SeenBaselines`).
 
     A session stopped early (Ctrl-C, ``pytest.exit()``, ``-x``, ``--maxfail``) did not run every test,
     and a crashed pytest-xdist worker took what its tests compared with it: syrupy would count their
@@ -280,7 +296,8 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
         if config.pluginmanager.has_plugin("dsession"):
             config.option.disable_unused_snapshots = True
     try:
-        yield
+        with removing_unused(config):
+            yield
     except OSError as error:
         _fail_session(session, unwritten_message(error))
     finally:

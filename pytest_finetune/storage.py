@@ -1,5 +1,7 @@
 """Files the plugin writes (baselines, reports): replaced atomically, so that a reader, or a
-crash, sees the old file or the new one, never part of one."""
+crash, sees the old file or the new one, never part of one; each inside the folder it belongs in
+(a symbolic link that leads out of it is refused, never followed). Files it reads (baselines, cache
+entries) are read only when they are regular files of at most :data:`MAX_READ_BYTES`."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import FinetuneError
 
@@ -21,6 +24,10 @@ _BLOCKED = (errno.EEXIST, errno.EISDIR, errno.ENOTDIR)
 #: ``mkstemp``'s 8 random characters and ``.tmp``, its name stays within NAME_MAX (255 bytes on
 #: common file systems), also beside a target whose name takes all 255.
 _NAME_BYTES = 200
+#: The most bytes the plugin reads of a baseline or a cache entry's ``result.json``: far above what a
+#: fine-tune writes (a baseline listing the wrong answers of a million validation examples takes about
+#: 15 MiB), far below what would exhaust memory.
+MAX_READ_BYTES = 64 * 2**20
 
 
 class StorageError(FinetuneError, OSError):
@@ -28,16 +35,22 @@ class StorageError(FinetuneError, OSError):
     of the old file and how to fix it. An ``OSError`` too, for callers that catch those."""
 
 
-def write_atomically(path: Path, text: str) -> None:
+class UnfitFile(OSError):
+    """A file the plugin does not read: not a regular file (a device, a pipe), or larger than it reads."""
+
+
+def write_atomically(path: Path, text: str, folder: Path | None = None) -> None:
     """Replace ``path`` with ``text`` so that readers see the old file or the new one, never part.
 
     The new file keeps the old one's permissions (a new file gets ``0o666`` less the umask, as
-    ``open`` gives), and a symbolic link at ``path`` stays one: its target is replaced.
+    ``open`` gives), and a symbolic link at ``path`` stays one: its target is replaced, if it lies
+    inside ``folder``, the folder ``path`` belongs in (by default its own); a link that leads out of
+    ``folder`` is a :class:`StorageError` naming the link, and nothing is written (see :func:`inside`).
     An ``OSError`` (a full disk, a read-only folder) becomes a :class:`StorageError` that names
     ``path``; the old file is left as it was and no temporary file is left behind.
     """
     existed = path.is_file()
-    target = Path(os.path.realpath(path))
+    target = inside(path, path.parent if folder is None else folder, "write")
     temporary: str | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +69,74 @@ def write_atomically(path: Path, text: str) -> None:
         if isinstance(error, OSError) and not isinstance(error, StorageError):
             raise write_error(path, error, existed) from None
         raise
+
+
+def inside(path: Path, folder: Path, action: str, *, follow: bool = True) -> Path:
+    """The file that writing (``follow``) or removing (not ``follow``: a link itself is removed) ``path``
+    changes, all symbolic links resolved; a :class:`StorageError` naming the link when it lies outside
+    ``folder`` (resolved too: a linked baseline folder is that folder), so nothing outside is changed."""
+    home = Path(os.path.realpath(folder))
+    changed = Path(os.path.realpath(path)) if follow else Path(os.path.realpath(path.parent)) / path.name
+    if changed.is_relative_to(home):
+        return changed
+    steps = [step for step in (*reversed(path.parents), path) if step.is_relative_to(folder) and step != folder]
+    link = next(
+        (
+            step
+            for step in steps
+            if (follow or step != path) and step.is_symlink() and not Path(os.path.realpath(step)).is_relative_to(home)
+        ),
+        path,
+    )
+    unchanged = "nothing was written" if action == "write" else "it is unchanged"
+    raise StorageError(
+        f"refusing to {action} {path}: the symbolic link {link} leads to {os.path.realpath(link)}, outside {folder}, "
+        f"the folder pytest-finetune changes files in; {unchanged}; remove the link (a file or folder of its own then "
+        "takes its place) or point it inside that folder, and run again"
+    )
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """The regular file at ``path`` (a symbolic link is followed), open for reading in binary. An
+    :class:`UnfitFile` for anything else (a device such as ``/dev/zero``, a pipe, a socket: opened without
+    blocking, so that a pipe cannot stall the session); an ``IsADirectoryError`` for a folder;
+    ``FileNotFoundError`` when there is none."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    mode = os.fstat(handle).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(handle)
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        raise UnfitFile(f"{_named(path)} is {_kind(mode)}, not a regular file")
+    return os.fdopen(handle, "rb")
+
+
+def read_bounded(path: Path, limit: int = MAX_READ_BYTES) -> bytes:
+    """The bytes of the regular file at ``path`` (see :func:`open_regular`); an :class:`UnfitFile` when it
+    holds more than ``limit`` bytes."""
+    with open_regular(path) as file:
+        size = os.fstat(file.fileno()).st_size
+        data = b"" if size > limit else file.read(limit + 1)  # + 1: a file that grew beyond it since its fstat
+    if size > limit or len(data) > limit:
+        raise UnfitFile(f"{_named(path)} holds more than {limit:,} bytes, the most pytest-finetune reads of it")
+    return data
+
+
+def _named(path: Path) -> str:
+    """``path``'s name, and where it leads when it is reached through a symbolic link."""
+    resolved = os.path.realpath(path)
+    return path.name if resolved == os.path.abspath(path) else f"{path.name} (it leads to {resolved})"
+
+
+def _kind(mode: int) -> str:
+    """What a file that is neither a regular file nor a folder is, by its ``st_mode``."""
+    kinds = (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for is_kind, name in kinds if is_kind(mode)), "a special file")
 
 
 def _temporary_prefix(name: str) -> str:
@@ -97,12 +178,16 @@ def unwritten_message(error: OSError) -> str:
 
 
 def _reason(error: OSError) -> str:
+    if isinstance(error, UnfitFile):
+        return str(error)
     return f"{type(error).__name__}: {error.strerror or error or 'no reason given'}"
 
 
 def _fix(error: OSError, path: Path | None) -> str:
     """How to fix ``error`` about the file ``path``."""
     where = f" {path.parent}" if path is not None else " the folder"
+    if isinstance(error, UnfitFile):
+        return f"replace{f' {path}' if path is not None else ' it'} with a regular file and run again"
     if error.errno in _FULL:
         return f"free space on the disk that holds{where} and run again"
     if error.errno in _DENIED:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -295,3 +296,85 @@ def test_result_cache_store_from_many_threads(tmp_path: Path) -> None:
     assert errors == []
     assert [str(warning.message) for warning in caught] == []
     assert [entry.name for entry in tmp_path.iterdir()] == [key]
+
+
+# Another process, while this one trains test_a: records the baseline of test_c (a test its version of the
+# module has) or rewrites the stale test_old's (atomically, as pytest-finetune does, or in place).
+OTHER_PROCESS_CONFTEST = """
+import os, pathlib, pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    folder = pathlib.Path("baselines/test_q")
+    name, how = os.environ["OTHER_PROCESS"].split(":")
+    text = (folder / "test_a.json").read_text().replace('"date": "', '"date": "1')
+    if how == "in-place":
+        with open(folder / name, "w") as handle:
+            handle.write(text)
+    else:
+        (folder / ".other.tmp").write_text(text)
+        os.replace(folder / ".other.tmp", folder / name)
+"""
+#: syrupy's lines that report baselines unused or deleted.
+SYRUPY_UNUSED = ("*snapshot* unused.*", "*unused snapshot* deleted.*")
+
+
+@pytest.fixture
+def recorded_q(finetune_project: pytest.Pytester) -> pytest.Pytester:
+    """A project whose test_q.py holds test_a, recorded, and a conftest that acts as another process."""
+    finetune_project.makepyfile(test_q="import pytest\n\n@pytest.mark.finetune\ndef test_a():\n    pass\n")
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    finetune_project.makeconftest(OTHER_PROCESS_CONFTEST)
+    return finetune_project
+
+
+@pytest.mark.parametrize("update", [True, False], ids=["update", "gate"])
+def test_a_baseline_another_process_records_meanwhile_is_kept(
+    recorded_q: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, update: bool
+) -> None:
+    """A baseline recorded by another process after this session started is not this session's: neither
+    deleted by ``--snapshot-update`` nor counted unused (which fails a gated run), and the summary says so."""
+    monkeypatch.setenv("OTHER_PROCESS", "test_c.json:atomic")
+    result = recorded_q.runpytest("--finetune", *(["--snapshot-update"] if update else []))
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=1)
+    new = recorded_q.path / "baselines" / "test_q" / "test_c.json"
+    assert new.read_text().count('"date": "1') == 1
+    result.stdout.fnmatch_lines(
+        [
+            "pytest-finetune: 1 baseline written by another process during this session kept, not counted unused: "
+            "baselines/test_q/test_c.json (new)"
+        ]
+    )
+    for line in SYRUPY_UNUSED:
+        result.stdout.no_fnmatch_line(line)
+
+
+@pytest.mark.parametrize(
+    "how, workers", [("atomic", ()), ("in-place", ()), ("atomic", ("-n", "2"))], ids=["atomic", "in-place", "xdist"]
+)
+def test_a_stale_baseline_another_process_rewrites_meanwhile_is_kept(
+    recorded_q: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str, workers: tuple[str, ...]
+) -> None:
+    """Two stale baselines when ``--snapshot-update`` starts; another process rewrites one of them meanwhile:
+    that one is kept as it wrote it, the other is deleted, and syrupy's counts say one deleted (also under
+    pytest-xdist, whose controller deletes)."""
+    folder = recorded_q.path / "baselines" / "test_q"
+    for name in ("test_old.json", "test_gone.json"):
+        shutil.copy(folder / "test_a.json", folder / name)
+    monkeypatch.setenv("OTHER_PROCESS", f"test_old.json:{how}")
+    result = recorded_q.runpytest("--finetune", "--snapshot-update", *workers)
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=1)
+    assert not (folder / "test_gone.json").exists()
+    assert (folder / "test_old.json").read_text().count('"date": "1') == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*1 snapshot passed. 1 unused snapshot deleted.",
+            "Deleted test_gone (baselines/test_q/test_gone.json)",
+            "pytest-finetune: 1 baseline written by another process during this session kept, not counted unused: "
+            "baselines/test_q/test_old.json (changed)",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*test_old*deleted*")
+    result.stdout.no_fnmatch_line("Deleted test_old*")
