@@ -781,18 +781,14 @@ CALIBRATION = {
 def test_a_calibration_made_on_other_validation_examples_is_refused(recorded: pytest.Pytester) -> None:
     record = json.loads((recorded.path / BASELINE).read_text())
     record["calibration"] = CALIBRATION
-    record["examples"]["digest"] = "0" * 64  # as if measured on another validation split
+    record["validation_id"] = "sha256:" + "0" * 64  # as if measured on another validation split
     (recorded.path / BASELINE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     before = files_under(recorded.path / "baselines")
     result = recorded.runpytest("--finetune", "--finetune-tolerance=auto")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            f"*test_quality: baseline {BASELINE.as_posix()}: tolerance auto: the calibration was measured on other "
-            "validation examples than this run's; record it with: pytest --finetune --snapshot-update "
-            "--finetune-calibrate 5"
-        ]
-    )
+    # the whole baseline, its calibration with it, is of other examples: refused before any tolerance is resolved
+    result.stdout.fnmatch_lines(["*not comparable: the validation examples changed (by content: *"])
+    result.stdout.no_fnmatch_line("*tolerance auto = *")
     assert_no_traceback(result)
     assert files_under(recorded.path / "baselines") == before
 
