@@ -34,7 +34,7 @@ def pytest_finetune_adjust_training_args(recipe: Recipe, training_args: dict[str
 
     ``training_args`` holds the recipe's training arguments plus ``seed`` and
     ``output_dir``, and the ones the plugin chose for the machine (``use_cpu``, ``bf16`` or
-    ``fp16``, the fused AdamW's ``optim``: see the README's Speed section), named as the
+    ``fp16``, the fused AdamW's ``optim``: see docs/performance.md), named as the
     installed transformers names them. What it sets that changes the computation (``max_steps``,
     ``weight_decay``, ...) is part of the result's recipe, as the recipe's own arguments are: adding,
     changing or removing it is a recipe change against a baseline. Settings of how a run is logged,

@@ -191,8 +191,18 @@ def local_path(source: str, what: str) -> Path | None:
     if path.exists():
         return path
     if looks_like_path(source):
-        raise FinetuneError(f"{what} {source!r} does not exist (resolved to {path.resolve()})")
+        raise FinetuneError(f"{what} {source!r} does not exist (resolved to {path.resolve()}); {_MISSING_FIX[what]}")
     return None
+
+
+#: How to get what a missing folder should hold, offline and with the Hub.
+_MISSING_FIX = {
+    "data folder": "without the Hub, point finetune_data (--finetune-data, PYTEST_FINETUNE_DATA) at a folder of the "
+    "task's files (a GLUE TSV folder or train/validation csv, json, jsonl or parquet files; see docs/data.md); "
+    "with the Hub, at a Hub dataset id (nyu-mll/glue), or leave it unset for the task's own",
+    "model folder": "without the Hub, point finetune_model (--finetune-model, PYTEST_FINETUNE_MODEL) at a folder "
+    "that save_pretrained wrote, with its tokenizer; with the Hub, at a Hub model id (bert-base-uncased)",
+}
 
 
 def offline_help(option: str) -> str:

@@ -391,8 +391,26 @@ def test_missing_model_folder_fails_the_test_with_the_path(pytester: pytest.Pyte
     assert_fails_clearly(
         result,
         "*ERROR at setup of test_x*",
-        f"model folder '{missing}' does not exist (resolved to {missing})",
+        f"model folder '{missing}' does not exist (resolved to {missing}); without the Hub, point finetune_model "
+        "(--finetune-model, PYTEST_FINETUNE_MODEL) at a folder that save_pretrained wrote, with its tokenizer; "
+        "with the Hub, at a Hub model id (bert-base-uncased)",
         "*= short*",
+    )
+
+
+def test_missing_data_folder_says_how_to_get_data_with_and_without_the_hub(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    missing = tmp_path / "mrpc"
+    pytester.makepyfile("def test_x(mrpc_dataset):\n    pass\n")
+    result = pytester.runpytest("--finetune-data", str(missing))
+    assert_fails_clearly(
+        result,
+        "*ERROR at setup of test_x*",
+        f"data folder '{missing}' does not exist (resolved to {missing}); without the Hub, point finetune_data "
+        "(--finetune-data, PYTEST_FINETUNE_DATA) at a folder of the task's files (a GLUE TSV folder or "
+        "train/validation csv, json, jsonl or parquet files; see docs/data.md); with the Hub, at a Hub dataset id "
+        "(nyu-mll/glue), or leave it unset for the task's own",
     )
 
 
