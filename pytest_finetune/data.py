@@ -40,7 +40,8 @@ import pyarrow.parquet  # type: ignore[import-untyped]
 from .cache import package_digest
 from .errors import FinetuneError
 from .provenance import content_digest
-from .recipe import Task, local_path, offline_help
+from .recipe import local_path, offline_help
+from .tasks import Task
 
 TEXT_COLUMNS = ("sentence1", "sentence2")
 REQUIRED_COLUMNS = (*TEXT_COLUMNS, "label")

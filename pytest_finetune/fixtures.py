@@ -126,12 +126,12 @@ def model(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> PreTrained
 
 @pytest.fixture
 def compute_metrics(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> MetricsFunction:
-    """``compute_metrics`` for ``Trainer``: accuracy and F1 as GLUE MRPC scores them
-    (offline), plus what ``pytest_finetune_metrics`` hooks add.
+    """``compute_metrics`` for ``Trainer``: the task's GLUE metrics as GLUE scores them (offline; MRPC:
+    accuracy and F1), plus what ``pytest_finetune_metrics`` hooks add.
     """
     from .metrics import make_compute_metrics
 
-    return make_compute_metrics(_hook_metrics(request, finetune_recipe))
+    return make_compute_metrics(_hook_metrics(request, finetune_recipe), finetune_recipe.task_spec)
 
 
 def _hook_metrics(request: pytest.FixtureRequest, recipe: Recipe) -> Callable[[np.ndarray, np.ndarray], dict[str, Any]]:
@@ -404,7 +404,7 @@ def _trained_or_cached(
     import numpy as np
 
     from .cache import cache_key
-    from .metrics import predicted_classes
+    from .metrics import predicted_values
     from .progress import terminal_progress
     from .stats import bootstrap_intervals
     from .training import run_finetune, validation_ids
@@ -424,8 +424,12 @@ def _trained_or_cached(
         if cache is not None and key is not None and inputs is not None:
             cache.store(key, result, inputs)
     predictions = result.predictions
+    task = recipe.task_spec
     intervals = bootstrap_intervals(
-        predicted_classes(predictions.predictions), np.asarray(predictions.label_ids), session.bootstrap_resamples
+        predicted_values(task, predictions.predictions),
+        np.asarray(predictions.label_ids),
+        session.bootstrap_resamples,
+        task,
     )
     return dataclasses.replace(
         result, example_ids=example_ids, intervals=intervals, **_data_identities(request, trainer)

@@ -31,8 +31,9 @@ from .errors import FinetuneError
 from .metrics import COMPUTE_METRICS, checked_metrics, final_metrics, predicted_classes
 from .precision import PRECISION_ARGS, accelerator_available, detect_hardware, precision_training_args
 from .provenance import environment
-from .recipe import RECORDING_ARGS, Recipe, Task
+from .recipe import RECORDING_ARGS, Recipe
 from .runtime import tuned_runtime
+from .tasks import Task
 
 
 def training_arguments_kwargs(recipe: Recipe, output_dir: Path, precision: str) -> dict[str, Any]:
@@ -121,9 +122,10 @@ class FinetuneResult:
 
     @property
     def wrong_examples(self) -> list[int] | None:
-        """The ``idx`` of each validation example this run classified wrongly (``None`` without ids)."""
+        """The ``idx`` of each validation example this run classified wrongly (``None`` without ids, and
+        for a regression, whose predictions are scores)."""
         labels = np.asarray(self.predictions.label_ids)
-        if self.example_ids is None or len(self.example_ids) != len(labels):
+        if self.example_ids is None or len(self.example_ids) != len(labels) or self.recipe.task_spec.is_regression:
             return None
         wrong = predicted_classes(self.predictions.predictions) != labels
         return sorted(int(idx) for idx in self.example_ids[wrong])
