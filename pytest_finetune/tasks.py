@@ -198,15 +198,16 @@ TASKS: dict[str, Task] = {
 TASK_METRICS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
 
 
-def layouts_with_header(header: tuple[str, ...]) -> list[str]:
-    """The tasks whose GLUE TSV files start with ``header`` (RTE and WNLI share theirs)."""
-    return [name for name, task in TASKS.items() if task.glue_layout.has_header and header in task.glue_layout.headers]
-
-
-def headerless_layouts(width: int) -> list[str]:
-    """The tasks whose GLUE TSV files have no header and ``width`` columns (CoLA's four)."""
-    return [
-        name
-        for name, task in TASKS.items()
-        if not task.glue_layout.has_header and len(task.glue_layout.headers[0]) == width
-    ]
+def glue_layouts_like(first_row: tuple[str, ...]) -> list[str]:
+    """The tasks whose GLUE TSV files could start with ``first_row``: as their header (RTE and WNLI share
+    theirs), or, for a layout without a header (CoLA), as a row of its width with an integer label."""
+    like = []
+    for name, task in TASKS.items():
+        layout = task.glue_layout
+        if layout.has_header and first_row in layout.headers:
+            like.append(name)
+        elif not layout.has_header and len(first_row) == len(layout.headers[0]):
+            label = first_row[layout.headers[0].index(layout.label)].strip()
+            if label.lstrip("-").isdigit():
+                like.append(name)
+    return like
