@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 #: The metrics a task may name, as ``evaluate``'s ``glue`` metric names them.
 ACCURACY = "accuracy"
@@ -81,6 +82,18 @@ class Task:
     def default_tolerances(self) -> Mapping[str, float]:
         """The allowed drop of each gated metric when no tolerance is set."""
         return dict.fromkeys(self.gated, DEFAULT_TOLERANCE)
+
+    @property
+    def head_config(self) -> dict[str, Any]:
+        """The model config's fields for the task's head: ``num_labels`` with ``id2label``/``label2id``, or,
+        for a regression, one output and ``problem_type="regression"`` (a mean squared error loss)."""
+        if self.label_names is None:
+            return {"num_labels": 1, "problem_type": "regression"}
+        return {
+            "num_labels": self.num_labels,
+            "id2label": dict(enumerate(self.label_names)),
+            "label2id": {name: index for index, name in enumerate(self.label_names)},
+        }
 
     @property
     def columns(self) -> tuple[str, ...]:

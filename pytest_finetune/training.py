@@ -232,9 +232,10 @@ def check_num_labels(trainer: Trainer, task: Task) -> None:
     number of outputs than ``task`` has labels: the metrics take the argmax of its logits."""
     num_labels = getattr(getattr(trainer.model, "config", None), "num_labels", None)
     if num_labels is not None and num_labels != task.num_labels:
+        has = "is a regression (one output)" if task.is_regression else f"has {task.num_labels} labels"
         raise FinetuneError(
-            f"the model's classification head has num_labels={num_labels}, but the task {task.name!r} has "
-            f"{task.num_labels} labels; load the model with num_labels={task.num_labels} (from a checkpoint "
+            f"the model's classification head has num_labels={num_labels}, but the task {task.name!r} "
+            f"{has}; load the model with num_labels={task.num_labels} (from a checkpoint "
             "with another head: also ignore_mismatched_sizes=True)"
         )
 

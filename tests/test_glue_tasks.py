@@ -249,3 +249,92 @@ def test_real_glue_folders(name: str, rows: tuple[int, int], labels: set[int] | 
     else:
         assert set(scores) == labels
     assert all(re.search(r"\w", text) for text in raw["validation"][TASKS[name].text_columns[0]])
+
+
+#: A budget at which the tiny BERT learns each task's rule (a word of the first text tells the label); a
+#: regression learns its scores at a higher learning rate than classes, which collapse to one class there.
+BUDGET = "max_steps=60, learning_rate={}, per_device_train_batch_size=8, eval_strategy='no'"
+#: A task of each shape (single text; pair; three classes with label names; Matthews; regression) is also
+#: trained on shuffled labels.
+SHAPES = ("sst2", "mrpc", "mnli", "cola", "stsb")
+#: A conftest.py that trains on the same texts with their labels shuffled (the same recipe and data files).
+SHUFFLED_LABELS = """
+import random
+
+import pytest
+
+
+@pytest.fixture
+def tokenized_dataset(tokenized_dataset):
+    train = tokenized_dataset["train"]
+    labels = list(train["label"])
+    random.Random(0).shuffle(labels)
+    tokenized_dataset["train"] = train.remove_columns("label").add_column("label", labels)
+    return tokenized_dataset
+"""
+
+
+@pytest.mark.parametrize("name", GLUE)
+def test_each_glue_task_trains_scores_and_gates(
+    pytester: pytest.Pytester, tiny_checkpoint: Path, tmp_path: Path, name: str
+) -> None:
+    """Recorded from GLUE's TSV layout of the task, the run passes against its baseline; for a task of each
+    shape, trained on shuffled labels, it fails the gate on the task's gated metrics."""
+    task = TASKS[name]
+    data = write_glue_folder(tmp_path / name, name, task_examples(name, 64, seed=1), task_examples(name, 40, seed=2))
+    pytester.makeini(f"""
+        [pytest]
+        finetune_model = {tiny_checkpoint}
+        finetune_data = {data}
+        finetune_task = {name}
+        """)
+    pytester.makepyfile(f"""
+        import pytest
+
+        @pytest.mark.finetune({BUDGET.format(1e-2 if task.is_regression else 3e-3)})
+        def test_task():
+            "Fine-tune, then compare with the baseline."
+        """)
+    pytester.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    (baseline_file,) = (pytester.path / "baselines").glob("*/test_task.json")
+    metrics = json.loads(baseline_file.read_text())["metrics"]
+    assert all(metrics[metric] > 0.6 for metric in task.gated), metrics  # learnt: well above a constant predictor
+    pytester.runpytest("--finetune").assert_outcomes(passed=1)
+    if name not in SHAPES:
+        return
+    pytester.makeconftest(SHUFFLED_LABELS)
+    shuffled = pytester.runpytest("--finetune", "--finetune-report=report.json")
+    shuffled.assert_outcomes(failed=1)
+    (entry,) = json.loads((pytester.path / "report.json").read_text())["tests"]
+    assert entry["outcome"] == "regressed", entry
+
+
+@pytest.mark.parametrize(
+    "overridden, requested",
+    [
+        ("finetune_dataset", "tokenized_mrpc"),
+        ("mrpc_dataset", "tokenized_dataset"),
+        ("finetune_dataset", "trainer"),
+        ("tokenized_dataset", "trainer"),
+        ("tokenized_mrpc", "trainer"),
+    ],
+)
+def test_an_override_of_either_name_is_honoured(
+    finetune_project: pytest.Pytester, overridden: str, requested: str
+) -> None:
+    """The task-neutral fixture names and the seed's name the same fixtures: a ``conftest.py`` that overrides
+    one name (keeping 8 validation examples) changes what every later fixture, under either name, gets."""
+    finetune_project.makeconftest(f"""
+        import pytest
+
+        @pytest.fixture
+        def {overridden}({overridden}):
+            {overridden}["validation"] = {overridden}["validation"].select(range(8))
+            return {overridden}
+        """)
+    finetune_project.makepyfile(f"""
+        def test_x({requested}):
+            validation = {requested}.eval_dataset if {requested!r} == "trainer" else {requested}["validation"]
+            assert len(validation) == 8
+        """)
+    finetune_project.runpytest().assert_outcomes(passed=1)
