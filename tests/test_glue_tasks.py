@@ -338,3 +338,19 @@ def test_an_override_of_either_name_is_honoured(
             assert len(validation) == 8
         """)
     finetune_project.runpytest().assert_outcomes(passed=1)
+
+
+def test_an_unknown_task_in_a_marker_fails_its_test_listing_the_known_ones(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.finetune(task="imdb")
+        def test_x():
+            pass
+        """)
+    result = pytester.runpytest("--finetune")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*unknown task 'imdb'; known tasks: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli"]
+    )
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
