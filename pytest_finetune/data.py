@@ -188,7 +188,8 @@ def _other_layout(first_row: tuple[str, ...], task: Task) -> str:
         return ""
     return (
         f"; the file looks like GLUE's {' or '.join(like)} layout: set the recipe's task to "
-        f"{' or '.join(like)} (marker task=..., or --finetune-set task=...) or point data at {task.name!r} data"
+        f"{' or '.join(like)} (--finetune-task, ini finetune_task or marker task=...) or point data at "
+        f"{task.name!r} data"
     )
 
 
