@@ -462,7 +462,7 @@ def _trained_or_cached(
 
 #: The fixtures that decide which examples the trainer holds: where the test suite overrides one, the recipe's
 #: data folder is not (or not all of) what was trained on.
-_DATA_FIXTURES = ("mrpc_dataset", "tokenized_mrpc", "trainer")
+_DATA_FIXTURES = ("finetune_dataset", "mrpc_dataset", "tokenized_dataset", "tokenized_mrpc", "trainer")
 
 
 def _data_identities(request: pytest.FixtureRequest, trainer: Trainer) -> dict[str, Any]:
@@ -484,10 +484,12 @@ def _data_identities(request: pytest.FixtureRequest, trainer: Trainer) -> dict[s
 
 def _recipe_data_identity(request: pytest.FixtureRequest) -> str | None:
     """:func:`~pytest_finetune.provenance.examples_identity` of the plugin's ``mrpc_dataset`` (the recipe's data as
-    loaded), where it served the test; ``None`` where a fixture of the test suite overrides it."""
+    loaded), where it served the test; ``None`` where a fixture of the test suite overrides it (or
+    ``finetune_dataset``, the same fixture)."""
     from .provenance import examples_identity
 
-    if _overriding_file(request, "mrpc_dataset") is not None or "mrpc_dataset" not in request.fixturenames:
+    overridden = _overridden(request, "mrpc_dataset", "finetune_dataset")
+    if overridden is not None or "mrpc_dataset" not in request.fixturenames:
         return None
     raw = request.getfixturevalue("mrpc_dataset")
     return examples_identity({split: raw[split] for split in ("train", "validation") if split in raw})

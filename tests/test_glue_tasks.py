@@ -9,7 +9,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from conftest import REAL_MRPC_DIR
+from conftest import QUALITY_TEST, REAL_MRPC_DIR
 from glue_layouts import Example, glue_lines, task_examples, write_glue_folder
 
 from pytest_finetune.data import check_fixture_data, load_raw_dataset
@@ -354,3 +354,20 @@ def test_an_unknown_task_in_a_marker_fails_its_test_listing_the_known_ones(pytes
         ["*unknown task 'imdb'; known tasks: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli"]
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+@pytest.mark.parametrize("overridden", ["finetune_dataset", "tokenized_dataset"])
+def test_a_task_neutral_override_records_the_data_it_gives(finetune_project: pytest.Pytester, overridden: str) -> None:
+    """As for ``mrpc_dataset`` and ``tokenized_mrpc``: the baseline names the data the trainer held."""
+    finetune_project.makeconftest(f"""
+        import pytest
+
+        @pytest.fixture
+        def {overridden}({overridden}):
+            {overridden}["train"] = {overridden}["train"].select(range(40))
+            return {overridden}
+        """)
+    finetune_project.makepyfile(test_quality=QUALITY_TEST)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    (baseline_file,) = (finetune_project.path / "baselines").glob("*/test_quality.json")
+    assert json.loads(baseline_file.read_text())["recipe"]["data"] == f"{overridden} fixture of conftest.py"

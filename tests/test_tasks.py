@@ -155,3 +155,21 @@ def test_the_task_decides_the_gated_metrics_and_their_default_tolerance(name: st
 def test_a_recipe_names_its_task() -> None:
     assert Recipe(task="stsb").task_spec is TASKS["stsb"]
     assert Recipe().task_spec.name == "mrpc"
+
+
+@pytest.mark.parametrize("name", GLUE)
+def test_the_examples_identity_reads_each_tasks_texts_not_its_tokens(name: str) -> None:
+    """Another tokenizer leaves the identity of a task's examples the same; another text changes it."""
+    import datasets
+
+    from pytest_finetune.provenance import examples_identity
+
+    task = TASKS[name]
+
+    def split(tokens: list[int], text: str = "a text") -> datasets.Dataset:
+        return datasets.Dataset.from_dict(
+            {**{column: [text] for column in task.text_columns}, "label": [0], "idx": [7], "input_ids": [tokens]}
+        )
+
+    assert examples_identity({"validation": split([1, 2])}) == examples_identity({"validation": split([3, 4, 5])})
+    assert examples_identity({"validation": split([1, 2])}) != examples_identity({"validation": split([1, 2], "b")})
