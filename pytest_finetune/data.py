@@ -1,19 +1,22 @@
 """Load a recipe's data from any source into one shape.
 
 Every source becomes a ``datasets.DatasetDict`` with splits ``train`` and
-``validation`` and columns ``sentence1``, ``sentence2``, ``label`` and ``idx``,
-loaded through ``datasets`` so that its fingerprinting and caching apply.
+``validation`` and the task's columns (:attr:`~pytest_finetune.tasks.Task.columns`: its text
+columns as the Hub names them, MRPC's ``sentence1`` and ``sentence2``, then ``label`` and ``idx``),
+loaded through ``datasets`` so that its fingerprinting and caching apply. Labels are class ids
+(a label name becomes its id through the task's label names) or, for a regression, float scores.
 
 Sources, by what ``data`` points at:
 
-- a GLUE TSV folder: ``train.tsv`` and ``dev.tsv`` (``test.tsv`` is ignored), with the
-  GLUE MRPC header ``Quality``, ``#1 ID``, ``#2 ID``, ``#1 String``, ``#2 String``,
-  read with quoting off (MRPC sentences hold unbalanced quotes);
+- a GLUE TSV folder: ``train.tsv`` and the task's dev file (``dev.tsv``; MNLI's ``dev_matched.tsv``;
+  ``test.tsv`` is ignored) in GLUE's layout of the task (:class:`~pytest_finetune.tasks.GlueLayout`:
+  MRPC's header ``Quality``, ``#1 ID``, ``#2 ID``, ``#1 String``, ``#2 String``; CoLA's four columns
+  without a header; ...), read with quoting off (sentences hold unbalanced quotes);
 - a folder of ``train`` and ``validation`` (or ``dev``) files in one of the formats
-  ``csv``, ``json``, ``jsonl`` or ``parquet``, holding ``sentence1``, ``sentence2``
-  and ``label`` (and ``idx``, distinct integer ids, added when missing);
+  ``csv``, ``json``, ``jsonl`` or ``parquet``, holding the task's text columns and ``label``
+  (and ``idx``, distinct integer ids, added when missing);
 - anything else: a Hugging Face Hub dataset id (the task's own, ``nyu-mll/glue``, is
-  loaded with its config, ``mrpc``).
+  loaded with its config, the task's name, and its validation split).
 
 A split loaded from local files gets a ``datasets`` fingerprint made from the content digest of the
 files read (not their paths or modification times, which ``datasets`` hashes, nor other files of the
@@ -28,6 +31,7 @@ import csv
 import hashlib
 import itertools
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -40,22 +44,12 @@ import pyarrow.parquet  # type: ignore[import-untyped]
 from .cache import package_digest
 from .errors import FinetuneError
 from .provenance import content_digest
-from .recipe import Task, local_path, offline_help
+from .recipe import local_path, offline_help
+from .tasks import TASKS, GlueLayout, Task, glue_layouts_like
 
-TEXT_COLUMNS = ("sentence1", "sentence2")
-REQUIRED_COLUMNS = (*TEXT_COLUMNS, "label")
-COLUMNS = (*REQUIRED_COLUMNS, "idx")
-GLUE_TSV_HEADER = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
-_GLUE_TSV_RENAMES = {"Quality": "label", "#1 String": "sentence1", "#2 String": "sentence2"}
-_GLUE_TSV_FEATURES = datasets.Features(
-    {name: datasets.Value("int64" if name == "Quality" else "string") for name in GLUE_TSV_HEADER}
-)
-_GLUE_TSV_OPTIONS = {
-    "delimiter": "\t",
-    "quoting": csv.QUOTE_NONE,
-    "encoding": "utf-8-sig",
-    "features": _GLUE_TSV_FEATURES,
-}
+_GLUE_TSV_OPTIONS = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "encoding": "utf-8-sig"}
+#: The files of a GLUE TSV folder the loader reads: train.tsv and each task's dev file.
+_GLUE_FILES = ("train.tsv", *sorted({task.glue_layout.validation_file for task in TASKS.values()}))
 #: Python's csv module refuses a field over 128 KiB by default (a guard against a quote left open); with quoting
 #: off a field ends at its line's end, so a long one is long text (a document), read up to this (a C long's limit).
 _CSV_FIELD_LIMIT = 2**31 - 1
@@ -83,7 +77,7 @@ def load_raw_dataset(source: str, task: Task, hub_note: Callable[[], str] | None
         raw = _load_hub(source, task, hub_note)
         where, content = f"Hub dataset {source!r}", None
     elif path.is_dir():
-        raw = _load_glue_tsv(path) if _is_glue_tsv(path) else _load_files(path)
+        raw = _load_glue_tsv(path, task) if _is_glue_tsv(path) else _load_files(path, task)
         where, content = str(path), content_digest(str(path), read_files(path))
     else:
         raise FinetuneError(
@@ -94,7 +88,7 @@ def load_raw_dataset(source: str, task: Task, hub_note: Callable[[], str] | None
 
 def _is_glue_tsv(folder: Path) -> bool:
     """Whether the loader reads ``folder`` as a GLUE TSV folder."""
-    return (folder / "train.tsv").exists() or (folder / "dev.tsv").exists()
+    return any((folder / name).exists() for name in _GLUE_FILES)
 
 
 def _split_candidates(folder: Path, stems: tuple[str, ...]) -> list[Path]:
@@ -111,55 +105,127 @@ def read_files(folder: Path) -> list[Path]:
     """The files the loader reads from the local data folder ``folder`` (those there): what its
     content digest covers, not the files beside them (``test.tsv``, notes)."""
     if _is_glue_tsv(folder):
-        files = [folder / "train.tsv", folder / "dev.tsv"]
+        files = [folder / name for name in _GLUE_FILES]
     else:
         files = [file for stems in _SPLIT_NAMES.values() for file in _split_candidates(folder, stems)]
     return [file for file in files if file.is_file()]
 
 
-def _load_glue_tsv(folder: Path) -> datasets.DatasetDict:
-    files = {"train": folder / "train.tsv", "validation": folder / "dev.tsv"}
+def _load_glue_tsv(folder: Path, task: Task) -> datasets.DatasetDict:
+    """The train and dev files of a GLUE TSV folder in ``task``'s layout, as the task's columns."""
+    layout = task.glue_layout
+    files = {"train": folder / "train.tsv", "validation": folder / layout.validation_file}
+    splits = {}
     for split, file in files.items():
         if not file.exists():
             raise FinetuneError(
                 f"GLUE TSV folder {str(folder)!r} has no {file.name} (the {split} split); "
-                "a GLUE folder needs train.tsv and dev.tsv"
+                f"a GLUE folder of the task {task.name!r} needs train.tsv and {layout.validation_file}"
             )
-        if not _check_tsv_rows(file):
+        header, count = _check_tsv_rows(file, task)
+        if not count:
             raise _empty_split(folder, split, file)
-    raw = datasets.DatasetDict(
-        {split: _read(file, "csv", {**_GLUE_TSV_OPTIONS, **_CSV_TEXT_AS_WRITTEN}) for split, file in files.items()}
-    )
-    return raw.rename_columns(_GLUE_TSV_RENAMES).remove_columns(["#1 ID", "#2 ID"])
+        options = {"features": datasets.Features(dict.fromkeys(header, datasets.Value("string")))}
+        if not layout.has_header:
+            options["column_names"] = list(header)
+        dataset = _read(file, "csv", {**_GLUE_TSV_OPTIONS, **_CSV_TEXT_AS_WRITTEN, **options})
+        labels = [_tsv_label(value, task) for value in dataset[layout.label]]
+        dataset = dataset.remove_columns(layout.label)
+        renames = {old: new for old, new in zip(layout.text, task.text_columns, strict=True) if old != new}
+        splits[split] = dataset.rename_columns(renames).add_column("label", labels)
+    return datasets.DatasetDict(splits)
 
 
-def _check_tsv_rows(file: Path) -> int:
-    """Fail on a file that is not UTF-8, or a header or a row that is not GLUE MRPC's five
-    tab-separated fields with an integer label; return the number of rows."""
+def _tsv_label(value: str, task: Task) -> int | float:
+    """A label of a GLUE TSV file (checked by :func:`_check_tsv_rows`): its class id, or its score."""
+    if task.label_names is None:
+        return float(value)
+    if task.glue_layout.string_labels:
+        return task.label_names.index(value.strip())
+    return int(value.strip())
+
+
+def _check_tsv_rows(file: Path, task: Task) -> tuple[tuple[str, ...], int]:
+    """Fail on a file that is not UTF-8, or a header or a row that is not ``task``'s GLUE layout (naming the
+    tasks whose layout it looks like), or a label the task cannot read; return its column names and row count."""
+    layout = task.glue_layout
     with file.open(encoding="utf-8-sig", newline="") as handle, _csv_fields_unlimited():
         rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         try:
-            header = tuple(next(rows, ()))
-            if header != GLUE_TSV_HEADER:
+            first = tuple(next(rows, ()))
+            if layout.has_header and first not in layout.headers:
+                expected = " or ".join(str(list(header)) for header in layout.headers)
                 raise FinetuneError(
-                    f"{file}: header is {list(header)}, expected the GLUE MRPC header {list(GLUE_TSV_HEADER)}"
+                    f"{file}: header is {list(first)}, expected the GLUE {task.name.upper()} header "
+                    f"{expected}{_other_layout(first, task)}"
                 )
+            header = first if layout.has_header else layout.headers[0]
+            if not layout.has_header and first and task.name not in glue_layouts_like(first):
+                raise FinetuneError(
+                    f"{file}, line 1: {list(first)} is not a row of GLUE {task.name.upper()}'s layout, "
+                    f"{len(header)} tab-separated fields {list(header)} without a header{_other_layout(first, task)}"
+                )
+            body = rows if layout.has_header else itertools.chain([first] if first else [], rows)
             count = 0
-            for line_number, row in enumerate(rows, start=2):
+            label_at = header.index(layout.label)
+            for line_number, row in enumerate(body, start=2 if layout.has_header else 1):
                 count += 1
-                if len(row) != len(GLUE_TSV_HEADER):
+                if len(row) != len(header):
                     raise FinetuneError(
                         f"{file}, line {line_number}: {len(row)} tab-separated fields, expected "
-                        f"{len(GLUE_TSV_HEADER)}; fix or remove that row"
+                        f"{len(header)}; fix or remove that row"
                     )
-                label = row[0].strip()
-                if not _INTEGER.fullmatch(label):
-                    raise FinetuneError(f"{file}, line {line_number}: label {row[0]!r} is not an integer (0 or 1)")
-                if int(label) not in _INT64:
-                    raise FinetuneError(f"{file}, line {line_number}: label {row[0]!r} is out of range; write 0 or 1")
+                _check_tsv_label(row[label_at], task, f"{file}, line {line_number}")
         except UnicodeDecodeError as error:
             raise _read_error(file, error) from None
-    return count
+    return header, count
+
+
+def _other_layout(first_row: tuple[str, ...], task: Task) -> str:
+    """What a message adds about a GLUE TSV file whose first row is another task's layout: which tasks."""
+    like = [name for name in glue_layouts_like(first_row) if name != task.name]
+    if not like:
+        return ""
+    return (
+        f"; the file looks like GLUE's {' or '.join(like)} layout: set the recipe's task to "
+        f"{' or '.join(like)} (--finetune-task, ini finetune_task or marker task=...) or point data at "
+        f"{task.name!r} data"
+    )
+
+
+def _check_tsv_label(value: str, task: Task, where: str) -> None:
+    """Fail on a label of a GLUE TSV file (``where``: file and line) that ``task`` cannot read: not a number
+    for a regression, not one of the label names where the layout writes names, else not an integer."""
+    layout: GlueLayout = task.glue_layout
+    if task.label_names is None:
+        if not _is_finite_number(value):
+            raise FinetuneError(
+                f"{where}: score {value!r} is not a finite number; the task {task.name!r} is a regression, "
+                "write each score as a number such as 3.8"
+            )
+    elif layout.string_labels:
+        if value.strip() not in task.label_names:
+            raise FinetuneError(
+                f"{where}: label {value!r} is not one of the task {task.name!r}'s labels "
+                f"({', '.join(task.label_names)}); fix or remove that row"
+            )
+    elif not _INTEGER.fullmatch(value.strip()):
+        raise FinetuneError(f"{where}: label {value!r} is not an integer ({_class_ids(task)})")
+    elif int(value.strip()) not in _INT64:
+        raise FinetuneError(f"{where}: label {value!r} is out of range; write {_class_ids(task)}")
+
+
+def _is_finite_number(text: str) -> bool:
+    """Whether ``text`` reads as a finite float."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _class_ids(task: Task, conjunction: str = "or") -> str:
+    """The class ids of ``task`` as a message writes them: ``0 or 1`` (``conjunction``), ``0 to 2``."""
+    return f"0 {conjunction} 1" if task.num_labels == 2 else f"0 to {task.num_labels - 1}"
 
 
 @contextlib.contextmanager
@@ -196,7 +262,7 @@ def _holds_rows(file: Path) -> bool:
         return sum(1 for _ in itertools.islice(lines, needed)) == needed
 
 
-def _load_files(folder: Path) -> datasets.DatasetDict:
+def _load_files(folder: Path, task: Task) -> datasets.DatasetDict:
     data_files: dict[str, Path] = {}
     for split, stems in _SPLIT_NAMES.items():
         found = _split_candidates(folder, stems)
@@ -215,17 +281,18 @@ def _load_files(folder: Path) -> datasets.DatasetDict:
     for split, file in data_files.items():
         if not _holds_rows(file):
             raise _empty_split(folder, split, file)
-    return datasets.DatasetDict({split: _load_file(file) for split, file in data_files.items()})
+    return datasets.DatasetDict({split: _load_file(file, task) for split, file in data_files.items()})
 
 
-def _load_file(file: Path) -> datasets.Dataset:
-    """One csv, json, jsonl or parquet file as a dataset whose sentences are strings, with no value missing."""
+def _load_file(file: Path, task: Task) -> datasets.Dataset:
+    """One csv, json, jsonl or parquet file as a dataset whose texts are strings, with no value missing."""
     builder = FILE_BUILDERS[file.suffix]
-    options = {**_CSV_TEXT_AS_WRITTEN, "converters": dict.fromkeys(TEXT_COLUMNS, str)} if builder == "csv" else {}
+    text = task.text_columns
+    options = {**_CSV_TEXT_AS_WRITTEN, "converters": dict.fromkeys(text, str)} if builder == "csv" else {}
     dataset = _read(file, builder, options)
-    _check_values(dataset, file)
+    _check_values(dataset, file, task)
     check_ids(dataset, str(file))
-    for column in TEXT_COLUMNS:  # json and parquet keep their own types: a number becomes its text
+    for column in text:  # json and parquet keep their own types: a number becomes its text
         if column in dataset.column_names and dataset.features[column] != datasets.Value("string"):
             try:
                 dataset = dataset.cast_column(column, datasets.Value("string"))
@@ -271,9 +338,9 @@ def _root_cause(error: BaseException) -> str:
     return f"{type(error).__name__}: {str(error).strip()}"
 
 
-def _check_values(dataset: datasets.Dataset, file: Path) -> None:
-    """Fail on text that is not UTF-8, a missing (null) sentence or label, or a sentence that is a list or an object."""
-    for column in REQUIRED_COLUMNS:
+def _check_values(dataset: datasets.Dataset, file: Path, task: Task) -> None:
+    """Fail on text that is not UTF-8, a missing (null) text or label, or a text that is a list or an object."""
+    for column in (*task.text_columns, "label"):
         if column not in dataset.column_names:
             continue  # reported for the split, see _normalise
         values = dataset.data.column(column)
@@ -284,9 +351,10 @@ def _check_values(dataset: datasets.Dataset, file: Path) -> None:
         if values.null_count:
             row = dataset[column].index(None) + 1
             raise FinetuneError(
-                f"{file}, row {row}: {column} is missing (null); give every row a sentence1, sentence2 and label"
+                f"{file}, row {row}: {column} is missing (null); give every row "
+                f"{' and '.join((', '.join(task.text_columns), 'label'))}"
             )
-        if column in TEXT_COLUMNS and not isinstance(dataset.features[column], datasets.Value):
+        if column in task.text_columns and not isinstance(dataset.features[column], datasets.Value):
             row, value = next((n, v) for n, v in enumerate(dataset[column], start=1) if not isinstance(v, str))
             raise FinetuneError(
                 f"{file}, row {row}: {column} is {_preview(value)}, not text; write each sentence as a string, "
@@ -333,6 +401,8 @@ def _load_hub(dataset_id: str, task: Task, note: Callable[[], str] | None) -> da
             f"({type(error).__name__}: {error}); {offline_help('--finetune-data')}: a GLUE TSV folder "
             f"(train.tsv, dev.tsv) or train/validation csv, json, jsonl or parquet files{note() if note else ''}"
         ) from None
+    if task.validation_split in raw:  # MNLI's is validation_matched
+        raw["validation"] = raw[task.validation_split]
     for split in _SPLIT_NAMES:
         if split in raw:
             check_ids(raw[split], f"Hub dataset {dataset_id!r}, {split} split")
@@ -340,21 +410,55 @@ def _load_hub(dataset_id: str, task: Task, note: Callable[[], str] | None) -> da
 
 
 def _normalise(raw: datasets.DatasetDict, where: str, task: Task, content: str | None) -> datasets.DatasetDict:
-    """Keep train and validation, check them (:func:`check_split`), add ``idx`` when missing
-    (a loader checks the ``idx`` a source has).
+    """Keep train and validation, turn label names into class ids, check them (:func:`check_split`), add ``idx``
+    when missing (a loader checks the ``idx`` a source has); a regression's scores become float32 (as its loss takes).
 
     ``content``: the content digest of local data, from which each split's fingerprint is made;
     ``None`` (the Hub) keeps the fingerprints ``datasets`` gives.
     """
     splits = {}
     for split in _SPLIT_NAMES:
-        dataset = split_of(raw, where, split)
+        dataset = _label_values(split_of(raw, where, split), where, split, task)
         check_split(dataset, where, split, task)
+        if task.is_regression:
+            dataset = dataset.cast_column("label", datasets.Value("float32"))
         if "idx" not in dataset.column_names:
             dataset = dataset.add_column("idx", list(range(len(dataset))))
         fingerprint = _content_fingerprint(content, split, task) if content is not None else None
-        splits[split] = dataset.select_columns(list(COLUMNS), new_fingerprint=fingerprint)
+        splits[split] = dataset.select_columns(list(task.columns), new_fingerprint=fingerprint)
     return datasets.DatasetDict(splits)
+
+
+def _label_values(dataset: datasets.Dataset, where: str, split: str, task: Task) -> datasets.Dataset:
+    """``dataset`` with labels written as text (a csv's) read: a label name (``entailment``) as the task's class
+    id, a regression's score as a float; a name that is not the task's, or a score that is not a number, is a
+    :class:`FinetuneError` naming it and its row."""
+    feature = dataset.features.get("label")
+    if not isinstance(feature, datasets.Value) or feature.dtype not in ("string", "large_string"):
+        return dataset
+    texts = list(dataset["label"])
+    if task.label_names is None:
+        for position, text in enumerate(texts):
+            if not _is_finite_number(text):
+                raise FinetuneError(
+                    f"{where}, {split} split, {_row_name(dataset, position)}: score {text!r} is not a finite number; "
+                    f"the task {task.name!r} is a regression: write each label as a number such as 3.8"
+                )
+        return dataset.remove_columns("label").add_column("label", [float(text) for text in texts])
+    for position, name in enumerate(texts):
+        if name not in task.label_names:
+            raise FinetuneError(
+                f"{where}, {split} split, {_row_name(dataset, position)}: label {name!r} is not one of the task "
+                f"{task.name!r}'s labels ({', '.join(task.label_names)}); write a label name or its class id"
+            )
+    return dataset.remove_columns("label").add_column("label", [task.label_names.index(name) for name in texts])
+
+
+def _row_name(dataset: datasets.Dataset, position: int) -> str:
+    """How a message names the row at ``position``: by its ``idx`` where the dataset has one, else by number."""
+    if "idx" in dataset.column_names:
+        return f"idx {dataset.with_format(None)[position]['idx']}"
+    return f"row {position + 1}"
 
 
 def check_fixture_data(raw: Mapping[str, datasets.Dataset], where: str, task: Task) -> None:
@@ -380,11 +484,12 @@ def check_split(
     """Fail on a split of sentence pairs (``split`` of ``where``) without rows (``empty_fix``: see
     :func:`check_rows`), without a column the task needs, or with labels that are not the task's."""
     check_rows(dataset, where, split, empty_fix)
-    missing = [column for column in REQUIRED_COLUMNS if column not in dataset.column_names]
+    required = (*task.text_columns, "label")
+    missing = [column for column in required if column not in dataset.column_names]
     if missing:
         raise FinetuneError(
             f"{where}, {split} split: missing column(s) {', '.join(missing)} (it has "
-            f"{', '.join(dataset.column_names)}); the task {task.name!r} needs {', '.join(REQUIRED_COLUMNS)}"
+            f"{', '.join(dataset.column_names)}); the task {task.name!r} needs {', '.join(required)}"
         )
     check_labels(dataset, where, split, task)
 
@@ -396,16 +501,36 @@ def check_rows(dataset: datasets.Dataset, where: str, split: str, fix: str = LOA
 
 
 def check_labels(dataset: datasets.Dataset, where: str, split: str, task: Task, column: str = "label") -> None:
-    """Fail on labels (the column ``column``) that are not integers, or not among the task's."""
+    """Fail on labels (the column ``column``) that are not integers, or not among the task's (a message
+    names the first row holding one); for a regression, on scores that are not numbers, or NaN."""
     label_type = _value_type(dataset.features[column])
+    if task.is_regression:
+        if not label_type.startswith(("int", "uint", "float")):
+            raise FinetuneError(
+                f"{where}, {split} split: scores are {label_type}, not numbers; the task {task.name!r} is a "
+                "regression: write each label as a number such as 3.8"
+            )
+        scores = dataset.with_format(None)[column]
+        position = next((n for n, score in enumerate(scores) if not math.isfinite(score)), None)
+        if position is not None:
+            raise FinetuneError(
+                f"{where}, {split} split, {_row_name(dataset, position)}: score {scores[position]} is not a finite "
+                "number; give every row a score"
+            )
+        return
     if not label_type.startswith(("int", "uint")):
-        raise FinetuneError(f"{where}, {split} split: labels are {label_type}, not integers; write them as 0 and 1")
+        raise FinetuneError(
+            f"{where}, {split} split: labels are {label_type}, not integers; write them as {_class_ids(task, 'and')}"
+        )
     unexpected = set(dataset.unique(column)) - set(range(task.num_labels))
     if unexpected:
         allowed = ", ".join(map(str, range(task.num_labels)))
+        labels = dataset.with_format(None)[column]
+        position = next(n for n, label in enumerate(labels) if label in unexpected)
         raise FinetuneError(
             f"{where}, {split} split: labels {sorted(unexpected, key=str)} are outside {{{allowed}}}; "
-            f"the task {task.name!r} has {task.num_labels} labels"
+            f"the task {task.name!r} has {task.num_labels} labels (first at {_row_name(dataset, position)}: "
+            f"{labels[position]})"
         )
 
 
@@ -421,5 +546,5 @@ def _content_fingerprint(content: str, split: str, task: Task) -> str:
     """The ``datasets`` fingerprint of a split of local data: its content digest, the split, what
     the loader keeps (task, columns) and the loader's code (this plugin's source, the ``datasets``
     version), and not the files' paths or modification times."""
-    loading = [content, split, task.name, COLUMNS, package_digest(), datasets.__version__]
+    loading = [content, split, task.name, task.columns, package_digest(), datasets.__version__]
     return hashlib.sha256(json.dumps(loading).encode()).hexdigest()

@@ -41,8 +41,10 @@ if TYPE_CHECKING:
 # Fixtures whose definitions decide what ``finetune_result`` trains.
 _TRAINING_FIXTURES = (
     "finetune_recipe",
+    "finetune_dataset",
     "mrpc_dataset",
     "tokenizer",
+    "tokenized_dataset",
     "tokenized_mrpc",
     "data_collator",
     "model",
@@ -64,15 +66,22 @@ def finetune_recipe(request: pytest.FixtureRequest) -> Recipe:
 
 
 @pytest.fixture
-def mrpc_dataset(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> datasets.DatasetDict:
-    """The raw data: a ``DatasetDict`` with ``train`` and ``validation`` splits of
-    ``sentence1``, ``sentence2``, ``label`` and ``idx``, from the recipe's Hub dataset,
-    GLUE TSV folder or csv/json/jsonl/parquet files.
+def finetune_dataset(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> datasets.DatasetDict:
+    """The raw data: a ``DatasetDict`` with ``train`` and ``validation`` splits of the task's
+    columns (MRPC: ``sentence1``, ``sentence2``, ``label`` and ``idx``), from the recipe's Hub
+    dataset, GLUE TSV folder or csv/json/jsonl/parquet files.
     """
     from .data import load_raw_dataset
 
     source = finetune_recipe.data_source
     return load_raw_dataset(source, finetune_recipe.task_spec, functools.partial(_hub_note, request.config, source))
+
+
+@pytest.fixture
+def mrpc_dataset(finetune_dataset: datasets.DatasetDict) -> datasets.DatasetDict:
+    """``finetune_dataset`` under the seed recipe's name. ``tokenized_dataset`` reads the data through
+    this name, so that a ``conftest.py`` may override either name and the run uses its data."""
+    return finetune_dataset
 
 
 @pytest.fixture
@@ -84,26 +93,35 @@ def tokenizer(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> PreTra
 
 
 @pytest.fixture
-def tokenized_mrpc(
+def tokenized_dataset(
     request: pytest.FixtureRequest,
     finetune_recipe: Recipe,
     mrpc_dataset: datasets.DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
 ) -> datasets.DatasetDict:
-    """``mrpc_dataset`` with each pair tokenized as ``tokenizer(sentence1, sentence2,
-    truncation=True)`` (``Dataset.map``, batched, cached by ``datasets``); no padding
-    here, the ``data_collator`` pads each batch. An ``mrpc_dataset`` of a ``conftest.py`` is checked
-    as data files are (splits, rows, columns, labels, ids) first.
+    """The data (``finetune_dataset``, or ``mrpc_dataset``: the same fixture) with each example tokenized as
+    ``tokenizer(sentence1, sentence2, truncation=True)`` (the task's text columns: one for a single-text
+    task such as SST-2; ``Dataset.map``, batched, cached by ``datasets``); no padding here, the
+    ``data_collator`` pads each batch. Data a ``conftest.py`` gives is checked as data files are
+    (splits, rows, columns, labels, ids) first.
     """
     from .data import check_fixture_data
 
-    if _overriding_file(request, "mrpc_dataset") is not None:  # the plugin's own was checked as it loaded
-        check_fixture_data(mrpc_dataset, _fixture_named(request, "mrpc_dataset"), finetune_recipe.task_spec)
+    overridden = _overridden(request, "mrpc_dataset", "finetune_dataset")
+    if overridden is not None:  # the plugin's own was checked as it loaded
+        check_fixture_data(mrpc_dataset, _fixture_named(request, overridden), finetune_recipe.task_spec)
 
     def tokenize(batch: dict[str, list[Any]]) -> Any:
-        return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True)
+        return tokenizer(*(batch[column] for column in finetune_recipe.task_spec.text_columns), truncation=True)
 
     return mrpc_dataset.map(tokenize, batched=True)
+
+
+@pytest.fixture
+def tokenized_mrpc(tokenized_dataset: datasets.DatasetDict) -> datasets.DatasetDict:
+    """``tokenized_dataset`` under the seed recipe's name. The ``trainer`` reads the tokenized data through
+    this name, so that a ``conftest.py`` may override either name and the run trains on its data."""
+    return tokenized_dataset
 
 
 @pytest.fixture
@@ -117,7 +135,8 @@ def data_collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding
 @pytest.fixture
 def model(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> PreTrainedModel:
     """A fresh ``AutoModelForSequenceClassification`` of the recipe's checkpoint for
-    each test, with a new classification head (``num_labels=2``) seeded by the recipe's seed.
+    each test, with a new classification head for the task (MRPC: ``num_labels=2``; a regression: one output)
+    seeded by the recipe's seed.
     """
     from .models import load_model
 
@@ -126,12 +145,12 @@ def model(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> PreTrained
 
 @pytest.fixture
 def compute_metrics(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> MetricsFunction:
-    """``compute_metrics`` for ``Trainer``: accuracy and F1 as GLUE MRPC scores them
-    (offline), plus what ``pytest_finetune_metrics`` hooks add.
+    """``compute_metrics`` for ``Trainer``: the task's GLUE metrics as GLUE scores them (offline; MRPC:
+    accuracy and F1), plus what ``pytest_finetune_metrics`` hooks add.
     """
     from .metrics import make_compute_metrics
 
-    return make_compute_metrics(_hook_metrics(request, finetune_recipe))
+    return make_compute_metrics(_hook_metrics(request, finetune_recipe), finetune_recipe.task_spec)
 
 
 def _hook_metrics(request: pytest.FixtureRequest, recipe: Recipe) -> Callable[[np.ndarray, np.ndarray], dict[str, Any]]:
@@ -197,7 +216,7 @@ def trainer(
 
     from .data import split_of
 
-    where = _fixture_named(request, "tokenized_mrpc")
+    where = _fixture_named(request, _overridden(request, "tokenized_mrpc", "tokenized_dataset") or "tokenized_mrpc")
     return Trainer(
         model=model,
         args=training_args,
@@ -283,6 +302,11 @@ def _overriding_file(request: pytest.FixtureRequest, name: str) -> Path | None:
     if function is None or function.__module__ == __name__:
         return None
     return Path(inspect.getsourcefile(function) or "?")
+
+
+def _overridden(request: pytest.FixtureRequest, *names: str) -> str | None:
+    """The first of the fixtures ``names`` (one fixture under two names) that a ``conftest.py`` overrides."""
+    return next((name for name in names if _overriding_file(request, name) is not None), None)
 
 
 def _fixture_named(request: pytest.FixtureRequest, name: str) -> str:
@@ -404,7 +428,7 @@ def _trained_or_cached(
     import numpy as np
 
     from .cache import cache_key
-    from .metrics import predicted_classes
+    from .metrics import predicted_values
     from .progress import terminal_progress
     from .stats import bootstrap_intervals
     from .training import run_finetune, validation_ids
@@ -424,8 +448,12 @@ def _trained_or_cached(
         if cache is not None and key is not None and inputs is not None:
             cache.store(key, result, inputs)
     predictions = result.predictions
+    task = recipe.task_spec
     intervals = bootstrap_intervals(
-        predicted_classes(predictions.predictions), np.asarray(predictions.label_ids), session.bootstrap_resamples
+        predicted_values(task, predictions.predictions),
+        np.asarray(predictions.label_ids),
+        session.bootstrap_resamples,
+        task,
     )
     return dataclasses.replace(
         result, example_ids=example_ids, intervals=intervals, **_data_identities(request, trainer)
@@ -434,7 +462,7 @@ def _trained_or_cached(
 
 #: The fixtures that decide which examples the trainer holds: where the test suite overrides one, the recipe's
 #: data folder is not (or not all of) what was trained on.
-_DATA_FIXTURES = ("mrpc_dataset", "tokenized_mrpc", "trainer")
+_DATA_FIXTURES = ("finetune_dataset", "mrpc_dataset", "tokenized_dataset", "tokenized_mrpc", "trainer")
 
 
 def _data_identities(request: pytest.FixtureRequest, trainer: Trainer) -> dict[str, Any]:
@@ -456,10 +484,12 @@ def _data_identities(request: pytest.FixtureRequest, trainer: Trainer) -> dict[s
 
 def _recipe_data_identity(request: pytest.FixtureRequest) -> str | None:
     """:func:`~pytest_finetune.provenance.examples_identity` of the plugin's ``mrpc_dataset`` (the recipe's data as
-    loaded), where it served the test; ``None`` where a fixture of the test suite overrides it."""
+    loaded), where it served the test; ``None`` where a fixture of the test suite overrides it (or
+    ``finetune_dataset``, the same fixture)."""
     from .provenance import examples_identity
 
-    if _overriding_file(request, "mrpc_dataset") is not None or "mrpc_dataset" not in request.fixturenames:
+    overridden = _overridden(request, "mrpc_dataset", "finetune_dataset")
+    if overridden is not None or "mrpc_dataset" not in request.fixturenames:
         return None
     raw = request.getfixturevalue("mrpc_dataset")
     return examples_identity({split: raw[split] for split in ("train", "validation") if split in raw})

@@ -90,9 +90,10 @@ def load_model(recipe: Recipe, hub_note: Callable[[], str] | None = None) -> Pre
     """A fresh ``AutoModelForSequenceClassification`` for ``recipe.model`` (``hub_note``: as :func:`load_tokenizer`'s).
 
     The global seed is set first, so the new classification head is the same for the
-    same seed. A checkpoint whose classification head has another number of labels (one
-    fine-tuned on MNLI, say) is refused, naming ``num_labels``: replacing its trained head
-    has to be asked for (see :func:`_mismatch_error`).
+    same seed. The head follows the task (:attr:`~pytest_finetune.tasks.Task.head_config`: its number of
+    labels and their names, or one output for a regression). A checkpoint whose classification head
+    has another number of labels (one fine-tuned on MNLI, say) is refused, naming ``num_labels``:
+    replacing its trained head has to be asked for (see :func:`_mismatch_error`).
     """
     local = _checked_source(recipe.model)
     set_seed(recipe.seed)
@@ -100,7 +101,7 @@ def load_model(recipe: Recipe, hub_note: Callable[[], str] | None = None) -> Pre
         # Loaded with mismatched sizes allowed so that the mismatch can be named, then refused below.
         model, loading_info = AutoModelForSequenceClassification.from_pretrained(
             recipe.model,
-            num_labels=recipe.task_spec.num_labels,
+            **recipe.task_spec.head_config,
             trust_remote_code=recipe.trust_remote_code,
             ignore_mismatched_sizes=True,
             output_loading_info=True,

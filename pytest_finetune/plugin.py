@@ -24,11 +24,13 @@ from .errors import FinetuneError
 from .fixtures import (  # noqa: F401  (fixtures are registered by being in this module)
     compute_metrics,
     data_collator,
+    finetune_dataset,
     finetune_recipe,
     finetune_result,
     finetune_snapshot,
     model,
     mrpc_dataset,
+    tokenized_dataset,
     tokenized_mrpc,
     tokenizer,
     trainer,

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .tasks import TASKS
+
 if TYPE_CHECKING:
     import datasets
 
@@ -87,8 +89,10 @@ def data_identity(source: str) -> str:
     return source_identity(source, read_files(folder) if folder.is_dir() else None)
 
 
+#: The text columns of every task (MRPC's ``sentence1`` and ``sentence2``, SST-2's ``sentence``, ...).
+TEXT_COLUMNS = tuple(sorted({column for task in TASKS.values() for column in task.text_columns}))
 #: The columns of an example as the data holds it, before tokenization: what :func:`examples_identity` names.
-EXAMPLE_COLUMNS = ("idx", "sentence1", "sentence2", "label", "labels")
+EXAMPLE_COLUMNS = ("idx", *TEXT_COLUMNS, "label", "labels")
 
 
 def examples_identity(splits: Mapping[str, Any]) -> str | None:
@@ -104,7 +108,7 @@ def examples_identity(splits: Mapping[str, Any]) -> str | None:
         if names is None or not hasattr(dataset, "select_columns"):
             return None
         columns = [column for column in names if column in EXAMPLE_COLUMNS]
-        if not {"sentence1", "sentence2"} & set(columns):
+        if not set(TEXT_COLUMNS) & set(columns):
             columns = sorted(names)
         rows = [json.dumps(row, sort_keys=True, default=str) for row in dataset.select_columns(columns).to_list()]
         digest.update(f"{name}\0{len(rows)}\0".encode())

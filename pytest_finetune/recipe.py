@@ -20,20 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FinetuneError
-
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-    """A sentence-pair classification task the plugin knows how to load and score."""
-
-    name: str
-    hub_dataset: str
-    hub_config: str
-    num_labels: int = 2
-
-
-#: The tasks a recipe may name. The seed recipe is GLUE MRPC.
-TASKS: dict[str, Task] = {"mrpc": Task("mrpc", "nyu-mll/glue", "mrpc")}
+from .tasks import TASKS, Task
 
 #: Training arguments of the seed recipe (the Hugging Face course, chapter 3).
 SEED_TRAINING_ARGS: dict[str, Any] = {

@@ -126,9 +126,10 @@ class FinetuneSession:
         return item.stash[_RECIPE_KEY]
 
     def tolerances_for(self, item: pytest.Item) -> Tolerances:
-        """``item``'s tolerances: the defaults, the ini file, the command line, then its marker."""
+        """``item``'s tolerances: its task's defaults, the ini file, the command line, then its marker."""
         return build_tolerances(
             [*self.tolerance_settings, *marker_settings(item)[1]],
+            defaults=self.recipe_for(item).task_spec.default_tolerances,
             strict=self.strict,
             auto_k=self.auto_k,
             auto_floor=self.auto_floor,

@@ -15,6 +15,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .tasks import ACCURACY, F1, MATTHEWS, PEARSON, SPEARMAN, TASKS, Task
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -32,12 +34,13 @@ _CHUNK_INDICES = 2**22
 
 
 def bootstrap_intervals(
-    predicted: np.ndarray, labels: np.ndarray, resamples: int = DEFAULT_RESAMPLES
+    predicted: np.ndarray, labels: np.ndarray, resamples: int = DEFAULT_RESAMPLES, task: Task = TASKS["mrpc"]
 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals (:data:`LEVEL`) of accuracy and F1 over the examples.
+    """Percentile bootstrap intervals (:data:`LEVEL`) of each of ``task``'s metrics (the seed's: MRPC's
+    accuracy and F1) over the examples (``predicted``: class ids, or scores for a regression).
 
     The resamples are drawn in chunks of at most :data:`_CHUNK_INDICES` indices, in order from one
-    generator (the same numbers as one ``(resamples, n)`` draw), then counted per resample.
+    generator (the same numbers as one ``(resamples, n)`` draw), then scored per resample.
     """
     import numpy as np
 
@@ -45,26 +48,63 @@ def bootstrap_intervals(
     labels = np.asarray(labels).reshape(-1)
     if labels.size == 0 or resamples < 1:
         return {}
-    outcomes = (
-        predicted == labels,
-        (predicted == 1) & (labels == 1),  # true positives
-        (predicted == 1) & (labels != 1),  # false positives
-        (predicted != 1) & (labels == 1),  # false negatives
-    )
+    score = _resampled_correlations if task.is_regression else _resampled_class_scores
     rng = np.random.default_rng(_BOOTSTRAP_SEED)
     per_chunk = max(1, _CHUNK_INDICES // labels.size)
     chunks = []
     for start in range(0, resamples, per_chunk):
         rows = rng.integers(0, labels.size, size=(min(per_chunk, resamples - start), labels.size))
-        chunks.append(np.stack([outcome[rows].sum(axis=1) for outcome in outcomes]))
-    correct, true_positives, false_positives, false_negatives = np.concatenate(chunks, axis=1)
-    denominator = 2 * true_positives + false_positives + false_negatives
-    f1 = np.divide(2 * true_positives, denominator, out=np.zeros(resamples), where=denominator > 0)
+        chunks.append(score(predicted, labels, rows))
     tail = (1 - LEVEL) / 2 * 100
+    intervals = {}
+    for name in task.metrics:
+        values = np.concatenate([chunk[name] for chunk in chunks])
+        intervals[name] = (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
+    return intervals
+
+
+def _resampled_class_scores(predicted: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, F1 (of class 1) and Matthews correlation of each resample (a row of ``rows``) of class ids."""
+    import numpy as np
+
+    from .metrics import matthews_from_counts
+
+    examples = labels.size
+    correct = (predicted == labels)[rows].sum(axis=1)
+    true_positives = ((predicted == 1) & (labels == 1))[rows].sum(axis=1)
+    false_positives = ((predicted == 1) & (labels != 1))[rows].sum(axis=1)
+    false_negatives = ((predicted != 1) & (labels == 1))[rows].sum(axis=1)
+    denominator = 2 * true_positives + false_positives + false_negatives
+    classes = np.union1d(predicted, labels)
+    true_counts = np.stack([(labels == value)[rows].sum(axis=1) for value in classes], axis=-1)
+    predicted_counts = np.stack([(predicted == value)[rows].sum(axis=1) for value in classes], axis=-1)
     return {
-        name: (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
-        for name, values in (("accuracy", correct / labels.size), ("f1", f1))
+        ACCURACY: correct / examples,
+        F1: np.divide(2 * true_positives, denominator, out=np.zeros(len(rows)), where=denominator > 0),
+        MATTHEWS: matthews_from_counts(correct, true_counts, predicted_counts, examples),
     }
+
+
+def _resampled_correlations(predicted: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Pearson and Spearman correlations of each resample (a row of ``rows``) of predicted scores; 0.0
+    where a resample's predictions or labels are constant (as :func:`pytest_finetune.metrics.pearson`)."""
+    from scipy.stats import rankdata
+
+    return {
+        PEARSON: _row_pearson(predicted[rows], labels[rows]),
+        SPEARMAN: _row_pearson(rankdata(predicted[rows], axis=1), rankdata(labels[rows], axis=1)),
+    }
+
+
+def _row_pearson(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``first`` with the same row of ``second`` (0.0 for a constant row)."""
+    import numpy as np
+
+    varies = (np.ptp(first, axis=1) > 0) & (np.ptp(second, axis=1) > 0)
+    first = first - first.mean(axis=1, keepdims=True)
+    second = second - second.mean(axis=1, keepdims=True)
+    spread = np.sqrt((first**2).sum(axis=1) * (second**2).sum(axis=1))
+    return np.divide((first * second).sum(axis=1), spread, out=np.zeros(len(first)), where=varies & (spread > 0))
 
 
 def examples_digest(example_ids: Sequence[int]) -> str:

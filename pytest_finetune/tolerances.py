@@ -21,15 +21,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import FinetuneError
+from .tasks import TASK_METRICS, TASKS
 
-#: The gated metrics and their default tolerance. MRPC's dev split has 408 pairs, so one
+#: The seed task's (MRPC's) gated metrics and their default tolerance; each task names its own
+#: (:attr:`pytest_finetune.tasks.Task.default_tolerances`, the same amount). MRPC's dev split has 408 pairs, so one
 #: pair is 0.0025 of accuracy: 0.01 lets about four pairs flip (numeric noise between
 #: library versions and kernels) and catches any drop of a point or more. A CPU run of a
 #: fixed recipe and seed repeats exactly, so noise needs no wider default.
-DEFAULT_TOLERANCES: Mapping[str, float] = {"accuracy": 0.01, "f1": 0.01}
+DEFAULT_TOLERANCES: Mapping[str, float] = TASKS["mrpc"].default_tolerances
 
-#: The metrics every run has (a ``pytest_finetune_metrics`` hook may add others).
-OWN_METRICS = (*DEFAULT_TOLERANCES, "eval_loss")
+#: The metrics the plugin computes (each task some of them; a ``pytest_finetune_metrics`` hook may add others).
+OWN_METRICS = (*TASK_METRICS, "eval_loss")
 #: The metrics that are fractions: a value (a run's, a baseline's) lies in [0, 1], so no change exceeds 1.
 FRACTIONS = ("accuracy", "f1")
 
@@ -100,9 +102,10 @@ def build_tolerances(
     strict: bool = False,
     auto_k: float = DEFAULT_AUTO_K,
     auto_floor: float = DEFAULT_AUTO_FLOOR,
+    defaults: Mapping[str, float] = DEFAULT_TOLERANCES,
 ) -> Tolerances:
-    """The defaults with ``settings`` applied in order (later ones win)."""
-    tolerances = Tolerances(strict=strict, auto_k=auto_k, auto_floor=auto_floor)
+    """The ``defaults`` (the task's gated metrics) with ``settings`` applied in order (later ones win)."""
+    tolerances = Tolerances(tuple(sorted(defaults.items())), strict=strict, auto_k=auto_k, auto_floor=auto_floor)
     for setting in settings:
         tolerances = tolerances.apply(setting)
     return tolerances

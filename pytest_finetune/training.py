@@ -31,8 +31,9 @@ from .errors import FinetuneError
 from .metrics import COMPUTE_METRICS, checked_metrics, final_metrics, predicted_classes
 from .precision import PRECISION_ARGS, accelerator_available, detect_hardware, precision_training_args
 from .provenance import environment
-from .recipe import RECORDING_ARGS, Recipe, Task
+from .recipe import RECORDING_ARGS, Recipe
 from .runtime import tuned_runtime
+from .tasks import Task
 
 
 def training_arguments_kwargs(recipe: Recipe, output_dir: Path, precision: str) -> dict[str, Any]:
@@ -121,9 +122,10 @@ class FinetuneResult:
 
     @property
     def wrong_examples(self) -> list[int] | None:
-        """The ``idx`` of each validation example this run classified wrongly (``None`` without ids)."""
+        """The ``idx`` of each validation example this run classified wrongly (``None`` without ids, and
+        for a regression, whose predictions are scores)."""
         labels = np.asarray(self.predictions.label_ids)
-        if self.example_ids is None or len(self.example_ids) != len(labels):
+        if self.example_ids is None or len(self.example_ids) != len(labels) or self.recipe.task_spec.is_regression:
             return None
         wrong = predicted_classes(self.predictions.predictions) != labels
         return sorted(int(idx) for idx in self.example_ids[wrong])
@@ -230,9 +232,10 @@ def check_num_labels(trainer: Trainer, task: Task) -> None:
     number of outputs than ``task`` has labels: the metrics take the argmax of its logits."""
     num_labels = getattr(getattr(trainer.model, "config", None), "num_labels", None)
     if num_labels is not None and num_labels != task.num_labels:
+        has = "is a regression (one output)" if task.is_regression else f"has {task.num_labels} labels"
         raise FinetuneError(
-            f"the model's classification head has num_labels={num_labels}, but the task {task.name!r} has "
-            f"{task.num_labels} labels; load the model with num_labels={task.num_labels} (from a checkpoint "
+            f"the model's classification head has num_labels={num_labels}, but the task {task.name!r} "
+            f"{has}; load the model with num_labels={task.num_labels} (from a checkpoint "
             "with another head: also ignore_mismatched_sizes=True)"
         )
 

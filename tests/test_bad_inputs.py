@@ -483,7 +483,10 @@ def _label_outside(folder: Path) -> tuple[str, str]:
     rows = make_rows(8)
     rows[2] = (2, rows[2][1], rows[2][2])
     write_glue_tsv(folder / "train.tsv", rows)
-    return "train.tsv", f"{folder}, train split: labels [[]2] are outside {{0, 1}}; the task 'mrpc' has 2 labels"
+    return (
+        "train.tsv",
+        f"{folder}, train split: labels [[]2] are outside {{0, 1}}; the task 'mrpc' has 2 labels (first at row 3: 2)",
+    )
 
 
 def _text_label(folder: Path) -> tuple[str, str]:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import QUALITY_TEST, Row, make_rows, write_glue_tsv
 
-from pytest_finetune.data import COLUMNS, load_raw_dataset
+from pytest_finetune.data import load_raw_dataset
 from pytest_finetune.errors import FinetuneError
 from pytest_finetune.recipe import TASKS
 
@@ -67,7 +67,7 @@ def assert_shape(raw: datasets.DatasetDict) -> None:
     assert isinstance(raw, datasets.DatasetDict)
     assert list(raw) == ["train", "validation"]
     for dataset in raw.values():
-        assert dataset.column_names == list(COLUMNS)
+        assert dataset.column_names == list(MRPC.columns)
 
 
 @pytest.mark.parametrize("bom", [True, False], ids=["bom", "no-bom"])
@@ -509,9 +509,9 @@ def test_ids_that_are_not_distinct_integers_fail_at_load_naming_the_file(
 
 def test_an_empty_parquet_split_has_no_rows(tmp_path: Path) -> None:
     write_table(tmp_path / "train.parquet", records(make_rows(4)))
-    pd.DataFrame({column: pd.Series([], dtype=int if column == "label" else str) for column in COLUMNS[:3]}).to_parquet(
-        tmp_path / "validation.parquet"
-    )
+    pd.DataFrame(
+        {column: pd.Series([], dtype=int if column == "label" else str) for column in MRPC.columns[:3]}
+    ).to_parquet(tmp_path / "validation.parquet")
     with pytest.raises(FinetuneError, match=r", validation split has no rows \(validation\.parquet holds no rows"):
         load_raw_dataset(str(tmp_path), MRPC)
 

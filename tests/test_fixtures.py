@@ -9,8 +9,10 @@ from conftest import assert_fails_clearly
 
 FIXTURES = (
     "finetune_recipe",
+    "finetune_dataset",
     "mrpc_dataset",
     "tokenizer",
+    "tokenized_dataset",
     "tokenized_mrpc",
     "data_collator",
     "model",
@@ -45,7 +47,8 @@ def test_every_fixture_is_documented(pytester: pytest.Pytester) -> None:
         assert "no docstring available" not in section, f"{name} has no docstring"
     for name, words in {
         "finetune_recipe": "resolved fine-tuning recipe",
-        "tokenized_mrpc": "truncation=True",
+        "tokenized_dataset": "truncation=True",
+        "tokenized_mrpc": "tokenized_dataset",
         "data_collator": "DataCollatorWithPadding",
         "finetune_result": "fine-tuned and evaluated",
         "finetune_snapshot": "compared within tolerance",

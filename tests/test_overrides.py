@@ -56,7 +56,7 @@ def mrpc_dataset():
     [
         ("repeated-idx", "train split, rows 1 and 2: both have idx 0; give each example an integer id of its own*"),
         ("null-idx", "train split, row 1: idx is missing (null)*"),
-        ("label2", "train split: labels [[]2] are outside {0, 1}; the task 'mrpc' has 2 labels"),
+        ("label2", "train split: labels [[]2] are outside {0, 1}; the task 'mrpc' has 2 labels (first at *: 2)"),
         ("columns", "train split: missing column(s) sentence1 (it has sentence2, label, question1)*"),
         ("no-validation", "has no 'validation' split (it has train, test)"),
         ("empty-train", "train split has no rows; add sentence pairs to it"),

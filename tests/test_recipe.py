@@ -229,7 +229,7 @@ def test_a_later_legacy_spelling_overrides_the_new_one() -> None:
 
 
 @pytest.mark.parametrize("from_text", [True, False], ids=["text", "python"])
-@pytest.mark.parametrize("task", ["sst2", "MRPC", ""])
+@pytest.mark.parametrize("task", ["imdb", "MRPC", ""])
 def test_unknown_task_lists_the_known_tasks(task: str, from_text: bool) -> None:
     known = ", ".join(sorted(TASKS))
     with pytest.raises(FinetuneError, match=rf"^cli: unknown task {re.escape(repr(task))}; known tasks: {known}$"):
