@@ -32,7 +32,7 @@ from .metrics import COMPUTE_METRICS, checked_metrics, final_metrics, predicted_
 from .precision import PRECISION_ARGS, accelerator_available, detect_hardware, precision_training_args
 from .provenance import environment
 from .recipe import RECORDING_ARGS, Recipe
-from .runtime import tuned_runtime
+from .runtime import heap_frozen, tuned_runtime
 from .tasks import Task
 
 
@@ -209,6 +209,7 @@ def run_finetune(
     evaluate_in_dataset_order(trainer)
     environment = run_environment(trainer, dropout_masks)
     with (
+        heap_frozen(),
         tuned_runtime(trainer.args.device.type, runtime_tuning),
         dropout_masks_from(environment["dropout_masks"]),
         _LastEvaluation(trainer) as last_evaluation,

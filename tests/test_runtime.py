@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import pytest
 from conftest import assert_usage_error
 
-from pytest_finetune.runtime import KERNEL_CACHE_CAPACITY, KERNEL_CACHE_VARIABLES, tuned_runtime
+from pytest_finetune.runtime import KERNEL_CACHE_CAPACITY, KERNEL_CACHE_VARIABLES, heap_frozen, tuned_runtime
 
 ALL_CACHE_VARIABLES = [name for names in KERNEL_CACHE_VARIABLES for name in names]
 SET_BY_THE_PLUGIN = [names[0] for names in KERNEL_CACHE_VARIABLES]
@@ -198,3 +199,46 @@ def test_a_session_with_and_without_tuning_computes_the_same_numbers(finetune_pr
 def test_a_setting_that_is_not_a_boolean_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nfinetune_runtime_tuning = sometimes\n")
     assert_usage_error(pytester.runpytest("--finetune"), "ini finetune_runtime_tuning = sometimes: use true or false")
+
+
+def test_the_heap_before_a_fine_tune_is_frozen_while_it_runs_and_handed_back() -> None:
+    assert gc.get_freeze_count() == 0
+    with heap_frozen():
+        assert gc.get_freeze_count() > 0  # accelerate's gc.collect() at the start of training skips them
+    assert gc.get_freeze_count() == 0
+
+
+def test_objects_the_process_froze_itself_stay_frozen() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with heap_frozen():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_a_fine_tune_runs_with_the_heap_frozen(finetune_project: pytest.Pytester, monkeypatch) -> None:
+    """Through the plugin (in this process): ``Trainer.train`` starts with the heap frozen, and nothing stays
+    frozen after."""
+    import transformers
+
+    seen: list[int] = []
+    train = transformers.Trainer.train
+
+    def recording(self, *args, **kwargs):
+        seen.append(gc.get_freeze_count())
+        return train(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "train", recording)
+    finetune_project.makepyfile("""
+        import gc
+        import pytest
+
+        @pytest.mark.finetune
+        def test_x(finetune_result):
+            assert gc.get_freeze_count() == 0
+        """)
+    finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
+    assert seen and seen[0] > 0, seen
