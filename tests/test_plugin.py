@@ -357,7 +357,11 @@ def test_unknown_task_in_marker_is_a_collection_error(pytester: pytest.Pytester)
             pass
         """)
     result = pytester.runpytest()
-    assert_fails_clearly(result, "*test_bad.py::test_x: @pytest.mark.finetune: unknown task 'sst9'; known tasks: mrpc")
+    assert_fails_clearly(
+        result,
+        "*test_bad.py::test_x: @pytest.mark.finetune: unknown task 'sst9'; "
+        "known tasks: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli",
+    )
 
 
 @pytest.mark.parametrize(
@@ -367,7 +371,7 @@ def test_unknown_task_in_marker_is_a_collection_error(pytester: pytest.Pytester)
         (["--finetune-set", "lr=1e-4"], "*command line: unknown keyword 'lr'*"),
         (["--finetune-set", "max_steps=ten"], "*command line: max_steps=ten is not valid*"),
         (["--finetune-set", "fp16=maybe"], "*command line: fp16=maybe is not valid: expected true or false*"),
-        (["--finetune-task", "cola"], "*command line: unknown task 'cola'; known tasks: mrpc*"),
+        (["--finetune-task", "sst9"], "*command line: unknown task 'sst9'; known tasks: cola, mnli, mrpc, *"),
     ],
 )
 def test_bad_command_line_is_a_usage_error(pytester: pytest.Pytester, args: list[str], message: str) -> None:
@@ -419,7 +423,9 @@ def test_missing_dev_tsv_fails_the_test_with_the_fix(pytester: pytest.Pytester, 
     (folder / "dev.tsv").unlink()
     pytester.makepyfile("def test_x(mrpc_dataset):\n    pass\n")
     result = pytester.runpytest(f"--finetune-data={folder}")
-    assert_fails_clearly(result, "*has no dev.tsv (the validation split); a GLUE folder needs train.tsv and dev.tsv*")
+    assert_fails_clearly(
+        result, "*has no dev.tsv (the validation split); a GLUE folder of the task 'mrpc' needs train.tsv and dev.tsv*"
+    )
 
 
 def test_unreachable_hub_says_how_to_work_offline(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
