@@ -36,8 +36,9 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by being in this
     trainer,
     training_args,
 )
-from .options import MARKER, MARKER_HELP, SKIP_REASON, add_options, marker_settings
+from .options import MARKER, MARKER_HELP, SKIP_REASON, add_options, marker_settings, runtime_tuning_setting
 from .report import entry_from_json, entry_to_json, report_json, report_markdown, summary_lines
+from .runtime import quiet_openmp_waits, threads_line
 from .session import SESSION_KEY, FinetuneSession
 from .storage import StorageError, unwritten_message, write_atomically
 
@@ -64,6 +65,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Before a conftest can import torch: OpenMP's wait policy for a ``--finetune`` run (see :mod:`.runtime`)."""
+    if not getattr(early_config.known_args_namespace, "finetune", False):
+        return
+    try:
+        tuning = runtime_tuning_setting(early_config)
+    except FinetuneError:
+        return  # pytest_configure names the bad value
+    if tuning:
+        quiet_openmp_waits()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.getoption("--finetune") and config.stash[SESSION_KEY].runtime_tuning:
+        return threads_line()
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:

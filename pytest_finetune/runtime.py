@@ -1,7 +1,24 @@
 """How the process runs while a model trains on a CPU: memory settings that change speed and
 memory use, never the arithmetic (ini ``finetune_runtime_tuning``, on by default).
 
-While ``Trainer.train`` runs on a CPU, :func:`tuned_runtime` applies two settings:
+While ``Trainer.train`` runs on a CPU, :func:`tuned_runtime` applies three settings:
+
+- **torch's CPU kernels use the process's share of the CPUs it may use** (:func:`fitting_threads`):
+  torch starts as many threads as the machine has cores, whatever the process may use. In a
+  container with a CPU quota (``docker --cpus 2`` on a 16-core host), under ``taskset``, or beside
+  other pytest-xdist workers or local ranks, those threads outnumber the CPUs, and OpenMP threads
+  that wait for each other at every kernel lose their time slices to one another. The number is the
+  CPUs of the process's affinity, bounded by a cgroup CPU quota (``joblib.cpu_count``), divided by
+  the processes that train on the machine at once (:data:`SHARING_VARIABLES`), at least 1; it is
+  only ever lowered from torch's own. A thread count the user set (:data:`THREAD_VARIABLES`) is
+  left alone, and torch's count comes back after training.
+- **OpenMP's idle threads sleep rather than spin** (``OMP_WAIT_POLICY=PASSIVE``, see
+  :func:`quiet_openmp_waits`): between kernels, GNU OpenMP's threads spin for a while before they
+  sleep. Beside other busy processes (CI runners, xdist workers, a second job) the spinning threads
+  take the CPU from the thread that has work, and a step took three to four times as long with two
+  threads as with one; waiting passively, two threads were as fast as one under load. OpenMP reads
+  the policy once, when torch loads it: the plugin sets it in a ``pytest --finetune`` process before
+  any conftest imports torch, where the user set neither of :data:`WAIT_VARIABLES`.
 
 - **oneDNN and PyTorch's oneDNN wrapper keep at most** :data:`KERNEL_CACHE_CAPACITY` **kernels
   each**: oneDNN's primitive cache (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``) and ideep's
@@ -23,7 +40,9 @@ While ``Trainer.train`` runs on a CPU, :func:`tuned_runtime` applies two setting
   one) and ``malloc_trim`` returns the kept memory to the system. Nothing changes where the
   C library is not glibc.
 
-Neither setting touches a number a fine-tune computes: the same kernels run on the same data,
+Fewer threads split a kernel's work differently, which may change the last bits of a sum (a tiny BERT
+in fp32 computed identical losses and gradients with one thread and two). The memory settings touch
+no number a fine-tune computes: the same kernels run on the same data,
 at the same 64-byte alignment (tested: identical logits with and without, and identical bf16
 products and gradients in fresh processes, where the cache bounds take effect).
 """
@@ -36,6 +55,7 @@ import functools
 import gc
 import os
 import platform
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +66,13 @@ KERNEL_CACHE_VARIABLES = (
     ("LRU_CACHE_CAPACITY",),
 )
 KERNEL_CACHE_CAPACITY = 8
+#: Environment variables through which a user sets the threads of torch's CPU kernels: set, they win.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: Environment variables that count the processes training on this machine at once: pytest-xdist's
+#: workers; the local ranks of ``torchrun`` and ``accelerate launch``.
+SHARING_VARIABLES = ("PYTEST_XDIST_WORKER_COUNT", "LOCAL_WORLD_SIZE")
+#: Environment variables through which a user sets how OpenMP's idle threads wait: set, they win.
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 #: ``mallopt`` parameters (glibc's malloc.h) and the values used while training.
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -70,10 +97,67 @@ def tuned_runtime(device: str, enabled: bool = True) -> Iterator[None]:
         yield
         return
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_threads_fitted())
         for names in KERNEL_CACHE_VARIABLES:
             stack.enter_context(_kernel_cache_capacity(names, KERNEL_CACHE_CAPACITY))
         stack.enter_context(_freed_memory_kept())
         yield
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: its CPU affinity, bounded by a cgroup CPU quota (v1 or v2)."""
+    import joblib
+
+    return int(joblib.cpu_count())
+
+
+def processes_sharing() -> int:
+    """How many processes train on this machine at once, as :data:`SHARING_VARIABLES` say (at least 1)."""
+    counts = [int(os.environ[name]) for name in SHARING_VARIABLES if os.environ.get(name, "").strip().isdigit()]
+    return max([1, *counts])
+
+
+def fitting_threads() -> int | None:
+    """Threads for torch's CPU kernels while a model trains: this process's share of the CPUs it may use,
+    at least 1; ``None`` where the user set the count (:data:`THREAD_VARIABLES`)."""
+    if any(os.environ.get(name, "").strip() for name in THREAD_VARIABLES):
+        return None
+    return max(1, usable_cpus() // processes_sharing())
+
+
+def threads_line() -> str:
+    """One line for the session header: the threads a CPU fine-tune will use, and why."""
+    chosen = [f"{name}={os.environ[name]}" for name in THREAD_VARIABLES if os.environ.get(name, "").strip()]
+    if chosen:
+        threads = f"as {', '.join(chosen)} sets"
+    else:
+        sharing = processes_sharing()
+        shared = f", shared by {sharing} processes" if sharing > 1 else ""
+        threads = f"at most {fitting_threads()} ({usable_cpus()} CPUs usable{shared})"
+    waiting = os.environ.get("OMP_WAIT_POLICY", "").strip().lower() or "OpenMP's default"
+    return f"finetune: torch threads while training on a CPU: {threads}; idle threads wait: {waiting}"
+
+
+def quiet_openmp_waits() -> None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` for this process where the user set no wait policy and OpenMP has not
+    started (torch not imported yet)."""
+    if not any(name in os.environ for name in WAIT_VARIABLES) and "torch" not in sys.modules:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+@contextlib.contextmanager
+def _threads_fitted() -> Iterator[None]:
+    import torch
+
+    fitting, before = fitting_threads(), torch.get_num_threads()
+    if fitting is None or fitting >= before:
+        yield
+        return
+    torch.set_num_threads(fitting)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager

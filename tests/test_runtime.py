@@ -7,11 +7,21 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 from conftest import assert_usage_error
 
-from pytest_finetune.runtime import KERNEL_CACHE_CAPACITY, KERNEL_CACHE_VARIABLES, heap_frozen, tuned_runtime
+from pytest_finetune import runtime
+from pytest_finetune.runtime import (
+    KERNEL_CACHE_CAPACITY,
+    KERNEL_CACHE_VARIABLES,
+    SHARING_VARIABLES,
+    THREAD_VARIABLES,
+    WAIT_VARIABLES,
+    heap_frozen,
+    tuned_runtime,
+)
 
 ALL_CACHE_VARIABLES = [name for names in KERNEL_CACHE_VARIABLES for name in names]
 SET_BY_THE_PLUGIN = [names[0] for names in KERNEL_CACHE_VARIABLES]
@@ -242,3 +252,149 @@ def test_a_fine_tune_runs_with_the_heap_frozen(finetune_project: pytest.Pytester
         """)
     finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
     assert seen and seen[0] > 0, seen
+
+
+# Threads that fit the CPUs the process may use ------------------------------------------------------
+
+
+@pytest.fixture
+def no_thread_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No thread count set by the user and no other process sharing the machine, whatever the outer run has."""
+    for name in (*THREAD_VARIABLES, *SHARING_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "cpus, sharing, threads",
+    [
+        (8, {}, 8),
+        (8, {"PYTEST_XDIST_WORKER_COUNT": "2"}, 4),
+        (8, {"LOCAL_WORLD_SIZE": "3"}, 2),
+        (2, {"PYTEST_XDIST_WORKER_COUNT": "4"}, 1),
+    ],
+)
+def test_the_threads_are_the_processs_share_of_its_cpus(
+    no_thread_settings: pytest.MonkeyPatch, cpus: int, sharing: dict[str, str], threads: int
+) -> None:
+    no_thread_settings.setattr(runtime, "usable_cpus", lambda: cpus)
+    for name, value in sharing.items():
+        no_thread_settings.setenv(name, value)
+    assert runtime.fitting_threads() == threads
+
+
+@pytest.mark.parametrize("variable", THREAD_VARIABLES)
+def test_a_thread_count_the_user_set_wins(no_thread_settings: pytest.MonkeyPatch, variable: str) -> None:
+    no_thread_settings.setenv(variable, "3")
+    assert runtime.fitting_threads() is None
+
+
+def test_a_process_bound_to_one_cpu_trains_on_one_thread() -> None:
+    """A process bound to one CPU (as by ``taskset -c 0``) trains on one thread, whatever the machine has."""
+    environment = {
+        key: value for key, value in os.environ.items() if key not in (*THREAD_VARIABLES, *SHARING_VARIABLES)
+    }
+    probe = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from pytest_finetune.runtime import fitting_threads; print(fitting_threads())"
+    )
+    bound = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=environment, timeout=120)
+    assert bound.returncode == 0, bound.stderr
+    assert bound.stdout.strip() == "1"
+
+
+@pytest.fixture
+def two_torch_threads() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("two_torch_threads")
+def test_while_training_torch_uses_the_fitting_threads_then_its_own_again(
+    no_thread_settings: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    no_thread_settings.setattr(runtime, "usable_cpus", lambda: 2)
+    no_thread_settings.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    with tuned_runtime("cpu"):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with tuned_runtime("cpu", enabled=False):
+        assert torch.get_num_threads() == 2
+
+
+@pytest.mark.usefixtures("two_torch_threads")
+def test_threads_are_only_ever_lowered(no_thread_settings: pytest.MonkeyPatch) -> None:
+    import torch
+
+    no_thread_settings.setattr(runtime, "usable_cpus", lambda: 16)
+    with tuned_runtime("cpu"):
+        assert torch.get_num_threads() == 2
+
+
+# OpenMP's idle threads wait passively in a --finetune process ----------------------------------------
+
+POLICY_SEEN = """
+import os, sys
+
+def test_policy():
+    print("policy:", os.environ.get("OMP_WAIT_POLICY"), "torch imported:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "args, environment, ini, seen",
+    [
+        (["--finetune"], {}, "", "PASSIVE"),
+        ([], {}, "", "None"),
+        (["--finetune"], {"OMP_WAIT_POLICY": "ACTIVE"}, "", "ACTIVE"),
+        (["--finetune"], {"GOMP_SPINCOUNT": "10000"}, "", "None"),
+        (["--finetune"], {}, "finetune_runtime_tuning = false", "None"),
+    ],
+    ids=["finetune", "plain-run", "users-policy", "users-spincount", "tuning-off"],
+)
+def test_a_finetune_process_has_openmp_threads_wait_passively_before_torch_loads(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    environment: dict[str, str],
+    ini: str,
+    seen: str,
+) -> None:
+    for name in WAIT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(test_policy=POLICY_SEEN)
+    result = pytester.runpytest_subprocess("-s", *args)
+    result.stdout.fnmatch_lines([f"*policy: {seen} torch imported: False"])
+
+
+@pytest.mark.parametrize(
+    "environment, header",
+    [
+        ({}, "*torch threads while training on a CPU: at most * (* CPUs usable); idle threads wait: passive"),
+        (
+            {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "active"},
+            "*torch threads while training on a CPU: as OMP_NUM_THREADS=1 sets; idle threads wait: active",
+        ),
+        ({"PYTEST_XDIST_WORKER_COUNT": "64"}, "*: at most 1 (* CPUs usable, shared by 64 processes); *"),
+    ],
+    ids=["chosen", "users", "shared"],
+)
+def test_the_session_header_says_the_threads_and_why(
+    pytester: pytest.Pytester, no_thread_settings: pytest.MonkeyPatch, environment: dict[str, str], header: str
+) -> None:
+    for name in WAIT_VARIABLES:
+        no_thread_settings.delenv(name, raising=False)
+    for name, value in environment.items():
+        no_thread_settings.setenv(name, value)
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    pytester.runpytest_subprocess("--finetune").stdout.fnmatch_lines([header])
+    assert "torch threads" not in pytester.runpytest_subprocess().stdout.str()
