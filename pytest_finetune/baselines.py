@@ -30,6 +30,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from .errors import FinetuneError
 from .provenance import data_identity, display_source, source_identity
+from .result import FinetuneResult
 from .stats import examples_digest
 from .storage import StorageError, inside, read_bounded, read_error, write_atomically, write_error
 from .tolerances import DEFAULT_TOLERANCES, FRACTIONS, OWN_METRICS, Tolerances
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from syrupy.types import PropertyFilter, PropertyMatcher, SerializableData, SerializedData, SnapshotIndex
 
     from .recipe import Recipe
-    from .training import FinetuneResult
 
 #: Bumped when the layout of a record changes incompatibly.
 FORMAT = 1
@@ -68,7 +68,7 @@ def result_record(result: FinetuneResult, rootdir: Path) -> dict[str, Any]:
     metrics' bootstrap ``intervals``, the validation ``examples`` the run got wrong (by
     ``idx``, for the paired test), the ``validation_id`` naming those examples by content and the
     ``calibration`` over seeds. The recipe's data is the data the trainer held (see
-    :attr:`~pytest_finetune.training.FinetuneResult.trained_data`)."""
+    :attr:`~pytest_finetune.result.FinetuneResult.trained_data`)."""
     recipe = recipe_record(result.recipe, rootdir)
     if result.trained_data is not None:
         recipe["data"], recipe["data_id"] = result.trained_data
@@ -689,8 +689,6 @@ class BaselineExtension(SingleFileSnapshotExtension):
         matcher: PropertyMatcher | None = None,
     ) -> SerializedData:
         """A :class:`FinetuneResult` or a dict of metrics as baseline JSON, dated today."""
-        from .training import FinetuneResult
-
         self.refused, self._example_ids = None, None
         if data is KEEP:
             return _KEEP_TEXT

@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .result import FinetuneResult
 from .storage import open_regular, read_bounded
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .recipe import Recipe
-    from .training import FinetuneResult
 
 #: Bumped when an entry's layout changes: older entries then miss.
 FORMAT = 1
@@ -85,8 +85,6 @@ class ResultCache:
         """The stored result for ``key``, or ``None`` (a miss). An entry that cannot be read, or that
         holds what no fine-tune gives (see :func:`_unusable`), is a miss with a warning, and is removed."""
         from transformers.trainer_utils import PredictionOutput
-
-        from .training import FinetuneResult
 
         entry = self.folder / key
         if not os.path.lexists(entry):

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
     from .metrics import MetricsFunction
-    from .training import FinetuneResult
+    from .result import FinetuneResult
 
 # Fixtures whose definitions decide what ``finetune_result`` trains.
 _TRAINING_FIXTURES = (
@@ -468,7 +468,7 @@ _DATA_FIXTURES = ("finetune_dataset", "mrpc_dataset", "tokenized_dataset", "toke
 def _data_identities(request: pytest.FixtureRequest, trainer: Trainer) -> dict[str, Any]:
     """The ``validation_id`` of ``trainer``'s validation examples, and its ``trained_data`` where a fixture of the
     test suite gave it other examples than the recipe's data holds (see
-    :class:`~pytest_finetune.training.FinetuneResult`): its splits by content, so that a file of the recipe's data
+    :class:`~pytest_finetune.result.FinetuneResult`): its splits by content, so that a file of the recipe's data
     folder that this test never reads does not change what its baseline records."""
     from .provenance import examples_identity
 
