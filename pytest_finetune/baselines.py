@@ -29,7 +29,7 @@ import pytest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from .errors import FinetuneError
-from .provenance import data_identity, display_source, source_identity
+from .provenance import display_source, source_identity
 from .result import FinetuneResult
 from .stats import examples_digest
 from .storage import StorageError, inside, read_bounded, read_error, write_atomically, write_error
@@ -100,6 +100,8 @@ def result_record(result: FinetuneResult, rootdir: Path) -> dict[str, Any]:
 
 def recipe_record(recipe: Recipe, rootdir: Path) -> dict[str, Any]:
     """The recipe as a baseline shows it: model and data by display name and by identity."""
+    from .data import data_identity  # datasets: imported once a fine-tune records its data
+
     return {
         "task": recipe.task,
         "model": display_source(recipe.model, rootdir),

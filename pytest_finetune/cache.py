@@ -18,7 +18,6 @@ entry's place are the cache's own (see :func:`is_entry`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import math
@@ -47,15 +46,6 @@ _RESULT = "result.json"
 _ARRAYS = ("predictions", "label_ids")
 #: The names of the cache's own folders: an entry (a sha256 key) or a staging folder (see ``store``).
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}|\.[0-9a-f]{12}-[A-Za-z0-9_]+")
-
-
-@functools.lru_cache(maxsize=1)
-def package_digest() -> str:
-    """sha256 of this package's source: another plugin version computes differently, so it misses."""
-    digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
-    return digest.hexdigest()
 
 
 def cache_key(inputs: Mapping[str, Any]) -> str:

@@ -627,8 +627,7 @@ def _cache_inputs(
     fixtures, by their ``repr`` less memory addresses (a function's would otherwise never hit).
     """
     from .baselines import recipe_record
-    from .cache import package_digest
-    from .provenance import tokenizer_identity, weights_digest
+    from .provenance import package_digest, tokenizer_identity, weights_digest
     from .training import run_environment
 
     session = request.config.stash[SESSION_KEY]
