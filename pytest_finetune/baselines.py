@@ -34,6 +34,7 @@ from .result import FinetuneResult
 from .stats import examples_digest
 from .storage import StorageError, inside, read_bounded, read_error, write_atomically, write_error
 from .tolerances import DEFAULT_TOLERANCES, FRACTIONS, OWN_METRICS, Tolerances
+from .values import is_count, is_finite_number, metric_problem, shown
 from .verdicts import DEFAULT_ALPHA, Verdict, compare, recipe_changes
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ def parse_baseline(
         for name, value in row.items():
             if value is not None and not is_finite_number(value):
                 raise BaselineError(
-                    f'baseline {location}: "history" row {number}: {name!r} is {_shown(value)}, not a finite number '
+                    f'baseline {location}: "history" row {number}: {name!r} is {shown(value)}, not a finite number '
                     f"or null; {fix}"
                 )
     _check_examples(record.get("examples"), location, fix, example_ids)
@@ -278,36 +279,6 @@ def _check_calibration(record: dict[str, Any], location: str, fix: str) -> None:
                 f"baseline {location}: the calibration's std of {name!r}, {spread['std']:g}, is more than "
                 f"{len(seeds)} values from {spread['min']:g} to {spread['max']:g} can have ({largest:.6f}); {fix}"
             )
-
-
-def metric_problem(name: str, value: Any) -> str | None:
-    """Why ``value`` cannot be a value of the metric ``name`` (as in "metric 'f1' is ..."): it is not a finite
-    number, or lies outside [0, 1] for one of :data:`FRACTIONS`; ``None`` when it can."""
-    if not is_finite_number(value):
-        return f"{_shown(value)}, not a finite number"
-    if name in FRACTIONS and not 0 <= value <= 1:
-        return f"{value:g}, outside [0, 1]"
-    return None
-
-
-def _shown(value: Any) -> str:
-    """``value`` as a message shows it, cut after 40 characters."""
-    return repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
-
-
-def is_finite_number(value: Any) -> bool:
-    """Whether ``value`` is a finite JSON number (not a boolean, not an integer beyond a float's range)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
-def is_count(value: Any) -> bool:
-    """Whether ``value`` is a whole number of 0 or more (not a boolean)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def with_stored_calibration(record: dict[str, Any], stored_text: str | None) -> dict[str, Any]:

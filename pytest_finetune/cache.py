@@ -34,6 +34,7 @@ import pytest
 
 from .result import FinetuneResult
 from .storage import open_regular, read_bounded
+from .values import is_count, is_number, metric_problem
 
 if TYPE_CHECKING:
     import numpy as np
@@ -168,12 +169,10 @@ def _checked_entry(stored: Any) -> Mapping[str, Any]:
     numbers; the prediction metrics: a dict; history: a list of dicts; environment: a dict; the runtime:
     a number; the examples: a count); else a ``ValueError`` naming the first field that has not (an entry
     edited by hand)."""
-    from .baselines import is_count
-
     checks: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "metrics": (
             "a dict of numbers",
-            lambda v: isinstance(v, dict) and all(map(_is_number, v.values())),
+            lambda v: isinstance(v, dict) and all(map(is_number, v.values())),
         ),
         "prediction_metrics": ("a dict", lambda value: isinstance(value, dict)),
         "history": (
@@ -181,7 +180,7 @@ def _checked_entry(stored: Any) -> Mapping[str, Any]:
             lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
         ),
         "environment": ("a dict", lambda value: isinstance(value, dict)),
-        "train_runtime": ("a number", _is_number),
+        "train_runtime": ("a number", is_number),
         "examples": ("a count of examples", is_count),
     }
     if not isinstance(stored, dict):
@@ -190,11 +189,6 @@ def _checked_entry(stored: Any) -> Mapping[str, Any]:
         if not valid(stored[field]):
             raise ValueError(f"{field} is {json.dumps(stored[field])[:60]}, not {expected}")
     return stored
-
-
-def _is_number(value: object) -> bool:
-    """Whether ``value`` is a JSON number (not a boolean)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _not_storable(name: str, value: Any) -> str | None:
@@ -225,15 +219,12 @@ def _unusable(metrics: Mapping[str, Any], arrays: Mapping[str, Any], examples: i
 
 
 def _metrics_problem(metrics: Mapping[str, Any]) -> str | None:
-    """Which metric no baseline may hold (see ``baselines.parse_baseline``): one that is not a finite
-    number, or one of ``baselines.FRACTIONS`` outside [0, 1]; ``None`` when all are fine."""
-    from .baselines import FRACTIONS, is_finite_number
-
+    """Which metric no baseline may hold (see :func:`~pytest_finetune.values.metric_problem`); ``None`` when all
+    are fine."""
     for name, value in metrics.items():
-        if not is_finite_number(value):
-            return f"metric {name!r} is {str(value)[:40]}, not a finite number"
-        if name in FRACTIONS and not 0 <= value <= 1:
-            return f"metric {name!r} is {value:g}, outside [0, 1]"
+        problem = metric_problem(name, value)
+        if problem:
+            return f"metric {name!r} is {problem}"
     return None
 
 
