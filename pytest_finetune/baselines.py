@@ -30,6 +30,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from .errors import FinetuneError
 from .provenance import display_source, source_identity
+from .report import verdict_lines
 from .result import FinetuneResult
 from .stats import examples_digest
 from .storage import StorageError, inside, read_bounded, read_error, write_atomically, write_error
@@ -707,8 +708,6 @@ class BaselineExtension(SingleFileSnapshotExtension):
 
     def diff_lines(self, serialized_data: SerializedData, snapshot_data: SerializedData) -> Iterator[str]:
         """The verdict table (shown by ``assert value == finetune_snapshot``)."""
-        from .report import verdict_lines
-
         if self.problem is not None:
             yield str(self.problem)
         elif self.verdict is not None:
