@@ -1,7 +1,7 @@
 """Results that outlive the session: the same inputs are never fine-tuned twice.
 
 An entry is a folder named by the sha256 of everything that can change the outcome (see
-``fixtures._cache_inputs``): ``result.json`` (metrics, history,
+:func:`pytest_finetune.key.cache_inputs`): ``result.json`` (metrics, history,
 runtime, environment, the number of validation examples) and ``predictions.npy`` / ``label_ids.npy``.
 Entries are data only (JSON and ``.npy`` read without pickle, from regular files only, ``result.json`` of at
 most ``storage.MAX_READ_BYTES``, an array's size checked against its file before it is read) and appear
