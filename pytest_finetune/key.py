@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .recipe import Recipe
 
 
+#: The module of the plugin's own fixtures (a definition of another module overrides one).
+PLUGIN_FIXTURES = f"{__package__}.fixtures"
 # Fixtures whose definitions decide what ``finetune_result`` trains.
 TRAINING_FIXTURES = (
     "finetune_recipe",
@@ -264,3 +266,28 @@ def _file_digest(file: str) -> str:
         return f"sha256:{hashlib.sha256(Path(file).read_bytes()).hexdigest()}"
     except OSError:
         return "unreadable"
+
+
+def overriding_file(request: pytest.FixtureRequest, name: str) -> Path | None:
+    """The file of the definition of fixture ``name`` that serves the test, where that is not this plugin's
+    (a ``conftest.py`` that overrides it); ``None`` for the plugin's own."""
+    definitions = request._fixturemanager.getfixturedefs(name, request.node) or ()
+    function = inspect.unwrap(definitions[-1].func) if definitions else None
+    if function is None or function.__module__ == PLUGIN_FIXTURES:
+        return None
+    return Path(inspect.getsourcefile(function) or "?")
+
+
+def overriding_fixture(request: pytest.FixtureRequest, *names: str) -> str | None:
+    """The first of the fixtures ``names`` (one fixture under two names) that a ``conftest.py`` overrides."""
+    return next((name for name in names if overriding_file(request, name) is not None), None)
+
+
+def fixture_named(request: pytest.FixtureRequest, name: str) -> str:
+    """The fixture ``name`` for a message: ``the NAME fixture``, and the file of the definition that serves the
+    test where that is not this plugin's (``of conftest.py``)."""
+    file = overriding_file(request, name)
+    if file is None:
+        return f"the {name} fixture"
+    shown = file.relative_to(request.config.rootpath) if file.is_relative_to(request.config.rootpath) else file
+    return f"the {name} fixture of {shown}"
