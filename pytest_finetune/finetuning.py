@@ -8,12 +8,15 @@ import dataclasses
 import difflib
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .baselines import BaselineSettings
 from .cache import cache_key, cache_warning
 from .calibration import calibration_seeds, reseeded_trainer
+from .errors import FinetuneError
 from .key import (
     PLUGIN_FIXTURES,
     cache_inputs,
@@ -30,7 +33,7 @@ from .stats import bootstrap_intervals, calibration_record
 
 if TYPE_CHECKING:
     import numpy as np
-    from transformers import PreTrainedModel, Trainer
+    from transformers import PreTrainedModel, Trainer, TrainingArguments
 
     from .result import FinetuneResult
 
@@ -56,6 +59,40 @@ def result_for(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> Finet
         session.results[key] = dataclasses.replace(result, shared_from=request.node.nodeid)
         shared = result
     return copy.deepcopy(shared)  # a test that edits its result cannot change another's
+
+
+def training_arguments_for(request: pytest.FixtureRequest, recipe: Recipe, output_dir: Path) -> TrainingArguments:
+    """The test's ``training_args``: the recipe's, writing to ``output_dir``, as the
+    ``pytest_finetune_adjust_training_args`` hooks that apply to the test leave them."""
+    from .training import build_training_arguments, training_arguments_kwargs  # transformers
+
+    precision = request.config.stash[SESSION_KEY].precision
+    kwargs = training_arguments_kwargs(recipe, output_dir, precision)
+    recipe_kwargs = dict(kwargs)
+    returned = request.node.ihook.pytest_finetune_adjust_training_args(recipe=recipe, training_args=kwargs)
+    for value in returned:
+        if value is not None:
+            raise FinetuneError(
+                f"{request.node.nodeid}: a pytest_finetune_adjust_training_args hook returned "
+                f"{type(value).__name__} {value!r}, which would be ignored; change its training_args "
+                "dict in place (training_args['logging_steps'] = 10) and return None"
+            )
+    hook_set = [key for key, value in kwargs.items() if key not in recipe_kwargs or recipe_kwargs[key] != value]
+    return build_training_arguments(kwargs, hook_set)
+
+
+def baseline_settings(request: pytest.FixtureRequest) -> BaselineSettings:
+    """What the test's ``finetune_snapshot`` compares with: its tolerances and the session's settings."""
+    session = request.config.stash[SESSION_KEY]
+    return BaselineSettings(
+        tolerances=session.tolerances_for(request.node),
+        alpha=session.alpha,
+        strict_recipe=session.strict_recipe,
+        update=session.update,
+        root=session.baseline_dir,
+        rootdir=request.config.rootpath,
+        invocation_dir=request.config.invocation_params.dir,
+    )
 
 
 def hook_metrics(request: pytest.FixtureRequest, recipe: Recipe) -> Callable[[np.ndarray, np.ndarray], dict[str, Any]]:

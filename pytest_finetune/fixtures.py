@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .baselines import BaselineExtension, BaselineSettings
-from .errors import FinetuneError
-from .finetuning import hook_metrics, hub_note, result_for
+from .baselines import BaselineExtension
+from .finetuning import baseline_settings, hook_metrics, hub_note, result_for, training_arguments_for
 from .key import fixture_named, overriding_fixture
 from .options import SKIP_REASON
 from .recipe import Recipe
@@ -141,23 +140,9 @@ def training_args(
     pytest's base temporary directory (``trainer0``, ``trainer1``, ...);
     ``pytest_finetune_adjust_training_args`` hooks may change them.
     """
-    from .training import build_training_arguments, training_arguments_kwargs
-
     # Not ``tmp_path``: after a Ctrl-C during training (a test's setup) its teardown raises
     # KeyError (pytest's bug), which turns a clean interruption into a traceback.
-    precision = request.config.stash[SESSION_KEY].precision
-    kwargs = training_arguments_kwargs(finetune_recipe, tmp_path_factory.mktemp("trainer"), precision)
-    recipe_kwargs = dict(kwargs)
-    returned = request.node.ihook.pytest_finetune_adjust_training_args(recipe=finetune_recipe, training_args=kwargs)
-    for value in returned:
-        if value is not None:
-            raise FinetuneError(
-                f"{request.node.nodeid}: a pytest_finetune_adjust_training_args hook returned "
-                f"{type(value).__name__} {value!r}, which would be ignored; change its training_args "
-                "dict in place (training_args['logging_steps'] = 10) and return None"
-            )
-    hook_set = [key for key, value in kwargs.items() if key not in recipe_kwargs or recipe_kwargs[key] != value]
-    return build_training_arguments(kwargs, hook_set)
+    return training_arguments_for(request, finetune_recipe, tmp_path_factory.mktemp("trainer"))
 
 
 @pytest.fixture
@@ -236,14 +221,4 @@ def finetune_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertio
     ``--snapshot-update`` records and refreshes it. A ``finetune``-marked test is compared
     this way automatically after its body.
     """
-    session = request.config.stash[SESSION_KEY]
-    settings = BaselineSettings(
-        tolerances=session.tolerances_for(request.node),
-        alpha=session.alpha,
-        strict_recipe=session.strict_recipe,
-        update=session.update,
-        root=session.baseline_dir,
-        rootdir=request.config.rootpath,
-        invocation_dir=request.config.invocation_params.dir,
-    )
-    return snapshot.use_extension(BaselineExtension.configured(settings))
+    return snapshot.use_extension(BaselineExtension.configured(baseline_settings(request)))
