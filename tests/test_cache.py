@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_usage_error, make_rows, save_tiny_checkpoint, write_glue_tsv
+from helpers import assert_usage_error, make_rows, save_tiny_checkpoint, write_glue_tsv
 
 # Counts trainings (the result hook runs for a fine-tune, not for a cache hit) and dumps the result.
 CONFTEST = """

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import assert_usage_error
+from helpers import assert_usage_error
 
 from pytest_finetune.runtime import KERNEL_CACHE_CAPACITY, KERNEL_CACHE_VARIABLES, heap_frozen, tuned_runtime
 
