@@ -30,6 +30,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from .errors import FinetuneError
 from .provenance import display_source, source_identity
+from .pytest_compat import collected_modules, set_unused, syrupy_report
 from .report import verdict_lines
 from .result import FinetuneResult
 from .stats import examples_digest
@@ -417,7 +418,7 @@ def is_kept(baseline: Path, config: pytest.Config, settings: BaselineSettings) -
         return False
     if Path(os.path.normpath(module)) in node_selected_modules(config):
         return True
-    collected = _collected_modules(config)
+    collected = collected_modules(config)
     return collected is not None and module.is_file() and module_key(module) not in collected
 
 
@@ -439,12 +440,6 @@ def module_key(module: Path) -> str:
     from syrupy.location import PyTestLocation
 
     return PyTestLocation.module_path_key(module)
-
-
-def _collected_modules(config: pytest.Config) -> set[str] | None:
-    """The test modules this session collected, as syrupy 7 records them (None if it does not)."""
-    modules = getattr(getattr(config, "_syrupy", None), "_collected_modules", None)
-    return modules if isinstance(modules, set) else None
 
 
 #: A file's identity: device, inode, size, modification and change times (``lstat``'s). Another process that
@@ -522,7 +517,7 @@ def removing_unused(config: pytest.Config) -> Iterator[None]:
 def foreign_baselines_line(config: pytest.Config) -> str | None:
     """The summary's line on the baselines kept because another process wrote them during the session (not
     those this session recorded itself, through a symbolic link too), or ``None``."""
-    used = getattr(getattr(getattr(config, "_syrupy", None), "report", None), "used", ())
+    used = getattr(syrupy_report(config), "used", ())
     written = {os.path.realpath(collection.location) for collection in used}
     kept = {
         path: how
@@ -551,15 +546,14 @@ def _forget_unused(config: pytest.Config, kept: Callable[[str], bool]) -> None:
     syrupy may be removing the others meanwhile: it goes on through the collections it had."""
     from syrupy.data import SnapshotCollections
 
-    report = getattr(getattr(config, "_syrupy", None), "report", None)
+    report = syrupy_report(config)
     if report is None:
         return
     unused = SnapshotCollections()
     for collection in report.unused:
         if not kept(collection.location):
             unused.add(collection)
-    report.__dict__["unused"] = unused  # both are functools.cached_property values
-    report.__dict__.pop("num_unused", None)
+    set_unused(report, unused)
 
 
 class BaselineExtension(SingleFileSnapshotExtension):

@@ -21,6 +21,7 @@ import pytest
 from .baselines import KEEP, KEPT_BASELINES, BaselineExtension, BaselineSettings, result_record, shown_path
 from .errors import FinetuneError
 from .options import MARKER
+from .pytest_compat import stored_outcome, syrupy_report
 from .report import (
     FAILED_AFTER_COMPARING,
     NOT_COMPARED,
@@ -108,7 +109,7 @@ def _body_stored_an_outcome(item: pytest.Item) -> bool:
     stores them in the item's ``_excinfo``, to become the test's outcome when it is reported.
     Such a body did not pass: it is not compared, and its entry follows pytest's outcome (see
     :func:`settle`)."""
-    return bool(getattr(item, "_excinfo", None))
+    return stored_outcome(item)
 
 
 def keep(item: pytest.Item) -> None:
@@ -135,7 +136,7 @@ def uncount_kept(config: pytest.Config) -> None:
     from syrupy.data import SnapshotCollections
 
     kept = config.stash[SESSION_KEY].kept
-    report = getattr(getattr(config, "_syrupy", None), "report", None)
+    report = syrupy_report(config)
     if report is not None:
         matched = SnapshotCollections()
         for collection in report.matched:

@@ -16,6 +16,7 @@ import pytest
 
 from .baselines import recipe_record
 from .provenance import dataset_digest, package_digest, tokenizer_identity, weights_digest
+from .pytest_compat import fixture_definitions, wrapped_function
 from .session import SESSION_KEY
 
 if TYPE_CHECKING:
@@ -51,7 +52,6 @@ def serving_definitions(request: pytest.FixtureRequest) -> dict[str, list[Any]]:
     another fixture) gets the definition it overrides, as in pytest. A name that no definition
     serves (``request``, a test's direct parameter) has none.
     """
-    manager = request._fixturemanager  # no public API lists the definitions that serve a node
     definitions: dict[str, Sequence[Any]] = {}
     reached: dict[str, set[int]] = {}
     walked: set[tuple[str, tuple[str, ...]]] = set()
@@ -61,7 +61,7 @@ def serving_definitions(request: pytest.FixtureRequest) -> dict[str, list[Any]]:
     while pending:
         name, overriders = pending.pop()
         if name not in definitions:
-            definitions[name] = manager.getfixturedefs(name, request.node) or ()
+            definitions[name] = fixture_definitions(request, name)
             reached[name] = set()
         index = len(definitions[name]) - 1 - overriders.count(name)
         if index < 0 or (name, overriders) in walked:
@@ -82,15 +82,12 @@ def _trainer_changers(request: pytest.FixtureRequest) -> list[str]:
     other than the recipe, directly or through other fixtures, not through ``finetune_result``: set up
     before ``finetune_result`` trains, they may change what the trainer holds (add a callback, replace
     its optimizer or ``compute_metrics``), so they decide the training too."""
-    manager = request._fixturemanager
     reaches: dict[str, bool] = {}
 
     def reaches_training(name: str) -> bool:
         if name not in reaches:
             reaches[name] = False  # a cycle (an override requesting its own name) adds nothing
-            argnames = {
-                arg for fixture_def in manager.getfixturedefs(name, request.node) or () for arg in fixture_def.argnames
-            }
+            argnames = {arg for fixture_def in fixture_definitions(request, name) for arg in fixture_def.argnames}
             reaches[name] = bool(argnames & _CHANGEABLE_FIXTURES) or any(
                 reaches_training(arg) for arg in argnames if arg != "finetune_result"
             )
@@ -236,8 +233,7 @@ def _registering_module(fixture_def: Any, modules: list[ModuleType]) -> ModuleTy
     function = inspect.unwrap(fixture_def.func)
     for module in modules:
         held = vars(module).get(fixture_def.argname)
-        wrapped = getattr(held, "_get_wrapped_function", None)  # pytest >= 8.4: a FixtureFunctionDefinition
-        if held is not None and inspect.unwrap(wrapped() if callable(wrapped) else held) is function:
+        if held is not None and inspect.unwrap(wrapped_function(held)) is function:
             return module
     return None
 
@@ -271,7 +267,7 @@ def _file_digest(file: str) -> str:
 def overriding_file(request: pytest.FixtureRequest, name: str) -> Path | None:
     """The file of the definition of fixture ``name`` that serves the test, where that is not this plugin's
     (a ``conftest.py`` that overrides it); ``None`` for the plugin's own."""
-    definitions = request._fixturemanager.getfixturedefs(name, request.node) or ()
+    definitions = fixture_definitions(request, name)
     function = inspect.unwrap(definitions[-1].func) if definitions else None
     if function is None or function.__module__ == PLUGIN_FIXTURES:
         return None
