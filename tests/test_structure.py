@@ -6,6 +6,8 @@ import ast
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import pytest
+
 import pytest_finetune
 
 PACKAGE = Path(pytest_finetune.__file__).parent
@@ -20,7 +22,8 @@ def module_name(file: Path, package: Path = PACKAGE) -> str:
 
 def relative_imports(file: Path, package_dir: Path, modules: set[str]) -> Iterator[str]:
     """The modules of the package at ``package_dir`` that ``file`` imports relatively: at module level, under
-    ``if TYPE_CHECKING`` and inside functions alike (an import inside a function still closes a cycle when it runs)."""
+    ``if TYPE_CHECKING`` and inside functions alike (an import inside a function still closes a cycle when it runs);
+    an :class:`ImportError` for one that names no module of the package (a function's import left behind by a move)."""
     package = file.parent.relative_to(package_dir).parts
     # the packages that hold ``file`` have run before it: importing one of them adds no edge
     holders = {".".join(package[:end]) or "__init__" for end in range(len(package) + 1)}
@@ -29,12 +32,12 @@ def relative_imports(file: Path, package_dir: Path, modules: set[str]) -> Iterat
             continue
         base = package[: len(package) - (node.level - 1)]
         target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+        submodules = [f"{target}.{alias.name}" if target else alias.name for alias in node.names]
+        if (target or "__init__") not in modules and not set(submodules) & modules:
+            raise ImportError(f"{file.relative_to(package_dir)}, line {node.lineno}: no module {target!r} to import")
         if (target or "__init__") in modules - holders:
             yield target or "__init__"
-        for alias in node.names:  # ``from . import gate``: a module, not a name
-            submodule = f"{target}.{alias.name}" if target else alias.name
-            if submodule in modules:
-                yield submodule
+        yield from (submodule for submodule in submodules if submodule in modules)  # ``from . import gate``
 
 
 def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
@@ -124,6 +127,9 @@ def test_the_graph_sees_every_relative_import(tmp_path: Path) -> None:
         "sub.part": {"low"},
     }
     assert cycles(import_graph(tmp_path)) == [["high", "low", "sub.part"]]
+    (tmp_path / "sub/part.py").write_text("def thing():\n    from .low import name\n")
+    with pytest.raises(ImportError, match=r"part.py, line 2: no module 'sub.low' to import"):
+        import_graph(tmp_path)
 
 
 def test_no_import_cycle() -> None:
