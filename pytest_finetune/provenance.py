@@ -66,8 +66,9 @@ def _digest(signature: tuple[tuple[str, int, int], ...]) -> str:
 def package_digest() -> str:
     """sha256 of this package's source: another plugin version computes differently, so it misses."""
     digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    package = Path(__file__).parent
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()
 
 
