@@ -20,7 +20,7 @@ import pytest
 
 from .baselines import KEEP, KEPT_BASELINES, BaselineExtension, BaselineSettings, result_record, shown_path
 from .errors import FinetuneError
-from .options import MARKER
+from .options import MARKER, RECIPE_CHANGING_OPTIONS
 from .pytest_compat import stored_outcome, syrupy_report
 from .report import (
     FAILED_AFTER_COMPARING,
@@ -267,10 +267,7 @@ def record_command(item: pytest.Item) -> str:
 #: baseline repeats them, else it would record another recipe. pytest's own among them: the
 #: ini file (all its ``finetune_*`` values), the rootdir (the baseline folder) and the plugins
 #: and ``conftest.py`` files loaded (their hooks and fixtures may adjust the recipe).
-RECIPE_OPTIONS = (
-    *("--finetune-model", "--finetune-data", "--finetune-task", "--finetune-set", "--finetune-precision"),
-    *("-c", "--config-file", "--rootdir", "-p", "--confcutdir"),
-)
+RECIPE_OPTIONS = (*RECIPE_CHANGING_OPTIONS, *("-c", "--config-file", "--rootdir", "-p", "--confcutdir"))
 #: Flags (no value) that change what a fine-tune computes, repeated too: no ``conftest.py`` is loaded.
 RECIPE_FLAGS = ("--noconftest",)
 #: pytest's ini overrides: repeated too when they set a ``finetune_*`` ini value.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -138,3 +139,15 @@ def test_no_import_cycle() -> None:
     graph = import_graph()
     found = [f"{', '.join(component)} ({' -> '.join(a_cycle(graph, component))})" for component in cycles(graph)]
     assert not found, "import cycle(s) in pytest_finetune: " + "; ".join(found)
+
+
+def test_every_option_and_ini_key_is_declared_in_the_table(pytester: pytest.Pytester) -> None:
+    """``pytest --help`` lists exactly the options and ini keys of :data:`pytest_finetune.options.OPTIONS`: one
+    registered elsewhere would escape the record command's and the environment's derivations from the table."""
+    from pytest_finetune.options import OPTIONS
+
+    shown = pytester.runpytest("--help").stdout.str()
+    flags = set(re.findall(r"^\s+(--finetune[a-z-]*)", shown, re.MULTILINE))
+    ini_keys = set(re.findall(r"^\s+(finetune_[a-z_]+) \(", shown, re.MULTILINE))
+    assert flags == {option.flag for option in OPTIONS if option.flag}
+    assert ini_keys == {option.ini for option in OPTIONS if option.ini}
