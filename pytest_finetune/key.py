@@ -3,7 +3,6 @@ cache knows it by (:func:`cache_inputs`), from the fixture definitions and hooks
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 import re
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .baselines import recipe_record
-from .provenance import dataset_digest, package_digest, tokenizer_identity, weights_digest
+from .provenance import dataset_digest, file_digest, package_digest, tokenizer_identity, weights_digest
 from .pytest_compat import fixture_definitions, wrapped_function
 from .session import SESSION_KEY
 
@@ -249,19 +248,11 @@ def _source(function: Any, registrar: object = None) -> str:
         file = inspect.getsourcefile(function)
     except TypeError:  # defined where no source is kept: its name must do
         file = None
-    described = f"{name} {_file_digest(file)}" if file else name
+    described = f"{name} {file_digest(file)}" if file else name
     registered = getattr(registrar, "__file__", None) if isinstance(registrar, ModuleType) else None
     if registered and (not file or os.path.realpath(registered) != os.path.realpath(file)):
-        described += f" registered in {getattr(registrar, '__name__', '?')} {_file_digest(registered)}"
+        described += f" registered in {getattr(registrar, '__name__', '?')} {file_digest(registered)}"
     return described
-
-
-def _file_digest(file: str) -> str:
-    """``sha256:`` and the hex digest of ``file``'s bytes; ``unreadable`` when it cannot be read."""
-    try:
-        return f"sha256:{hashlib.sha256(Path(file).read_bytes()).hexdigest()}"
-    except OSError:
-        return "unreadable"
 
 
 def overriding_file(request: pytest.FixtureRequest, name: str) -> Path | None:

@@ -72,6 +72,19 @@ def package_digest() -> str:
     return digest.hexdigest()
 
 
+def file_digest(file: str) -> str:
+    """``sha256:`` and the hex digest of ``file``'s bytes; ``unreadable`` when it cannot be read."""
+    try:
+        return f"sha256:{hashlib.sha256(Path(file).read_bytes()).hexdigest()}"
+    except OSError:
+        return "unreadable"
+
+
+def examples_digest(example_ids: Sequence[int]) -> str:
+    """Names a validation set by its examples' ids, in any order."""
+    return hashlib.sha256(json.dumps(sorted(int(i) for i in example_ids)).encode()).hexdigest()
+
+
 def display_source(source: str, rootdir: Path) -> str:
     """A model or data source as a baseline shows it: a Hub id as written, a local path
     relative to the rootdir when inside it, else its last two parts (machine paths vary)."""

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FinetuneError
-from ..provenance import display_source, source_identity
+from ..provenance import display_source, examples_digest, source_identity
 from ..result import FinetuneResult
-from ..stats import examples_digest
 from ..tolerances import DEFAULT_TOLERANCES, FRACTIONS, OWN_METRICS, Tolerances
 from ..values import is_count, is_finite_number, metric_problem, shown
 from ..verdicts import DEFAULT_ALPHA, recipe_changes
