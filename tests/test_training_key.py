@@ -204,7 +204,7 @@ def test_the_docs_say_when_the_trainer_is_trained(pytester: pytest.Pytester) -> 
 def test_other_weights_in_a_model_fixture_s_fixed_folder_miss(finetune_project: pytest.Pytester) -> None:
     """A ``model`` fixture that loads a folder of its own (not the recipe's model): new weights
     there are a new fine-tune, not the old result."""
-    from conftest import save_tiny_checkpoint
+    from helpers import save_tiny_checkpoint
 
     save_tiny_checkpoint(finetune_project.path / "own_model", seed=0)
     finetune_project.makeconftest(COUNTING_CONFTEST + """
