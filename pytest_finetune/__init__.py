@@ -16,7 +16,7 @@ from .recipe import Recipe
 __all__ = ["FinetuneError", "FinetuneResult", "Recipe", "accuracy_and_f1"]
 __version__ = "0.1.0"
 
-_LAZY = {"FinetuneResult": ".training", "accuracy_and_f1": ".metrics"}
+_LAZY = {"FinetuneResult": ".result", "accuracy_and_f1": ".metrics"}
 
 
 def __getattr__(name: str) -> Any:

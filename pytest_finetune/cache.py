@@ -1,7 +1,7 @@
 """Results that outlive the session: the same inputs are never fine-tuned twice.
 
 An entry is a folder named by the sha256 of everything that can change the outcome (see
-``fixtures._cache_inputs``): ``result.json`` (metrics, history,
+:func:`pytest_finetune.key.cache_inputs`): ``result.json`` (metrics, history,
 runtime, environment, the number of validation examples) and ``predictions.npy`` / ``label_ids.npy``.
 Entries are data only (JSON and ``.npy`` read without pickle, from regular files only, ``result.json`` of at
 most ``storage.MAX_READ_BYTES``, an array's size checked against its file before it is read) and appear
@@ -18,7 +18,6 @@ entry's place are the cache's own (see :func:`is_entry`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import math
@@ -33,13 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .result import FinetuneResult
 from .storage import open_regular, read_bounded
+from .values import is_count, is_number, metric_problem
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .recipe import Recipe
-    from .training import FinetuneResult
 
 #: Bumped when an entry's layout changes: older entries then miss.
 FORMAT = 1
@@ -47,15 +47,6 @@ _RESULT = "result.json"
 _ARRAYS = ("predictions", "label_ids")
 #: The names of the cache's own folders: an entry (a sha256 key) or a staging folder (see ``store``).
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}|\.[0-9a-f]{12}-[A-Za-z0-9_]+")
-
-
-@functools.lru_cache(maxsize=1)
-def package_digest() -> str:
-    """sha256 of this package's source: another plugin version computes differently, so it misses."""
-    digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
-    return digest.hexdigest()
 
 
 def cache_key(inputs: Mapping[str, Any]) -> str:
@@ -85,8 +76,6 @@ class ResultCache:
         """The stored result for ``key``, or ``None`` (a miss). An entry that cannot be read, or that
         holds what no fine-tune gives (see :func:`_unusable`), is a miss with a warning, and is removed."""
         from transformers.trainer_utils import PredictionOutput
-
-        from .training import FinetuneResult
 
         entry = self.folder / key
         if not os.path.lexists(entry):
@@ -180,12 +169,10 @@ def _checked_entry(stored: Any) -> Mapping[str, Any]:
     numbers; the prediction metrics: a dict; history: a list of dicts; environment: a dict; the runtime:
     a number; the examples: a count); else a ``ValueError`` naming the first field that has not (an entry
     edited by hand)."""
-    from .baselines import is_count
-
     checks: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "metrics": (
             "a dict of numbers",
-            lambda v: isinstance(v, dict) and all(map(_is_number, v.values())),
+            lambda v: isinstance(v, dict) and all(map(is_number, v.values())),
         ),
         "prediction_metrics": ("a dict", lambda value: isinstance(value, dict)),
         "history": (
@@ -193,7 +180,7 @@ def _checked_entry(stored: Any) -> Mapping[str, Any]:
             lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
         ),
         "environment": ("a dict", lambda value: isinstance(value, dict)),
-        "train_runtime": ("a number", _is_number),
+        "train_runtime": ("a number", is_number),
         "examples": ("a count of examples", is_count),
     }
     if not isinstance(stored, dict):
@@ -202,11 +189,6 @@ def _checked_entry(stored: Any) -> Mapping[str, Any]:
         if not valid(stored[field]):
             raise ValueError(f"{field} is {json.dumps(stored[field])[:60]}, not {expected}")
     return stored
-
-
-def _is_number(value: object) -> bool:
-    """Whether ``value`` is a JSON number (not a boolean)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _not_storable(name: str, value: Any) -> str | None:
@@ -237,15 +219,12 @@ def _unusable(metrics: Mapping[str, Any], arrays: Mapping[str, Any], examples: i
 
 
 def _metrics_problem(metrics: Mapping[str, Any]) -> str | None:
-    """Which metric no baseline may hold (see ``baselines.parse_baseline``): one that is not a finite
-    number, or one of ``baselines.FRACTIONS`` outside [0, 1]; ``None`` when all are fine."""
-    from .baselines import FRACTIONS, is_finite_number
-
+    """Which metric no baseline may hold (see :func:`~pytest_finetune.values.metric_problem`); ``None`` when all
+    are fine."""
     for name, value in metrics.items():
-        if not is_finite_number(value):
-            return f"metric {name!r} is {str(value)[:40]}, not a finite number"
-        if name in FRACTIONS and not 0 <= value <= 1:
-            return f"metric {name!r} is {value:g}, outside [0, 1]"
+        problem = metric_problem(name, value)
+        if problem:
+            return f"metric {name!r} is {problem}"
     return None
 
 

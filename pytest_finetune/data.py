@@ -41,9 +41,8 @@ import datasets
 import pyarrow  # type: ignore[import-untyped]  # no stubs; pyproject.toml covers only datasets
 import pyarrow.parquet  # type: ignore[import-untyped]
 
-from .cache import package_digest
 from .errors import FinetuneError
-from .provenance import content_digest
+from .provenance import content_digest, package_digest, source_identity
 from .recipe import local_path, offline_help
 from .tasks import TASKS, GlueLayout, Task, glue_layouts_like
 
@@ -109,6 +108,13 @@ def read_files(folder: Path) -> list[Path]:
     else:
         files = [file for stems in _SPLIT_NAMES.values() for file in _split_candidates(folder, stems)]
     return [file for file in files if file.is_file()]
+
+
+def data_identity(source: str) -> str:
+    """:func:`~pytest_finetune.provenance.source_identity` of a data source: a local folder by the
+    files its loader reads (not a ``test.tsv`` or notes beside them)."""
+    folder = Path(source)
+    return source_identity(source, read_files(folder) if folder.is_dir() else None)
 
 
 def _load_glue_tsv(folder: Path, task: Task) -> datasets.DatasetDict:

@@ -20,7 +20,8 @@ import pytest
 
 from .baselines import KEEP, KEPT_BASELINES, BaselineExtension, BaselineSettings, result_record, shown_path
 from .errors import FinetuneError
-from .options import MARKER
+from .options import MARKER, RECIPE_CHANGING_OPTIONS
+from .pytest_compat import stored_outcome, syrupy_report
 from .report import (
     FAILED_AFTER_COMPARING,
     NOT_COMPARED,
@@ -108,7 +109,7 @@ def _body_stored_an_outcome(item: pytest.Item) -> bool:
     stores them in the item's ``_excinfo``, to become the test's outcome when it is reported.
     Such a body did not pass: it is not compared, and its entry follows pytest's outcome (see
     :func:`settle`)."""
-    return bool(getattr(item, "_excinfo", None))
+    return stored_outcome(item)
 
 
 def keep(item: pytest.Item) -> None:
@@ -135,7 +136,7 @@ def uncount_kept(config: pytest.Config) -> None:
     from syrupy.data import SnapshotCollections
 
     kept = config.stash[SESSION_KEY].kept
-    report = getattr(getattr(config, "_syrupy", None), "report", None)
+    report = syrupy_report(config)
     if report is not None:
         matched = SnapshotCollections()
         for collection in report.matched:
@@ -266,10 +267,7 @@ def record_command(item: pytest.Item) -> str:
 #: baseline repeats them, else it would record another recipe. pytest's own among them: the
 #: ini file (all its ``finetune_*`` values), the rootdir (the baseline folder) and the plugins
 #: and ``conftest.py`` files loaded (their hooks and fixtures may adjust the recipe).
-RECIPE_OPTIONS = (
-    *("--finetune-model", "--finetune-data", "--finetune-task", "--finetune-set", "--finetune-precision"),
-    *("-c", "--config-file", "--rootdir", "-p", "--confcutdir"),
-)
+RECIPE_OPTIONS = (*RECIPE_CHANGING_OPTIONS, *("-c", "--config-file", "--rootdir", "-p", "--confcutdir"))
 #: Flags (no value) that change what a fine-tune computes, repeated too: no ``conftest.py`` is loaded.
 RECIPE_FLAGS = ("--noconftest",)
 #: pytest's ini overrides: repeated too when they set a ``finetune_*`` ini value.

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .recipe import Recipe
-    from .training import FinetuneResult
+    from .result import FinetuneResult
 
 
 def pytest_finetune_adjust_recipe(recipe: Recipe, item: pytest.Item) -> Mapping[str, Any] | None:

@@ -12,6 +12,7 @@ written, a Hub id.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping
@@ -44,29 +45,214 @@ MARKER_HELP = (
 #: The marker keyword that sets the gate's tolerance rather than the recipe.
 TOLERANCE_KEYWORD = "tolerance"
 
-# The settings with their own ini key, environment variable and option.
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting of the plugin, declared once: its command-line option, ini key and environment variable
+    (each where it has one), their help, and what the plugin derives from it."""
+
+    #: The command-line option (``--finetune-model``), and the keywords of ``parser.addoption`` beside its help.
+    flag: str | None = None
+    flag_help: str = ""
+    flag_keywords: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: The ini key (``finetune_model``), its help, and its kind: ``str`` (text), ``"linelist"`` or ``"args"``
+    #: (a list), or the Python type a native ``[tool.pytest]`` table may give one number or true/false in.
+    ini: str | None = None
+    ini_help: str = ""
+    ini_kind: type | str = str
+    #: How a native ``[tool.pytest]`` table writes a list or a scalar ini key (an example value).
+    toml_example: str = ""
+    #: The environment variable that sets it.
+    env: str | None = None
+    #: The recipe field that the option, ini key and environment variable set (a layer of their own).
+    recipe_field: str | None = None
+    #: Whether it changes what a fine-tune computes: the command that records a baseline repeats the option.
+    changes_recipe: bool = False
+    #: Whether the option's value is a path (see :func:`check_path_options`).
+    path: bool = False
+
+
+#: Every option, ini key and environment variable of the plugin, in the order ``pytest --help`` lists them.
+OPTIONS = (
+    Option(
+        flag="--finetune",
+        flag_help="run the tests marked finetune (skipped otherwise)",
+        flag_keywords={"action": "store_true"},
+    ),
+    Option(
+        flag="--finetune-model",
+        flag_help="checkpoint for every recipe: a Hub id or a local folder (default: bert-base-uncased)",
+        flag_keywords={"metavar": "ID_OR_PATH"},
+        ini="finetune_model",
+        ini_help="checkpoint for every recipe: a Hub id or a folder (relative to the ini file)",
+        env="PYTEST_FINETUNE_MODEL",
+        recipe_field="model",
+        changes_recipe=True,
+        path=True,
+    ),
+    Option(
+        flag="--finetune-data",
+        flag_help="data for every recipe: a Hub dataset id, a GLUE TSV folder or a folder of "
+        "train/validation csv, json, jsonl or parquet files (default: the task's Hub dataset)",
+        flag_keywords={"metavar": "ID_OR_PATH"},
+        ini="finetune_data",
+        ini_help="data for every recipe: a Hub dataset id or a folder (relative to the ini file)",
+        env="PYTEST_FINETUNE_DATA",
+        recipe_field="data",
+        changes_recipe=True,
+        path=True,
+    ),
+    Option(
+        flag="--finetune-task",
+        flag_help="task for every recipe (default: mrpc)",
+        flag_keywords={"metavar": "TASK"},
+        ini="finetune_task",
+        ini_help="task for every recipe (default: mrpc)",
+        recipe_field="task",
+        changes_recipe=True,
+    ),
+    Option(
+        flag="--finetune-set",
+        flag_help="set a recipe keyword for every recipe, e.g. --finetune-set max_steps=50 (repeatable)",
+        flag_keywords={"action": "append", "default": [], "metavar": "KEY=VALUE"},
+        ini="finetune_training_args",
+        ini_help="recipe keywords for every recipe, one KEY=VALUE per line (e.g. num_train_epochs=1)",
+        ini_kind="linelist",
+        toml_example='["max_steps=50", "learning_rate=2e-5"]',
+        changes_recipe=True,
+    ),
+    Option(
+        flag="--finetune-tolerance",
+        flag_help="allowed change of the gated metrics against their baselines: 0.02 for all, METRIC=0.02 for one, "
+        "or auto / f1=auto: the spread over seeds that a baseline recorded with --finetune-calibrate measured "
+        "(repeatable; default accuracy=0.01 f1=0.01)",
+        flag_keywords={"action": "append", "default": [], "metavar": "TOLERANCE"},
+        ini="finetune_tolerance",
+        ini_help="allowed change of gated metrics: 0.02 for all, METRIC=0.02 for one, or auto / f1=auto: the spread "
+        "over seeds that a baseline recorded with --finetune-calibrate measured (several allowed)",
+        ini_kind="args",
+        toml_example='["0.02"] or ["f1=0.015", "eval_loss=0.05"]',
+    ),
+    Option(
+        flag="--finetune-strict",
+        flag_help="fail on any change beyond tolerance, improvements included",
+        flag_keywords={"action": "store_true"},
+    ),
+    Option(
+        flag="--finetune-strict-recipe",
+        flag_help="fail a test whose recipe changed since its baseline even where quality held, until the baseline "
+        "is recorded again (default: such a test passes with a note)",
+        flag_keywords={"action": "store_true"},
+        ini="finetune_strict_recipe",
+        ini_help="fail a test whose recipe changed since its baseline even where quality held (default false)",
+        ini_kind=bool,
+        toml_example="true",
+    ),
+    Option(
+        flag="--finetune-no-cache",
+        flag_help="neither read nor write the result cache: fine-tune every recipe anew",
+        flag_keywords={"action": "store_true"},
+    ),
+    Option(
+        flag="--finetune-precision",
+        flag_help="arithmetic precision of every fine-tune: auto (default: bf16 where the hardware computes it "
+        "natively, else fp32), fp32, bf16 or fp16 (a CUDA GPU)",
+        flag_keywords={"choices": PRECISIONS},
+        ini="finetune_precision",
+        ini_help="arithmetic precision: auto (default), fp32, bf16 or fp16",
+        changes_recipe=True,
+    ),
+    Option(
+        flag="--finetune-calibrate",
+        flag_help="with --snapshot-update: fine-tune each recipe with N seeds (its own and the next N-1) and store "
+        "each metric's spread in its baseline, for tolerance auto",
+        flag_keywords={"metavar": "N"},
+    ),
+    Option(
+        flag="--finetune-alpha",
+        flag_help="significance level of the paired test against the baseline's run, in (0, 1) "
+        f"(default {DEFAULT_ALPHA})",
+        flag_keywords={"metavar": "ALPHA"},
+        ini="finetune_alpha",
+        ini_help=f"significance level of the paired test against the baseline (default {DEFAULT_ALPHA})",
+        ini_kind=float,
+        toml_example="0.05",
+    ),
+    Option(
+        flag="--finetune-report",
+        flag_help="write the fine-tuning report as JSON to PATH",
+        flag_keywords={"metavar": "PATH"},
+        path=True,
+    ),
+    Option(
+        flag="--finetune-report-md",
+        flag_help="write the fine-tuning report as Markdown (a CI job summary)",
+        flag_keywords={"metavar": "PATH"},
+        path=True,
+    ),
+    Option(
+        ini="finetune_runtime_tuning",
+        ini_help="while training on a CPU, keep freed memory for reuse and few oneDNN kernels: faster, less memory, "
+        "the same numbers (default true)",
+        ini_kind=bool,
+        toml_example="false",
+    ),
+    Option(
+        ini="finetune_dropout_masks",
+        ini_help="who draws dropout's random masks while training on a CPU: auto (default: numpy where torch would "
+        "draw them one by one, as on AMD CPUs), torch or numpy",
+    ),
+    Option(
+        ini="finetune_auto_k",
+        ini_help=f"tolerance auto allows max(k * std, floor): k (default {DEFAULT_AUTO_K:g})",
+        ini_kind=float,
+        toml_example="3",
+    ),
+    Option(
+        ini="finetune_auto_floor",
+        ini_help=f"tolerance auto allows max(k * std, floor): floor (default {DEFAULT_AUTO_FLOOR:g})",
+        ini_kind=float,
+        toml_example="0.005",
+    ),
+    Option(
+        ini="finetune_bootstrap_resamples",
+        ini_help=f"resamples of each metric's bootstrap interval, at most {MAX_RESAMPLES}; 0 for none "
+        f"(default {DEFAULT_RESAMPLES})",
+        ini_kind=int,
+        toml_example="1000",
+    ),
+    Option(
+        ini="finetune_cache_dir",
+        ini_help="folder of the result cache (relative to the ini file; default: the pytest cache, "
+        ".pytest_cache/d/finetune)",
+    ),
+    Option(
+        ini="finetune_baseline_dir",
+        ini_help="folder of the baseline files (relative to the ini file; default: baselines/ at the rootdir)",
+    ),
+)
+
+# The recipe fields with their own ini key, environment variable and option.
 _NAMED_SETTINGS = {
-    "model": ("finetune_model", "PYTEST_FINETUNE_MODEL", "--finetune-model"),
-    "data": ("finetune_data", "PYTEST_FINETUNE_DATA", "--finetune-data"),
-    "task": ("finetune_task", None, "--finetune-task"),
+    option.recipe_field: (option.ini, option.env, option.flag)
+    for option in OPTIONS
+    if option.recipe_field and option.ini and option.flag
 }
 _PATH_KEYS = ("model", "data")
 
 #: ini keys of one number or true/false: the Python type a native ``[tool.pytest]`` table (pytest 9)
 #: may give one in, and an example value.
-_SCALAR_INI_KEYS: dict[str, tuple[type, str]] = {
-    "finetune_runtime_tuning": (bool, "false"),
-    "finetune_strict_recipe": (bool, "true"),
-    "finetune_alpha": (float, "0.05"),
-    "finetune_auto_k": (float, "3"),
-    "finetune_auto_floor": (float, "0.005"),
-    "finetune_bootstrap_resamples": (int, "1000"),
+_SCALAR_INI_KEYS = {
+    option.ini: (option.ini_kind, option.toml_example)
+    for option in OPTIONS
+    if option.ini and isinstance(option.ini_kind, type) and option.ini_kind is not str
 }
 #: ini keys of a list of strings, and how a native ``[tool.pytest]`` table writes one.
 _LIST_INI_KEYS = {
-    "finetune_training_args": '["max_steps=50", "learning_rate=2e-5"]',
-    "finetune_tolerance": '["0.02"] or ["f1=0.015", "eval_loss=0.05"]',
+    option.ini: option.toml_example for option in OPTIONS if option.ini and option.ini_kind in ("linelist", "args")
 }
+#: Command-line options that change what a fine-tune computes (a command that records a baseline repeats them).
+RECIPE_CHANGING_OPTIONS = tuple(option.flag for option in OPTIONS if option.flag and option.changes_recipe)
 #: pytest 9.2 and newer register an ini key as ``str | float`` (say): a native ``[tool.pytest]``
 #: table may then give a TOML number, and ini files and ``-o`` text as before. pytest 9.0 and 9.1
 #: read that table too, but take the text form only (``"0.05"``); pytest 8 reads no such table.
@@ -74,132 +260,17 @@ _INI_UNIONS = pytest.version_tuple >= (9, 2)
 
 
 def add_options(parser: pytest.Parser) -> None:
-    """Register the plugin's command-line options and ini keys."""
+    """Register the plugin's command-line options and ini keys (:data:`OPTIONS`)."""
     group = parser.getgroup("finetune", "fine-tuning regression tests (pytest-finetune)")
-    group.addoption("--finetune", action="store_true", help="run the tests marked finetune (skipped otherwise)")
-    group.addoption(
-        "--finetune-model",
-        metavar="ID_OR_PATH",
-        help="checkpoint for every recipe: a Hub id or a local folder (default: bert-base-uncased)",
-    )
-    group.addoption(
-        "--finetune-data",
-        metavar="ID_OR_PATH",
-        help="data for every recipe: a Hub dataset id, a GLUE TSV folder or a folder of "
-        "train/validation csv, json, jsonl or parquet files (default: the task's Hub dataset)",
-    )
-    group.addoption("--finetune-task", metavar="TASK", help="task for every recipe (default: mrpc)")
-    group.addoption(
-        "--finetune-set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a recipe keyword for every recipe, e.g. --finetune-set max_steps=50 (repeatable)",
-    )
-    group.addoption(
-        "--finetune-tolerance",
-        action="append",
-        default=[],
-        metavar="TOLERANCE",
-        help="allowed change of the gated metrics against their baselines: 0.02 for all, METRIC=0.02 for one, "
-        "or auto / f1=auto: the spread over seeds that a baseline recorded with --finetune-calibrate measured "
-        "(repeatable; default accuracy=0.01 f1=0.01)",
-    )
-    group.addoption(
-        "--finetune-strict",
-        action="store_true",
-        help="fail on any change beyond tolerance, improvements included",
-    )
-    group.addoption(
-        "--finetune-strict-recipe",
-        action="store_true",
-        help="fail a test whose recipe changed since its baseline even where quality held, until the baseline is "
-        "recorded again (default: such a test passes with a note)",
-    )
-    group.addoption(
-        "--finetune-no-cache",
-        action="store_true",
-        help="neither read nor write the result cache: fine-tune every recipe anew",
-    )
-    group.addoption(
-        "--finetune-precision",
-        choices=PRECISIONS,
-        help="arithmetic precision of every fine-tune: auto (default: bf16 where the hardware computes it "
-        "natively, else fp32), fp32, bf16 or fp16 (a CUDA GPU)",
-    )
-    group.addoption(
-        "--finetune-calibrate",
-        metavar="N",
-        help="with --snapshot-update: fine-tune each recipe with N seeds (its own and the next N-1) and store "
-        "each metric's spread in its baseline, for tolerance auto",
-    )
-    group.addoption(
-        "--finetune-alpha",
-        metavar="ALPHA",
-        help=f"significance level of the paired test against the baseline's run, in (0, 1) (default {DEFAULT_ALPHA})",
-    )
-    group.addoption("--finetune-report", metavar="PATH", help="write the fine-tuning report as JSON to PATH")
-    group.addoption(
-        "--finetune-report-md", metavar="PATH", help="write the fine-tuning report as Markdown (a CI job summary)"
-    )
-    parser.addini("finetune_model", "checkpoint for every recipe: a Hub id or a folder (relative to the ini file)")
-    parser.addini("finetune_data", "data for every recipe: a Hub dataset id or a folder (relative to the ini file)")
-    parser.addini("finetune_task", "task for every recipe (default: mrpc)")
-    parser.addini(
-        "finetune_training_args",
-        "recipe keywords for every recipe, one KEY=VALUE per line (e.g. num_train_epochs=1)",
-        type="linelist",
-    )
-    parser.addini(
-        "finetune_tolerance",
-        "allowed change of gated metrics: 0.02 for all, METRIC=0.02 for one, or auto / f1=auto: the spread over "
-        "seeds that a baseline recorded with --finetune-calibrate measured (several allowed)",
-        type="args",
-    )
-    parser.addini("finetune_precision", "arithmetic precision: auto (default), fp32, bf16 or fp16")
-    _add_scalar_ini(
-        parser,
-        "finetune_runtime_tuning",
-        "while training on a CPU, keep freed memory for reuse and few oneDNN kernels: faster, less memory, "
-        "the same numbers (default true)",
-    )
-    _add_scalar_ini(
-        parser,
-        "finetune_strict_recipe",
-        "fail a test whose recipe changed since its baseline even where quality held (default false)",
-    )
-    parser.addini(
-        "finetune_dropout_masks",
-        "who draws dropout's random masks while training on a CPU: auto (default: numpy where torch would draw "
-        "them one by one, as on AMD CPUs), torch or numpy",
-    )
-    _add_scalar_ini(
-        parser,
-        "finetune_alpha",
-        f"significance level of the paired test against the baseline (default {DEFAULT_ALPHA})",
-    )
-    _add_scalar_ini(
-        parser, "finetune_auto_k", f"tolerance auto allows max(k * std, floor): k (default {DEFAULT_AUTO_K:g})"
-    )
-    _add_scalar_ini(
-        parser,
-        "finetune_auto_floor",
-        f"tolerance auto allows max(k * std, floor): floor (default {DEFAULT_AUTO_FLOOR:g})",
-    )
-    _add_scalar_ini(
-        parser,
-        "finetune_bootstrap_resamples",
-        f"resamples of each metric's bootstrap interval, at most {MAX_RESAMPLES}; 0 for none "
-        f"(default {DEFAULT_RESAMPLES})",
-    )
-    parser.addini(
-        "finetune_cache_dir",
-        "folder of the result cache (relative to the ini file; default: the pytest cache, .pytest_cache/d/finetune)",
-    )
-    parser.addini(
-        "finetune_baseline_dir",
-        "folder of the baseline files (relative to the ini file; default: baselines/ at the rootdir)",
-    )
+    for option in OPTIONS:
+        if option.flag:
+            group.addoption(option.flag, help=option.flag_help, **option.flag_keywords)
+    for option in OPTIONS:
+        if option.ini in _SCALAR_INI_KEYS:
+            _add_scalar_ini(parser, option.ini, option.ini_help)
+        elif option.ini:
+            kind = option.ini_kind if isinstance(option.ini_kind, str) else None
+            parser.addini(option.ini, option.ini_help, type=kind)  # type: ignore[arg-type]
 
 
 def _add_scalar_ini(parser: pytest.Parser, name: str, help: str) -> None:
@@ -269,7 +340,7 @@ def session_layers(config: pytest.Config) -> list[Layer]:
 
 
 #: Options whose value is a path: written apart from the flag, an existing path misleads pytest.
-_PATH_OPTIONS = ("--finetune-model", "--finetune-data", "--finetune-report", "--finetune-report-md")
+_PATH_OPTIONS = tuple(option.flag for option in OPTIONS if option.path)
 
 
 def check_path_options(config: pytest.Config) -> None:

@@ -62,6 +62,29 @@ def _digest(signature: tuple[tuple[str, int, int], ...]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def package_digest() -> str:
+    """sha256 of this package's source: another plugin version computes differently, so it misses."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
+def file_digest(file: str) -> str:
+    """``sha256:`` and the hex digest of ``file``'s bytes; ``unreadable`` when it cannot be read."""
+    try:
+        return f"sha256:{hashlib.sha256(Path(file).read_bytes()).hexdigest()}"
+    except OSError:
+        return "unreadable"
+
+
+def examples_digest(example_ids: Sequence[int]) -> str:
+    """Names a validation set by its examples' ids, in any order."""
+    return hashlib.sha256(json.dumps(sorted(int(i) for i in example_ids)).encode()).hexdigest()
+
+
 def display_source(source: str, rootdir: Path) -> str:
     """A model or data source as a baseline shows it: a Hub id as written, a local path
     relative to the rootdir when inside it, else its last two parts (machine paths vary)."""
@@ -78,15 +101,6 @@ def source_identity(source: str, files: Sequence[Path] | None = None) -> str:
     """What makes two sources the same: the content digest of a local path (of ``files`` where
     given: see :func:`content_digest`), else the Hub id."""
     return content_digest(source, files) if os.path.isabs(source) and os.path.exists(source) else source
-
-
-def data_identity(source: str) -> str:
-    """:func:`source_identity` of a data source: a local folder by the files its loader reads
-    (not a ``test.tsv`` or notes beside them)."""
-    from .data import read_files  # datasets: imported once a fine-tune records its data
-
-    folder = Path(source)
-    return source_identity(source, read_files(folder) if folder.is_dir() else None)
 
 
 #: The text columns of every task (MRPC's ``sentence1`` and ``sentence2``, SST-2's ``sentence``, ...).

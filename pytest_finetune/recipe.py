@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import compat
 from .errors import FinetuneError
 from .tasks import TASKS, Task
 
@@ -157,8 +158,6 @@ def build_recipe(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> Recipe:
             if key in RECIPE_FIELDS:
                 fields[key] = value
             else:
-                from . import compat  # transformers is imported only once a training argument is set
-
                 training_args.update(compat.modern_training_args({key: value}))
     return Recipe(**fields, training_args=types.MappingProxyType(dict(sorted(training_args.items()))))
 
@@ -217,8 +216,6 @@ def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) 
             "to write elsewhere, set it in a pytest_finetune_adjust_training_args hook"
         )
     else:
-        from . import compat  # transformers is imported only once a training argument is set
-
         if key not in compat.accepted_names():
             raise FinetuneError(
                 f"{where}: unknown keyword {key!r}; use a recipe field ({', '.join(RECIPE_FIELDS)}) "

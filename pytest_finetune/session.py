@@ -36,7 +36,7 @@ from .tolerances import Setting, Tolerances, build_tolerances
 
 if TYPE_CHECKING:
     from .report import ReportEntry
-    from .training import FinetuneResult
+    from .result import FinetuneResult
 
 _RECIPE_KEY = pytest.StashKey[Recipe]()
 

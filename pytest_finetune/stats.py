@@ -9,8 +9,6 @@ where it is used, so that the verdict's vocabulary costs a plain pytest run noth
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -105,11 +103,6 @@ def _row_pearson(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     second = second - second.mean(axis=1, keepdims=True)
     spread = np.sqrt((first**2).sum(axis=1) * (second**2).sum(axis=1))
     return np.divide((first * second).sum(axis=1), spread, out=np.zeros(len(first)), where=varies & (spread > 0))
-
-
-def examples_digest(example_ids: Sequence[int]) -> str:
-    """Names a validation set by its examples' ids, in any order."""
-    return hashlib.sha256(json.dumps(sorted(int(i) for i in example_ids)).encode()).hexdigest()
 
 
 def mcnemar_exact(worse: int, better: int) -> float:

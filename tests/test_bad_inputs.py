@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import transformers
-from conftest import QUALITY_BASELINE as BASELINE
-from conftest import QUALITY_TEST, assert_fails_clearly, make_rows, write_glue_tsv
+from helpers import QUALITY_BASELINE as BASELINE
+from helpers import QUALITY_TEST, assert_fails_clearly, make_rows, write_glue_tsv
 
 
 def assert_no_traceback(result: pytest.RunResult) -> None:

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import QUALITY_BASELINE as BASELINE
-from conftest import QUALITY_TEST, assert_usage_error, save_tiny_checkpoint
+from helpers import QUALITY_BASELINE as BASELINE
+from helpers import QUALITY_TEST, assert_usage_error, save_tiny_checkpoint
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import assert_usage_error, make_rows, save_tiny_checkpoint, write_glue_tsv
+from helpers import assert_usage_error, make_rows, save_tiny_checkpoint, write_glue_tsv
 
 # Counts trainings (the result hook runs for a fine-tune, not for a cache hit) and dumps the result.
 CONFTEST = """
@@ -251,7 +251,7 @@ def test_a_checkpoint_with_its_vocabulary_file_and_the_data_at_other_paths_hit(p
     """A checkpoint whose tokenizer keeps its ``vocab.txt`` by path (as BERT's and MiniLM's do), and the data,
     copied elsewhere (a fresh clone with its ``.pytest_cache``): the tokenized data and the tokenizer are known
     by content, so the result is served, not trained again."""
-    from conftest import SPECIAL_TOKENS, WORDS
+    from helpers import SPECIAL_TOKENS, WORDS
     from transformers import AutoTokenizer
 
     ini = (project.path / "tox.ini").read_text()
@@ -509,7 +509,7 @@ def model(finetune_recipe):
 
 
 def test_predictions_with_hidden_states_are_not_cached(finetune_project: pytest.Pytester) -> None:
-    from conftest import QUALITY_TEST
+    from helpers import QUALITY_TEST
 
     finetune_project.makeconftest(CONFTEST + HIDDEN_STATES)
     finetune_project.makepyfile(test_quality=QUALITY_TEST)
@@ -609,7 +609,7 @@ def test_a_tokenizer_is_known_by_what_it_does_not_where_it_was_loaded_from(
 ) -> None:
     """The same checkpoint with its ``vocab.txt`` at two paths, before and after a call (which sets the truncation
     of its ``tokenizers`` backend), is one tokenizer; another padding side is another."""
-    from conftest import SPECIAL_TOKENS, WORDS
+    from helpers import SPECIAL_TOKENS, WORDS
     from transformers import AutoTokenizer
 
     from pytest_finetune.provenance import tokenizer_identity

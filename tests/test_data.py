@@ -14,7 +14,7 @@ import datasets
 import huggingface_hub
 import pandas as pd
 import pytest
-from conftest import QUALITY_TEST, Row, make_rows, write_glue_tsv
+from helpers import QUALITY_TEST, Row, make_rows, write_glue_tsv
 
 from pytest_finetune.data import load_raw_dataset
 from pytest_finetune.errors import FinetuneError

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_usage_error
+from helpers import assert_usage_error
 
 from pytest_finetune.dropout import choose_dropout_masks, dropout_masks_from, numpy_bernoulli_
 from pytest_finetune.precision import cpu_vendor

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import QUALITY_BASELINE, QUALITY_TEST
+from helpers import QUALITY_BASELINE, QUALITY_TEST
 
 from pytest_finetune.baselines import recipe_record
 from pytest_finetune.recipe import build_recipe

@@ -5,7 +5,7 @@ path is resolved against."""
 from __future__ import annotations
 
 import pytest
-from conftest import QUALITY_TEST, assert_fails_clearly, assert_usage_error
+from helpers import QUALITY_TEST, assert_fails_clearly, assert_usage_error
 
 MODEL_HELP = "give a Hub id or a checkpoint folder, or leave it out"
 DATA_HELP = "give a Hub dataset id or a data folder, or leave it out"

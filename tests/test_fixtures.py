@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import assert_fails_clearly
+from helpers import assert_fails_clearly
 
 FIXTURES = (
     "finetune_recipe",

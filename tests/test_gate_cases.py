@@ -8,8 +8,8 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import QUALITY_BASELINE as BASELINE
-from conftest import QUALITY_TEST
+from helpers import QUALITY_BASELINE as BASELINE
+from helpers import QUALITY_TEST
 
 #: Adjusts every test's recipe to 3 training steps (the project's ini says 4).
 THREE_STEPS = """

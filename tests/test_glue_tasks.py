@@ -9,8 +9,8 @@ from pathlib import Path
 
 import datasets
 import pytest
-from conftest import QUALITY_TEST, REAL_MRPC_DIR
 from glue_layouts import Example, glue_lines, task_examples, write_glue_folder
+from helpers import QUALITY_TEST, REAL_MRPC_DIR
 
 from pytest_finetune.data import check_fixture_data, load_raw_dataset
 from pytest_finetune.errors import FinetuneError

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import tokenizers
-from conftest import QUALITY_TEST, SPECIAL_TOKENS, WORDS, assert_fails_clearly
+from helpers import QUALITY_TEST, SPECIAL_TOKENS, WORDS, assert_fails_clearly
 from transformers import BertTokenizerFast, GPT2Config, GPT2Model, PreTrainedTokenizerFast
 
 from pytest_finetune import models

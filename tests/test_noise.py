@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QUALITY_BASELINE as BASELINE
-from conftest import QUALITY_TEST, make_rows, write_glue_tsv
+from helpers import QUALITY_BASELINE as BASELINE
+from helpers import QUALITY_TEST, make_rows, write_glue_tsv
 
 from pytest_finetune.errors import FinetuneError
 from pytest_finetune.stats import bootstrap_intervals, mcnemar_exact, paired_test, spread

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import QUALITY_BASELINE, QUALITY_TEST, assert_fails_clearly
+from helpers import QUALITY_BASELINE, QUALITY_TEST, assert_fails_clearly
 
 
 def assert_fails_before_recording(project: pytest.Pytester, conftest: str, message: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import assert_fails_clearly, assert_usage_error
+from helpers import assert_fails_clearly, assert_usage_error
 
 RECIPE_DUMP = """
 import json

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import assert_fails_clearly
+from helpers import assert_fails_clearly
 
 from pytest_finetune.errors import FinetuneError
 from pytest_finetune.precision import (

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_fails_clearly, assert_usage_error
+from helpers import assert_fails_clearly, assert_usage_error
 from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 

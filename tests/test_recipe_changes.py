@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import transformers
-from conftest import QUALITY_BASELINE as BASELINE
-from conftest import QUALITY_TEST, WORDS, make_rows, write_glue_tsv
+from helpers import QUALITY_BASELINE as BASELINE
+from helpers import QUALITY_TEST, WORDS, make_rows, write_glue_tsv
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from pytest_finetune.baselines import parse_baseline

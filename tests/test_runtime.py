@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from conftest import assert_usage_error
+from helpers import assert_usage_error
 
 from pytest_finetune import runtime
 from pytest_finetune.runtime import (

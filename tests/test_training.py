@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import assert_fails_clearly
+from helpers import assert_fails_clearly
 
 from pytest_finetune.compat import installed_training_args
 from pytest_finetune.recipe import build_recipe

@@ -204,7 +204,7 @@ def test_the_docs_say_when_the_trainer_is_trained(pytester: pytest.Pytester) -> 
 def test_other_weights_in_a_model_fixture_s_fixed_folder_miss(finetune_project: pytest.Pytester) -> None:
     """A ``model`` fixture that loads a folder of its own (not the recipe's model): new weights
     there are a new fine-tune, not the old result."""
-    from conftest import save_tiny_checkpoint
+    from helpers import save_tiny_checkpoint
 
     save_tiny_checkpoint(finetune_project.path / "own_model", seed=0)
     finetune_project.makeconftest(COUNTING_CONFTEST + """
@@ -225,7 +225,7 @@ def model():
 
 def test_a_decorated_fixture_is_hashed_by_the_module_that_defines_it(finetune_project: pytest.Pytester) -> None:
     """``functools.wraps`` on a ``trainer`` fixture: its conftest's constant still counts."""
-    (finetune_project.path / "helpers.py").write_text(
+    (finetune_project.path / "project_helpers.py").write_text(
         "import functools\n\n"
         "def logged(function):\n"
         "    @functools.wraps(function)\n"
@@ -234,7 +234,7 @@ def test_a_decorated_fixture_is_hashed_by_the_module_that_defines_it(finetune_pr
         "    return wrapper\n"
     )
     decorated = SCALED_TRAINER.replace("@pytest.fixture\n", "@pytest.fixture\n@logged\n")
-    conftest = "from helpers import logged\n" + COUNTING_CONFTEST + decorated
+    conftest = "from project_helpers import logged\n" + COUNTING_CONFTEST + decorated
     finetune_project.makeconftest(conftest)
     finetune_project.makepyfile(ONE_TEST)
     run(finetune_project)
@@ -346,9 +346,10 @@ def test_full(finetune_result):
 
 
 def test_a_conftest_that_registers_a_fixture_made_elsewhere_is_hashed(finetune_project: pytest.Pytester) -> None:
-    """``compute_metrics = metrics_fixture(bonus=...)`` in the conftest, the factory in ``helpers.py``:
-    a changed argument in the conftest misses."""
-    (finetune_project.path / "helpers.py").write_text(
+    """``compute_metrics = metrics_fixture(bonus=...)`` in the conftest, the factory in ``project_helpers.py``
+    (not ``helpers``: the suite's own module of that name is already imported in this process): a changed
+    argument in the conftest misses."""
+    (finetune_project.path / "project_helpers.py").write_text(
         "import pytest\n"
         "from pytest_finetune.metrics import make_compute_metrics\n\n"
         "def metrics_fixture(bonus):\n"
@@ -358,7 +359,9 @@ def test_a_conftest_that_registers_a_fixture_made_elsewhere_is_hashed(finetune_p
         "    return compute_metrics\n"
     )
     conftest = (
-        "from helpers import metrics_fixture\n" + COUNTING_CONFTEST + "\ncompute_metrics = metrics_fixture(0.25)\n"
+        "from project_helpers import metrics_fixture\n"
+        + COUNTING_CONFTEST
+        + "\ncompute_metrics = metrics_fixture(0.25)\n"
     )
     finetune_project.makeconftest(conftest)
     finetune_project.makepyfile(RECORDING_TEST + """

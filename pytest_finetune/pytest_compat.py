@@ -1,0 +1,57 @@
+"""Every use of a private name of pytest or syrupy, in one place (as :mod:`pytest_finetune.compat` does for
+transformers): no public API gives what these functions return. ``tests/test_pytest_compat.py`` fails,
+naming the name and the installed version, when a new version of either moves one.
+
+- pytest: ``FixtureRequest._fixturemanager`` (the fixture definitions that serve a test), an item's
+  ``_excinfo`` (an outcome a ``unittest.TestCase`` body stored), a fixture function's
+  ``_get_wrapped_function`` (pytest >= 8.4);
+- syrupy: ``config._syrupy`` (its session) with its ``report`` and ``_collected_modules``, the report's
+  ``unused`` and ``num_unused`` (``functools.cached_property`` values), and the extension methods
+  :class:`~pytest_finetune.baselines.BaselineExtension` overrides: ``_sanitize_filename``, ``_write_mode``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from syrupy.data import SnapshotCollections
+    from syrupy.report import SnapshotReport
+
+
+def fixture_definitions(request: pytest.FixtureRequest, name: str) -> Sequence[Any]:
+    """The definitions of fixture ``name`` that serve ``request``'s test, least specific first (none for a name
+    that no fixture defines)."""
+    return request._fixturemanager.getfixturedefs(name, request.node) or ()
+
+
+def wrapped_function(held: Any) -> Any:
+    """The function a module holds as a fixture: pytest >= 8.4 holds a ``FixtureFunctionDefinition`` wrapping it."""
+    wrapped = getattr(held, "_get_wrapped_function", None)
+    return wrapped() if callable(wrapped) else held
+
+
+def stored_outcome(item: pytest.Item) -> bool:
+    """Whether pytest's unittest support stored an outcome of ``item``'s body (a failure, ``skipTest``, an
+    expected failure) to report later, rather than raising it."""
+    return bool(getattr(item, "_excinfo", None))
+
+
+def syrupy_report(config: pytest.Config) -> SnapshotReport | None:
+    """syrupy's report of the session (``None`` before syrupy made it, or without syrupy)."""
+    return getattr(getattr(config, "_syrupy", None), "report", None)
+
+
+def collected_modules(config: pytest.Config) -> set[str] | None:
+    """The test modules the session collected, as syrupy 7 records them (``None`` if it does not)."""
+    modules = getattr(getattr(config, "_syrupy", None), "_collected_modules", None)
+    return modules if isinstance(modules, set) else None
+
+
+def set_unused(report: SnapshotReport, unused: SnapshotCollections) -> None:
+    """Make ``report`` count ``unused`` as the unused baselines (both values are ``functools.cached_property``)."""
+    report.__dict__["unused"] = unused
+    report.__dict__.pop("num_unused", None)
