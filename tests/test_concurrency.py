@@ -470,3 +470,43 @@ def test_a_process_that_waits_for_the_lock_says_so(tmp_path: Path) -> None:
         assert told == [tmp_path / f"{key}.lock"]
     waiter.join(timeout=30)
     assert not waiter.is_alive()
+
+
+# Interleaved recipes: under load distribution, test_a and test_c (one recipe) could go to two workers.
+INTERLEAVED = """
+import os, pytest
+
+def record(name):
+    with open("workers.txt", "a") as handle:
+        handle.write(f"{name} {os.environ['PYTEST_XDIST_WORKER']}\\n")
+
+@pytest.mark.finetune(seed=1)
+def test_a(finetune_result):
+    record("a")
+
+@pytest.mark.finetune(seed=2)
+def test_b(finetune_result):
+    record("b")
+
+@pytest.mark.finetune(seed=1)
+def test_c(finetune_result):
+    record("c")
+
+@pytest.mark.finetune(seed=2)
+def test_d(finetune_result):
+    record("d")
+"""
+
+
+def test_under_xdist_the_tests_of_one_recipe_run_on_one_worker(finetune_project: pytest.Pytester) -> None:
+    """``-n 2``: the tests that share a recipe go to one worker, which fine-tunes it once; the recipes spread
+    over the workers; reports name the tests as they are."""
+    finetune_project.makeconftest(COUNTING)
+    finetune_project.makepyfile(test_interleaved=INTERLEAVED)
+    result = finetune_project.runpytest("-n", "2", "--finetune", "--snapshot-update")
+    result.assert_outcomes(passed=4)
+    workers = dict(line.split() for line in (finetune_project.path / "workers.txt").read_text().splitlines())
+    assert workers["a"] == workers["c"] and workers["b"] == workers["d"]
+    assert workers["a"] != workers["b"]
+    assert len(trainings(finetune_project)) == 2
+    result.stdout.no_fnmatch_line("*@finetune-*")
