@@ -5,14 +5,17 @@ An entry is a folder named by the sha256 of everything that can change the outco
 runtime, environment, the number of validation examples) and ``predictions.npy`` / ``label_ids.npy``.
 Entries are data only (JSON and ``.npy`` read without pickle, from regular files only, ``result.json`` of at
 most ``storage.MAX_READ_BYTES``, an array's size checked against its file before it is read) and appear
-atomically: written in a hidden staging folder (``.{key[:12]}-*``), then renamed. An entry that is
+atomically: written in a hidden staging folder (``.{key[:12]}-*``), then renamed. While a process looks
+an entry up and, on a miss, fine-tunes and stores it, it holds the entry's lock file (``{key}.lock``, see
+:meth:`ResultCache.training`): other processes that need the same entry (pytest-xdist workers, CI jobs
+sharing the folder) wait, then read it. An entry that is
 unreadable, or that no fine-tune can have written (see :func:`_unusable`:
 arrays of other shapes or kinds, metrics that are not finite or out of range), is a miss, with a warning,
 and is rewritten (a symbolic link in its place is removed, not what it points to); a folder that cannot
 be written, or a result that cannot be such an entry (predictions that are not one numeric array, e.g.
 logits with hidden states; metrics no baseline may hold), means no caching, with a warning, never a
-failed test. The cache folder may hold other files: only entries, staging folders and links in an
-entry's place are the cache's own (see :func:`is_entry`).
+failed test. The cache folder may hold other files: only entries, staging folders, lock files and links in
+an entry's place are the cache's own (see :func:`is_entry`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +50,10 @@ _RESULT = "result.json"
 _ARRAYS = ("predictions", "label_ids")
 #: The names of the cache's own folders: an entry (a sha256 key) or a staging folder (see ``store``).
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}|\.[0-9a-f]{12}-[A-Za-z0-9_]+")
+#: The name of an entry's lock file (see :meth:`ResultCache.training`).
+_LOCK_NAME = re.compile(r"[0-9a-f]{64}\.lock")
+#: Seconds a process waits for another's lock before it says that it waits (then it waits on).
+LOCK_NOTICE_SECONDS = 2.0
 
 
 def cache_key(inputs: Mapping[str, Any]) -> str:
@@ -57,7 +64,9 @@ def cache_key(inputs: Mapping[str, Any]) -> str:
 
 def is_entry(path: Path) -> bool:
     """Whether ``path`` is one of the cache's own: an entry or a staging folder, or a symbolic link
-    in such a place (the cache removes the link, never what it points to)."""
+    in such a place (the cache removes the link, never what it points to), or an entry's lock file."""
+    if _LOCK_NAME.fullmatch(path.name):
+        return path.is_symlink() or path.is_file()
     return bool(_ENTRY_NAME.fullmatch(path.name)) and (path.is_symlink() or path.is_dir())
 
 
@@ -71,6 +80,37 @@ class ResultCache:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+
+    @contextlib.contextmanager
+    def training(self, key: str, waiting: Callable[[Path], None] | None = None) -> Iterator[None]:
+        """Hold ``key``'s lock while the block looks its entry up and, on a miss, fine-tunes and stores it: another
+        process that needs the same entry waits, then reads it. ``waiting`` is told the lock file's path when the
+        lock is not free within :data:`LOCK_NOTICE_SECONDS`. The lock is the operating system's (``filelock``,
+        ``fcntl.flock`` on POSIX): a holder that ends, killed or not, releases it. Where the lock file cannot be
+        made (a read-only folder), the block runs unlocked, with a warning."""
+        from filelock import FileLock, Timeout
+
+        path = self.folder / f"{key}.lock"
+        lock = FileLock(path)
+        held = False
+        try:
+            if path.is_symlink():
+                path.unlink()  # its own file, never what a link points to
+            self.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                lock.acquire(timeout=LOCK_NOTICE_SECONDS)
+            except Timeout:
+                if waiting is not None:
+                    waiting(path)
+                lock.acquire()
+            held = True
+        except OSError as error:
+            _warn(f"cannot lock the result cache in {self.folder} ({error}); another process may fine-tune this")
+        try:
+            yield
+        finally:
+            if held:
+                lock.release()
 
     def load(self, key: str, recipe: Recipe) -> FinetuneResult | None:
         """The stored result for ``key``, or ``None`` (a miss). An entry that cannot be read, or that
@@ -155,7 +195,7 @@ class ResultCache:
             if not is_entry(path):
                 continue
             try:
-                path.unlink() if path.is_symlink() else shutil.rmtree(path)
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             except OSError as error:
                 shutil.rmtree(path, ignore_errors=True)  # what it can: one file's error stops rmtree (a link: no-op)
                 if os.path.lexists(path) and failure is None:

@@ -3,6 +3,7 @@ result cache, with its uncertainty and calibration), the metrics its hooks add, 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
@@ -206,16 +207,22 @@ def _trained_or_cached(
     example_ids = validation_ids(trainer)  # checked before a fine-tune: a baseline names examples by them
     cache = session.cache
     key = cache_key(inputs) if cache is not None and inputs is not None else None
-    result = cache.load(key, recipe) if cache is not None and key is not None else None
-    if result is None:
-        progress = terminal_progress(request.config, label)
-        callbacks = [progress] if progress else []
-        result = run_finetune(
-            trainer, recipe, callbacks, runtime_tuning=session.runtime_tuning, dropout_masks=session.dropout_masks
-        )
-        request.node.ihook.pytest_finetune_result(result=result)
-        if cache is not None and key is not None and inputs is not None:
-            cache.store(key, result, inputs)
+    progress = terminal_progress(request.config, label)
+
+    def waiting(lock: Path) -> None:
+        if progress is not None:
+            progress.write(f"{label}: waiting for another process fine-tuning the same recipe (lock {lock})\n")
+
+    with cache.training(key, waiting) if cache is not None and key is not None else contextlib.nullcontext():
+        result = cache.load(key, recipe) if cache is not None and key is not None else None
+        if result is None:
+            callbacks = [progress] if progress else []
+            result = run_finetune(
+                trainer, recipe, callbacks, runtime_tuning=session.runtime_tuning, dropout_masks=session.dropout_masks
+            )
+            request.node.ihook.pytest_finetune_result(result=result)
+            if cache is not None and key is not None and inputs is not None:
+                cache.store(key, result, inputs)
     predictions = result.predictions
     task = recipe.task_spec
     intervals = bootstrap_intervals(

@@ -13,6 +13,8 @@ written, a Hub id.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -606,6 +608,19 @@ def marker_settings(item: pytest.Item) -> tuple[Layer, list[Setting]]:
     layer = python_layer(where, overrides, item.config.rootpath)
     item.stash[_MARKER_SETTINGS] = (marks, layer, tolerances)
     return layer, tolerances
+
+
+def recipe_group(item: pytest.Item) -> str | None:
+    """A name shared by the marked tests whose markers set the same recipe (``finetune-`` and a digest), so that
+    pytest-xdist's ``loadgroup`` runs them on one worker; ``None`` for a test without a valid marker."""
+    if item.get_closest_marker(MARKER) is None:
+        return None
+    try:
+        _, overrides = marker_settings(item)[0]
+    except FinetuneError:
+        return None  # pytest_collection_modifyitems reports it
+    described = json.dumps(overrides, sort_keys=True, default=str)
+    return "finetune-" + hashlib.sha256(described.encode()).hexdigest()[:12]
 
 
 def python_layer(where: str, overrides: Mapping[str, Any], base: Path) -> Layer:

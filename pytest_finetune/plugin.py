@@ -36,7 +36,15 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by being in this
     trainer,
     training_args,
 )
-from .options import MARKER, MARKER_HELP, SKIP_REASON, add_options, marker_settings, runtime_tuning_setting
+from .options import (
+    MARKER,
+    MARKER_HELP,
+    SKIP_REASON,
+    add_options,
+    marker_settings,
+    recipe_group,
+    runtime_tuning_setting,
+)
 from .report import entry_from_json, entry_to_json, report_json, report_markdown, summary_lines
 from .runtime import quiet_openmp_waits, threads_line
 from .session import SESSION_KEY, FinetuneSession
@@ -95,6 +103,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[SEEN_BASELINES] = SeenBaselines.scan(config.stash[SESSION_KEY].baseline_dir)
     config.pluginmanager.register(_Interruptions(config), "finetune-interruptions")
+    if config.stash[SESSION_KEY].enabled and getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"  # like load; the tests of one recipe go to one worker (_group_by_recipe)
     if not _is_worker(config):
         config.pluginmanager.register(_EntriesFromWorkers(config.stash[SESSION_KEY]), "finetune-entries-from-workers")
         if config.pluginmanager.has_plugin("xdist") or config.pluginmanager.has_plugin("xdist.plugin"):
@@ -195,10 +205,20 @@ def pytest_collection_modifyitems_first(items: list[pytest.Item], config: pytest
     """Keep the baselines of the tests that any implementation deselects (``-k``, ``--sw``, a conftest's,
     with or without ``pytest_deselected``): runs before all of them and looks after them."""
     collected = list(items)
+    if getattr(config.option, "loadgroup", False):  # a pytest-xdist worker of a loadgroup run
+        _group_by_recipe(items)
     yield
     selected = set(items)
     kept = config.stash.setdefault(KEPT_BASELINES, set())
     kept.update(gate.baseline_location(item) for item in collected if item not in selected and _owns_baseline(item))
+
+
+def _group_by_recipe(items: list[pytest.Item]) -> None:
+    """Put the marked tests that share a recipe in one pytest-xdist group (one worker fine-tunes it)."""
+    for item in items:
+        group = None if item.get_closest_marker("xdist_group") else recipe_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(trylast=True)

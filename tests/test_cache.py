@@ -52,7 +52,11 @@ def run(project: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, int, di
 
 def entries(project: pytest.Pytester, folder: str = ".pytest_cache/d/finetune") -> list[Path]:
     root = project.path / folder
-    return sorted(path for path in root.iterdir() if not path.name.startswith(".")) if root.exists() else []
+    return (
+        sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
+        if root.exists()
+        else []
+    )
 
 
 def test_an_unchanged_rerun_is_served_from_the_cache(project: pytest.Pytester) -> None:
@@ -331,7 +335,7 @@ def test_cache_clear_removes_only_entries_and_staging_folders(project: pytest.Py
     (staging / "result.json").write_text("{}")
     assert run(project, "--cache-clear")[1] == 2  # trained again: the entry was removed
     assert not staging.exists()
-    assert others(shared) == sorted(OTHERS + [f"{entry.name}/{name}" for name in ENTRY_FILES])
+    assert others(shared) == sorted(OTHERS + [f"{entry.name}/{name}" for name in ENTRY_FILES] + [f"{entry.name}.lock"])
     assert run(project)[1] == 2  # the new entry serves
 
 

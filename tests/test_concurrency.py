@@ -6,6 +6,7 @@ nothing is lost, and no temporary file or staging folder is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pytest_finetune.cache import ResultCache
+from pytest_finetune.cache import LOCK_NOTICE_SECONDS, ResultCache
 from pytest_finetune.storage import write_atomically
 
 # Two recipes (seeds) over three tests: test_a and test_b share a fine-tune.
@@ -80,9 +81,11 @@ def assert_complete_baselines(project: pytest.Pytester) -> dict[str, dict]:
 
 def assert_complete_cache(project: pytest.Pytester, count: int) -> None:
     """``count`` complete, loadable entries and no staging folder."""
-    entries = sorted((project.path / CACHE).iterdir())
+    everything = sorted((project.path / CACHE).iterdir())
+    entries = [path for path in everything if path.is_dir()]
     assert [entry.name for entry in entries if entry.name.startswith(".")] == []
     assert len(entries) == count
+    assert sorted(path.name for path in everything if not path.is_dir()) == [f"{entry.name}.lock" for entry in entries]
     for entry in entries:
         assert sorted(path.name for path in entry.iterdir()) == ["label_ids.npy", "predictions.npy", "result.json"]
         assert {"accuracy", "f1"} <= set(json.loads((entry / "result.json").read_text())["metrics"])
@@ -378,3 +381,132 @@ def test_a_stale_baseline_another_process_rewrites_meanwhile_is_kept(
     )
     result.stdout.no_fnmatch_line("*test_old*deleted*")
     result.stdout.no_fnmatch_line("Deleted test_old*")
+
+
+# One fine-tune per recipe across processes: the entry's lock ------------------------------------------
+
+# Counts trainings; with HOLD set, a training then stays in the hook (the entry's lock held) until killed;
+# with LINGER, it stays there a few seconds (so that another process started with it needs the same entry).
+COUNTING = """
+import os, pathlib, time
+
+def pytest_finetune_result(result):
+    with open("trainings.txt", "a") as handle:
+        handle.write(f"{os.getpid()}\\n")
+    if os.environ.get("HOLD"):
+        pathlib.Path("holding").write_text("")
+        time.sleep(600)
+    time.sleep(float(os.environ.get("LINGER", "0")))
+"""
+ONE_RECIPE = ("-k", "test_a or test_b")
+
+
+def start(project: pytest.Pytester, **extra: str) -> subprocess.Popen:
+    """``pytest --finetune --snapshot-update`` on the tests that share one recipe, in a subprocess."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "--finetune", "--snapshot-update", *ONE_RECIPE]
+    return subprocess.Popen(
+        command,
+        cwd=project.path,
+        env={**environment(project), **extra},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def trainings(project: pytest.Pytester) -> list[str]:
+    counted = project.path / "trainings.txt"
+    return counted.read_text().split() if counted.exists() else []
+
+
+def test_processes_started_together_fine_tune_a_recipe_once(project: pytest.Pytester) -> None:
+    """Two pytest processes on one cache folder, needing the same recipe at once: one fine-tunes (and lingers
+    before storing), the other waits for the entry's lock and is served the entry."""
+    project.makeconftest(COUNTING)
+    processes = [start(project, LINGER="4") for _ in range(2)]
+    outputs = [process.communicate(timeout=TIMEOUT_S)[0].decode() for process in processes]
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output
+        assert "2 passed" in output, output
+    assert len(trainings(project)) == 1
+    served = [output for output in outputs if "test_race_models.py::test_a" in output and "cached" in output]
+    assert len(served) == 1, outputs
+    assert_complete_cache(project, count=1)
+
+
+def test_a_process_killed_while_it_holds_the_lock_does_not_block_the_next(project: pytest.Pytester) -> None:
+    """The lock is the operating system's: SIGKILL releases it, and the next run fine-tunes and passes."""
+    project.makeconftest(COUNTING)
+    holder = start(project, HOLD="1")
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (project.path / "holding").exists():
+        assert holder.poll() is None and time.monotonic() < deadline, holder.communicate()[0].decode()
+        time.sleep(0.2)
+    holder.kill()
+    holder.communicate(timeout=TIMEOUT_S)
+    (project.path / "holding").unlink()
+    follower = start(project)
+    output = follower.communicate(timeout=TIMEOUT_S)[0].decode()
+    assert follower.returncode == 0, output
+    assert len(trainings(project)) == 2  # the killed one stored nothing: the next trained
+    assert_complete_cache(project, count=1)
+
+
+def wait_for(lock: contextlib.AbstractContextManager[None]) -> None:
+    with lock:
+        pass
+
+
+def test_a_process_that_waits_for_the_lock_says_so(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    cache = ResultCache(tmp_path)
+    key = "e" * 64
+    told: list[Path] = []
+    with FileLock(tmp_path / f"{key}.lock"):
+        waiter = threading.Thread(target=lambda: wait_for(cache.training(key, told.append)))
+        waiter.start()
+        waiter.join(timeout=LOCK_NOTICE_SECONDS + 5)
+        assert waiter.is_alive()  # still waiting
+        assert told == [tmp_path / f"{key}.lock"]
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+
+
+# Interleaved recipes: under load distribution, test_a and test_c (one recipe) could go to two workers.
+INTERLEAVED = """
+import os, pytest
+
+def record(name):
+    with open("workers.txt", "a") as handle:
+        handle.write(f"{name} {os.environ['PYTEST_XDIST_WORKER']}\\n")
+
+@pytest.mark.finetune(seed=1)
+def test_a(finetune_result):
+    record("a")
+
+@pytest.mark.finetune(seed=2)
+def test_b(finetune_result):
+    record("b")
+
+@pytest.mark.finetune(seed=1)
+def test_c(finetune_result):
+    record("c")
+
+@pytest.mark.finetune(seed=2)
+def test_d(finetune_result):
+    record("d")
+"""
+
+
+def test_under_xdist_the_tests_of_one_recipe_run_on_one_worker(finetune_project: pytest.Pytester) -> None:
+    """``-n 2``: the tests that share a recipe go to one worker, which fine-tunes it once; the recipes spread
+    over the workers; reports name the tests as they are."""
+    finetune_project.makeconftest(COUNTING)
+    finetune_project.makepyfile(test_interleaved=INTERLEAVED)
+    result = finetune_project.runpytest("-n", "2", "--finetune", "--snapshot-update")
+    result.assert_outcomes(passed=4)
+    workers = dict(line.split() for line in (finetune_project.path / "workers.txt").read_text().splitlines())
+    assert workers["a"] == workers["c"] and workers["b"] == workers["d"]
+    assert workers["a"] != workers["b"]
+    assert len(trainings(finetune_project)) == 2
+    result.stdout.no_fnmatch_line("*@finetune-*")
