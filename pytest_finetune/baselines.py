@@ -33,7 +33,7 @@ from .provenance import data_identity, display_source, source_identity
 from .stats import examples_digest
 from .storage import StorageError, inside, read_bounded, read_error, write_atomically, write_error
 from .tolerances import DEFAULT_TOLERANCES, FRACTIONS, OWN_METRICS, Tolerances
-from .verdicts import DEFAULT_ALPHA, Verdict, compare, recipe_changes
+from .verdicts import DEFAULT_ALPHA, WARNABLE, Verdict, compare, recipe_changes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -347,10 +347,24 @@ def check_gated_metrics(metrics: Mapping[str, Any], tolerances: Tolerances) -> N
         problems.append(
             f"the run produced no metric {named} {produced}, yet a tolerance gates it: drop the tolerance of {named} "
             "or fix the metric's name where it is set (ini finetune_tolerance, --finetune-tolerance or the test's "
-            f"finetune marker); a metric of a {METRICS_HOOK} is there once the hook returns it"
+            "finetune marker; or its floor or relative threshold: finetune_floor, finetune_relative); a metric of a "
+            f"{METRICS_HOOK} is there once the hook returns it"
         )
     if problems:
         raise FinetuneError("; ".join(problems))
+
+
+def check_recordable(metrics: Mapping[str, float], tolerances: Tolerances, collapsed: str | None) -> None:
+    """A :class:`FinetuneError` refusing to record a run as a baseline: one below a floor, or whose model collapsed
+    to one class (``collapsed`` says how), would let every later run as bad pass."""
+    problems = [f"it is {rule}" for rule in tolerances.broken_floors(metrics)]
+    problems += [f"it collapsed: {collapsed}"] if collapsed else []
+    if problems:
+        raise FinetuneError(
+            f"the run is not recorded as a baseline: {'; '.join(problems)}; fix the recipe, or lower the floor "
+            "(ini finetune_floor, --finetune-floor, marker floor=) or the guard (ini finetune_collapse_guard, marker "
+            "collapse_guard=) if the run is as intended; the stored baseline, if any, is kept"
+        )
 
 
 def check_recipe_recorded(current: Mapping[str, Any], baseline: Mapping[str, Any], location: str) -> None:
@@ -389,6 +403,10 @@ class BaselineSettings:
     rootdir: Path = Path(".")
     #: Where pytest was started: messages show paths relative to it.
     invocation_dir: Path = Path(".")
+    #: The collapsed-model guard: the share of one predicted class that fails a run (``None``: off).
+    collapse_guard: float | None = None
+    #: ``--finetune-warn-only``: quality verdicts (:data:`~pytest_finetune.verdicts.WARNABLE`) warn, not fail.
+    warn_only: bool = False
 
 
 def baseline_folder(module: Path, root: Path, rootdir: Path) -> Path:
@@ -609,6 +627,7 @@ class BaselineExtension(SingleFileSnapshotExtension):
         self._last_read = "(no file read)"  # the baseline being compared, for messages
         self._stored: str | None = None  # its text, read before each serialization
         self._example_ids: list[int] | None = None  # the serialized run's validation examples, where known
+        self._collapsed: str | None = None  # how the serialized run's model collapsed to one class, where it did
 
     @classmethod
     @functools.cache
@@ -691,12 +710,13 @@ class BaselineExtension(SingleFileSnapshotExtension):
         """A :class:`FinetuneResult` or a dict of metrics as baseline JSON, dated today."""
         from .training import FinetuneResult
 
-        self.refused, self._example_ids = None, None
+        self.refused, self._example_ids, self._collapsed = None, None, None
         if data is KEEP:
             return _KEEP_TEXT
         if isinstance(data, FinetuneResult):
             _check_storable(data.metrics)
             self._example_ids = None if data.example_ids is None else [int(idx) for idx in data.example_ids]
+            self._collapsed = self._collapse(data)
             record = with_stored_calibration(result_record(data, self.settings.rootdir), self._stored)
         elif isinstance(data, Mapping):
             record = metrics_record(data)
@@ -706,8 +726,18 @@ class BaselineExtension(SingleFileSnapshotExtension):
             )
             pytest.fail(str(self.refused), pytrace=False)
         check_gated_metrics(record["metrics"], self.settings.tolerances)
+        if self.settings.update:
+            check_recordable(record["metrics"], self.settings.tolerances, self._collapsed)
         record["date"] = datetime.date.today().isoformat()
         return to_json(record)
+
+    def _collapse(self, result: FinetuneResult) -> str | None:
+        """How ``result``'s model collapsed to one class (see :func:`~pytest_finetune.metrics.collapse`), or ``None``
+        (also with the guard off)."""
+        from .metrics import collapse  # numpy: imported once a fine-tune compares
+
+        guard, task, predictions = self.settings.collapse_guard, result.recipe.task_spec, result.predictions
+        return None if guard is None else collapse(task, predictions.predictions, predictions.label_ids, guard)
 
     def matches(self, *, serialized_data: SerializedData, snapshot_data: SerializedData) -> bool:
         """Within tolerance, on the same validation examples (a changed recipe too, unless ``strict_recipe``);
@@ -718,11 +748,16 @@ class BaselineExtension(SingleFileSnapshotExtension):
         current = json.loads(str(serialized_data))
         try:
             baseline = parse_baseline(
-                str(snapshot_data), self._last_read, self.settings.tolerances.metrics, self._example_ids
+                str(snapshot_data), self._last_read, self.settings.tolerances.compared, self._example_ids
             )
             check_recipe_recorded(current, baseline, self._last_read)
             self.verdict = compare(
-                current, baseline, self.settings.tolerances, self.settings.alpha, self.settings.strict_recipe
+                current,
+                baseline,
+                self.settings.tolerances,
+                self.settings.alpha,
+                self.settings.strict_recipe,
+                self._collapsed,
             )
         except BaselineError as error:
             self.problem = error
@@ -732,7 +767,7 @@ class BaselineExtension(SingleFileSnapshotExtension):
             return False
         if self.settings.update:
             return same_record(current, baseline)
-        return not self.verdict.outcome.failed
+        return not self.verdict.outcome.failed or (self.settings.warn_only and self.verdict.outcome in WARNABLE)
 
     def diff_lines(self, serialized_data: SerializedData, snapshot_data: SerializedData) -> Iterator[str]:
         """The verdict table (shown by ``assert value == finetune_snapshot``)."""

@@ -383,6 +383,8 @@ def finetune_snapshot(request: pytest.FixtureRequest, snapshot: SnapshotAssertio
         root=session.baseline_dir,
         rootdir=request.config.rootpath,
         invocation_dir=request.config.invocation_params.dir,
+        collapse_guard=session.collapse_guard_for(request.node),
+        warn_only=session.warn_only,
     )
     return snapshot.use_extension(BaselineExtension.configured(settings))
 

@@ -16,7 +16,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -27,7 +27,19 @@ from .errors import FinetuneError
 from .precision import PRECISIONS
 from .recipe import convert_value, looks_like_path, parse_bool
 from .stats import DEFAULT_RESAMPLES, MAX_RESAMPLES
-from .tolerances import DEFAULT_AUTO_FLOOR, DEFAULT_AUTO_K, Setting, check_setting, parse_setting
+from .tolerances import (
+    DEFAULT_AUTO_FLOOR,
+    DEFAULT_AUTO_K,
+    FloorSetting,
+    RelativeSetting,
+    Setting,
+    check_floors,
+    check_relative,
+    check_setting,
+    parse_floors,
+    parse_relative,
+    parse_setting,
+)
 from .verdicts import DEFAULT_ALPHA
 
 Layer = tuple[str, dict[str, Any]]
@@ -35,14 +47,21 @@ Layer = tuple[str, dict[str, Any]]
 MARKER = "finetune"
 SKIP_REASON = "fine-tuning tests need --finetune"
 MARKER_HELP = (
-    "finetune(tolerance=None, **overrides): a fine-tuning test, run only with --finetune and "
-    "compared with its baseline after its body. tolerance: a number, 'auto' (the spread a calibrated "
-    "baseline measured over seeds) or {metric: either}, e.g. {'f1': 'auto'}. Other "
+    "finetune(tolerance=None, floor=None, relative=None, collapse_guard=None, **overrides): a fine-tuning test, "
+    "run only with --finetune and compared with its baseline after its body. tolerance: a number, 'auto' (the "
+    "spread a calibrated baseline measured over seeds) or {metric: either}, e.g. {'f1': 'auto'}. floor: "
+    "{metric: worst value}, e.g. {'accuracy': 0.8}. relative: the largest drop as a share of the baseline's "
+    "value, 0.05 or '5%' or {metric: either}. collapse_guard: the share of one predicted class that fails "
+    "a run (default 0.95), or False. Other "
     "keyword arguments override its recipe: task, model, data, seed, trust_remote_code or any "
     "transformers.TrainingArguments field (num_train_epochs, max_steps, learning_rate, ...)."
 )
 #: The marker keyword that sets the gate's tolerance rather than the recipe.
 TOLERANCE_KEYWORD = "tolerance"
+#: The marker keywords of the gate's other rules (see :class:`MarkerSettings`).
+FLOOR_KEYWORD = "floor"
+RELATIVE_KEYWORD = "relative"
+COLLAPSE_KEYWORD = "collapse_guard"
 
 # The settings with their own ini key, environment variable and option.
 _NAMED_SETTINGS = {
@@ -57,6 +76,8 @@ _PATH_KEYS = ("model", "data")
 _SCALAR_INI_KEYS: dict[str, tuple[type, str]] = {
     "finetune_runtime_tuning": (bool, "false"),
     "finetune_strict_recipe": (bool, "true"),
+    "finetune_warn_only": (bool, "true"),
+    "finetune_collapse_guard": (float, "0.95"),
     "finetune_alpha": (float, "0.05"),
     "finetune_auto_k": (float, "3"),
     "finetune_auto_floor": (float, "0.005"),
@@ -66,6 +87,8 @@ _SCALAR_INI_KEYS: dict[str, tuple[type, str]] = {
 _LIST_INI_KEYS = {
     "finetune_training_args": '["max_steps=50", "learning_rate=2e-5"]',
     "finetune_tolerance": '["0.02"] or ["f1=0.015", "eval_loss=0.05"]',
+    "finetune_floor": '["accuracy=0.8", "f1=0.85"]',
+    "finetune_relative": '["5%"] or ["accuracy=5%"]',
 }
 #: pytest 9.2 and newer register an ini key as ``str | float`` (say): a native ``[tool.pytest]``
 #: table may then give a TOML number, and ini files and ``-o`` text as before. pytest 9.0 and 9.1
@@ -104,6 +127,29 @@ def add_options(parser: pytest.Parser) -> None:
         help="allowed change of the gated metrics against their baselines: 0.02 for all, METRIC=0.02 for one, "
         "or auto / f1=auto: the spread over seeds that a baseline recorded with --finetune-calibrate measured "
         "(repeatable; default accuracy=0.01 f1=0.01)",
+    )
+    group.addoption(
+        "--finetune-floor",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="the worst value a metric may take whatever its baseline says: a minimum for a score, a maximum for a "
+        "loss, e.g. accuracy=0.8 (repeatable)",
+    )
+    group.addoption(
+        "--finetune-relative",
+        action="append",
+        default=[],
+        metavar="SHARE",
+        help="the largest drop of the gated metrics as a share of the baseline's value: 5%% or 0.05 for all, "
+        "METRIC=5%% for one (repeatable)",
+    )
+    group.addoption(
+        "--finetune-warn-only",
+        action="store_true",
+        help="report regressions (tolerance, floor, relative threshold, collapsed model) as warnings and in the "
+        "reports without failing the session; recipe changes under strict recipe mode, runs not comparable and "
+        "usage errors still fail",
     )
     group.addoption(
         "--finetune-strict",
@@ -155,6 +201,28 @@ def add_options(parser: pytest.Parser) -> None:
         "allowed change of gated metrics: 0.02 for all, METRIC=0.02 for one, or auto / f1=auto: the spread over "
         "seeds that a baseline recorded with --finetune-calibrate measured (several allowed)",
         type="args",
+    )
+    parser.addini(
+        "finetune_floor",
+        "the worst value of a metric whatever its baseline says (a maximum for a loss): METRIC=VALUE (several allowed)",
+        type="args",
+    )
+    parser.addini(
+        "finetune_relative",
+        "the largest drop of gated metrics as a share of the baseline's value: 5% or 0.05 for all, METRIC=5% for "
+        "one (several allowed)",
+        type="args",
+    )
+    _add_scalar_ini(
+        parser,
+        "finetune_warn_only",
+        "report regressions as warnings without failing the session (default false)",
+    )
+    _add_scalar_ini(
+        parser,
+        "finetune_collapse_guard",
+        "fail a classifier run whose predictions are this share or more one class while its labels are not "
+        "(default 0.95); false turns the guard off",
     )
     parser.addini("finetune_precision", "arithmetic precision: auto (default), fp32, bf16 or fp16")
     _add_scalar_ini(
@@ -299,6 +367,55 @@ def session_tolerances(config: pytest.Config) -> list[Setting]:
     ini = [parse_setting(text, "ini finetune_tolerance") for text in _joined(_ini(config, "finetune_tolerance"))]
     cli = [parse_setting(text, "--finetune-tolerance") for text in config.getoption("--finetune-tolerance")]
     return [*ini, *cli]
+
+
+def session_floors(config: pytest.Config) -> list[FloorSetting]:
+    """The floor settings of the ini file, then the command line."""
+    ini = [parse_floors(text, "ini finetune_floor") for text in _joined(_ini(config, "finetune_floor"))]
+    return [*ini, *(parse_floors(text, "--finetune-floor") for text in config.getoption("--finetune-floor"))]
+
+
+def session_relative(config: pytest.Config) -> list[RelativeSetting]:
+    """The relative-threshold settings of the ini file, then the command line."""
+    ini = [parse_relative(text, "ini finetune_relative") for text in _joined(_ini(config, "finetune_relative"))]
+    return [*ini, *(parse_relative(text, "--finetune-relative") for text in config.getoption("--finetune-relative"))]
+
+
+def warn_only_setting(config: pytest.Config) -> bool:
+    """``--finetune-warn-only``, else ini ``finetune_warn_only`` (default false)."""
+    text = _ini_text(config, "finetune_warn_only")
+    try:
+        return config.getoption("--finetune-warn-only") or (parse_bool(text) if text else False)
+    except ValueError:
+        raise FinetuneError(f"ini finetune_warn_only = {text}: use true or false") from None
+
+
+def collapse_guard_setting(config: pytest.Config) -> float | None:
+    """ini ``finetune_collapse_guard``: a share in (0.5, 1], or false (off); default
+    :data:`~pytest_finetune.metrics.DEFAULT_COLLAPSE_GUARD`."""
+    text = _ini_text(config, "finetune_collapse_guard")
+    return check_collapse_guard(text or None, "ini finetune_collapse_guard")
+
+
+def check_collapse_guard(value: Any, where: str) -> float | None:
+    """``value`` as the collapsed-model guard: ``None`` for the default, false (``False``, ``"false"``, ``"off"``)
+    for none, else a share of one predicted class above one half and at most 1."""
+    from .metrics import DEFAULT_COLLAPSE_GUARD  # numpy stays out of a plain pytest run
+
+    if value is None:
+        return DEFAULT_COLLAPSE_GUARD
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("false", "off", "no")):
+        return None
+    try:
+        share = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        share = math.nan
+    if not 0.5 < share <= 1:
+        raise FinetuneError(
+            f"{where}: collapse guard {value!r}: give the share of one predicted class that fails a run, above 0.5 "
+            f"and at most 1 (default {DEFAULT_COLLAPSE_GUARD}), or false to turn the guard off"
+        )
+    return share
 
 
 def _joined(words: list[str]) -> list[str]:
@@ -508,11 +625,22 @@ def _ini_path(config: pytest.Config, name: str, configured: str) -> Path:
     return (ini_folder / _expand_user(configured, f"ini {name} = {configured}")).resolve()
 
 
-_MARKER_SETTINGS = pytest.StashKey[tuple[list[pytest.Mark], Layer, list[Setting]]]()
+class MarkerSettings(NamedTuple):
+    """What ``item``'s ``finetune`` markers say, farthest first so that the closest marker wins."""
+
+    layer: Layer
+    tolerances: list[Setting]
+    floors: list[FloorSetting]
+    relative: list[RelativeSetting]
+    #: The collapsed-model guards the markers give (see :func:`check_collapse_guard`; ``None``: off).
+    collapse_guards: list[float | None]
 
 
-def marker_settings(item: pytest.Item) -> tuple[Layer, list[Setting]]:
-    """The recipe layer and the tolerance settings of ``item``'s ``finetune`` markers,
+_MARKER_SETTINGS = pytest.StashKey[tuple[list[pytest.Mark], MarkerSettings]]()
+
+
+def marker_settings(item: pytest.Item) -> MarkerSettings:
+    """The recipe layer and the gate's rules of ``item``'s ``finetune`` markers,
     farthest first so that the closest marker wins.
 
     Read again whenever the markers changed since the last call: a conftest's
@@ -521,20 +649,26 @@ def marker_settings(item: pytest.Item) -> tuple[Layer, list[Setting]]:
     marks = list(item.iter_markers(MARKER))
     stored = item.stash.get(_MARKER_SETTINGS, None)
     if stored is not None and list(map(id, stored[0])) == list(map(id, marks)):  # the stash keeps them alive
-        return stored[1], stored[2]
+        return stored[1]
     where = f"{item.nodeid}: @pytest.mark.{MARKER}"
     overrides: dict[str, Any] = {}
-    tolerances: list[Setting] = []
+    settings = MarkerSettings(("", {}), [], [], [], [])
     for mark in reversed(marks):
         if mark.args:
             raise FinetuneError(f"{where} takes keyword arguments only, got {mark.args!r}")
         keywords = dict(mark.kwargs)
         if TOLERANCE_KEYWORD in keywords:
-            tolerances.append(check_setting(keywords.pop(TOLERANCE_KEYWORD), where))
+            settings.tolerances.append(check_setting(keywords.pop(TOLERANCE_KEYWORD), where))
+        if FLOOR_KEYWORD in keywords:
+            settings.floors.append(check_floors(keywords.pop(FLOOR_KEYWORD), where))
+        if RELATIVE_KEYWORD in keywords:
+            settings.relative.append(check_relative(keywords.pop(RELATIVE_KEYWORD), where))
+        if COLLAPSE_KEYWORD in keywords:
+            settings.collapse_guards.append(check_collapse_guard(keywords.pop(COLLAPSE_KEYWORD), where))
         overrides.update(keywords)
-    layer = python_layer(where, overrides, item.config.rootpath)
-    item.stash[_MARKER_SETTINGS] = (marks, layer, tolerances)
-    return layer, tolerances
+    settings = settings._replace(layer=python_layer(where, overrides, item.config.rootpath))
+    item.stash[_MARKER_SETTINGS] = (marks, settings)
+    return settings
 
 
 def python_layer(where: str, overrides: Mapping[str, Any], base: Path) -> Layer:

@@ -64,10 +64,12 @@ class ReportEntry:
     compared: str | None = None
     #: The command that records the test's baseline (``--snapshot-update`` for it alone), where it compared.
     record_command: str | None = None
+    #: Whether warn-only mode (``--finetune-warn-only``) turned this failing outcome into a warning.
+    warn_only: bool = False
 
     @property
     def failed(self) -> bool:
-        return self.outcome in FAILING_OUTCOMES
+        return self.outcome in FAILING_OUTCOMES and not self.warn_only
 
     @property
     def recorded_over_regression(self) -> bool:
@@ -105,7 +107,13 @@ def entry_from_json(text: str) -> ReportEntry:
 
 def _verdict_from_dict(fields: dict[str, Any]) -> Verdict:
     rows = tuple(
-        MetricRow(**{**row, "interval": None if row["interval"] is None else tuple(row["interval"])})
+        MetricRow(
+            **{
+                **row,
+                "interval": None if row["interval"] is None else tuple(row["interval"]),
+                "rules": tuple(row["rules"]),
+            }
+        )
         for row in fields["rows"]
     )
     paired = fields["paired"]
@@ -128,6 +136,8 @@ def verdict_lines(verdict: Verdict) -> list[str]:
     lines: list[str] = []
     if verdict.recipe_changes or verdict.not_comparable:
         lines.append(verdict.headline)
+    if verdict.collapsed:
+        lines.append(f"collapsed: {verdict.collapsed}")
     if verdict.recipe_changes:
         rows = [(change.key, _text(change.baseline), _text(change.current)) for change in verdict.recipe_changes]
         lines += _aligned(("key", "baseline", "current"), rows, right=())
@@ -236,6 +246,7 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
             "test": entry.nodeid,
             "outcome": entry.outcome,
             "failed": entry.failed,
+            "warn_only": entry.warn_only,
             "cached": entry.cached,
             "shared_from": entry.shared_from,
             "compared": entry.compared,
@@ -249,6 +260,7 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
                     "allowed": row.allowed,
                     "verdict": row.verdict,
                     "interval": row.interval,
+                    "rules": list(row.rules),
                 }
                 for row in entry.rows
             },
@@ -295,10 +307,11 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
     """The session's entries as Markdown for a CI job summary (``--finetune-report-md``)."""
     metrics = _gated_metrics(entries)
     failed = sum(entry.failed for entry in entries)
+    warned = sum(entry.warn_only for entry in entries)
     lines = [
         "## Fine-tuning baselines",
         "",
-        f"{len(entries)} test(s), {failed} failed.",
+        f"{len(entries)} test(s), {failed} failed" + (f", {warned} would fail (warn-only)." if warned else "."),
         "",
         _markdown_row(("test", "model", *metrics, "verdict", "train")),
         _markdown_row(("---", "---", *("---:" for _ in metrics), "---", "---:")),
@@ -306,7 +319,9 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
     for entry in entries:
         model = str((entry.record or {}).get("recipe", {}).get("model", "-"))
         verdict = (
-            f"**{_verdict_cell(entry)}**" if entry.failed or entry.recorded_over_regression else _verdict_cell(entry)
+            f"**{_verdict_cell(entry)}**"
+            if entry.failed or entry.warn_only or entry.recorded_over_regression
+            else _verdict_cell(entry)
         )
         cells = (f"`{entry.nodeid}`", model, *(_against_baseline(entry, name) for name in metrics))
         lines.append(_markdown_row((*cells, verdict, _train_time(entry))))
@@ -327,7 +342,7 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
 def _sectioned(entry: ReportEntry) -> bool:
     """Whether the Markdown report gives ``entry`` a section of its own: its message, else its verdict table."""
     changed = entry.verdict is not None and bool(entry.verdict.recipe_changes)
-    return entry.failed or entry.outcome == "improved" or changed
+    return entry.failed or entry.warn_only or entry.outcome == "improved" or changed
 
 
 def _notes(entry: ReportEntry) -> tuple[str, ...]:
@@ -360,7 +375,7 @@ def _metric_cells(rows: Iterable[MetricRow]) -> list[tuple[str, ...]]:
             _with_interval(row),
             "-" if row.delta is None else f"{row.delta:+.4f}",
             "-" if row.allowed is None else f"{row.allowed:.4f}",
-            row.verdict,
+            row.verdict_said,
         )
         for row in rows
     ]
@@ -377,6 +392,7 @@ def _verdict_cell(entry: ReportEntry) -> str:
     """The outcome, with the recipe keys that changed (``passed (recipe: learning_rate, data)``) and a
     baseline recorded over a regression said."""
     cell = "updated over a regression" if entry.recorded_over_regression else entry.outcome
+    cell += " (warn-only)" if entry.warn_only else ""
     if entry.verdict is None or not entry.verdict.recipe_changes:
         return cell
     keys = ", ".join(change.key.removeprefix("training_args.") for change in entry.verdict.recipe_changes)

@@ -70,6 +70,19 @@ def _inner_sessions_are_no_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
 
 
+#: The tiny models of these tests predict one class after their few steps: the collapsed-model guard, on by
+#: default, would fail them all. Inner sessions run with it off; test_gates.py tests it with PYTEST_ADDOPTS unset.
+GUARD_OFF = "-o finetune_collapse_guard=false"
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytest's ``pytester`` (which clears ``PYTEST_ADDOPTS``), its sessions and subprocesses run with
+    :data:`GUARD_OFF`."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", GUARD_OFF)
+    return pytester
+
+
 def save_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
     """Write a 2-layer, 32-wide pretrained-style BERT (no classification head) with its
     WordPiece tokenizer to ``folder``.

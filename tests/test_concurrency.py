@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import GUARD_OFF
 
 from pytest_finetune.cache import ResultCache
 from pytest_finetune.storage import write_atomically
@@ -54,6 +55,7 @@ def environment(project: pytest.Pytester) -> dict[str, str]:
     """The environment of a pytest subprocess: offline, its own ``datasets`` cache."""
     return {
         **{key: value for key, value in os.environ.items() if key not in ("PYTEST_ADDOPTS", "CI")},
+        "PYTEST_ADDOPTS": GUARD_OFF,  # the tiny model collapses (see conftest)
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "HF_DATASETS_CACHE": str(project.path / "hf_datasets"),
