@@ -162,6 +162,8 @@ def failure_message(entry: ReportEntry, record_command: str) -> str:
         "not comparable": "the numbers of the two runs measure different things and are not compared; "
         f"if the change is intended, record the baseline anew: {record_command}",
         "missing metric": "the run no longer produces a gated metric; produce it or drop its tolerance",
+        "collapsed": "the model predicts almost only one class: fix the recipe; if that is intended (a tiny smoke "
+        "test), turn the guard off for this test: @pytest.mark.finetune(collapse_guard=False)",
     }.get(entry.outcome, f"if this change is intended, raise or lower the baseline: {record_command}")
     return "\n".join([head, "", *verdict_lines(entry.verdict), "", advice])
 
