@@ -188,6 +188,11 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--finetune-report-md", metavar="PATH", help="write the fine-tuning report as Markdown (a CI job summary)"
     )
+    group.addoption(
+        "--finetune-history",
+        metavar="PATH",
+        help="append one JSON line per fine-tuning test to PATH: time, commit, recipe, environment, metrics, outcome",
+    )
     parser.addini("finetune_model", "checkpoint for every recipe: a Hub id or a folder (relative to the ini file)")
     parser.addini("finetune_data", "data for every recipe: a Hub dataset id or a folder (relative to the ini file)")
     parser.addini("finetune_task", "task for every recipe (default: mrpc)")
@@ -259,6 +264,10 @@ def add_options(parser: pytest.Parser) -> None:
         "finetune_bootstrap_resamples",
         f"resamples of each metric's bootstrap interval, at most {MAX_RESAMPLES}; 0 for none "
         f"(default {DEFAULT_RESAMPLES})",
+    )
+    parser.addini(
+        "finetune_history",
+        "append one JSON line per fine-tuning test and session to this file (relative to the ini file)",
     )
     parser.addini(
         "finetune_cache_dir",
@@ -337,7 +346,13 @@ def session_layers(config: pytest.Config) -> list[Layer]:
 
 
 #: Options whose value is a path: written apart from the flag, an existing path misleads pytest.
-_PATH_OPTIONS = ("--finetune-model", "--finetune-data", "--finetune-report", "--finetune-report-md")
+_PATH_OPTIONS = (
+    "--finetune-model",
+    "--finetune-data",
+    "--finetune-report",
+    "--finetune-report-md",
+    "--finetune-history",
+)
 
 
 def check_path_options(config: pytest.Config) -> None:
@@ -611,6 +626,16 @@ def clear_result_cache(config: pytest.Config) -> bool:
         )
         return False
     return True
+
+
+def history_path(config: pytest.Config) -> Path | None:
+    """``--finetune-history`` (relative to where pytest was started), else ini ``finetune_history`` (relative to the
+    ini file), else ``None``."""
+    option = config.getoption("--finetune-history")
+    if option:
+        return config.invocation_params.dir / _expand_user(option, f"--finetune-history={option}")
+    configured = _ini(config, "finetune_history")
+    return _ini_path(config, "finetune_history", configured) if configured else None
 
 
 def _configured_cache_dir(config: pytest.Config) -> Path | None:

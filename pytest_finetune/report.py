@@ -282,19 +282,19 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
     for entry in entries:
         summary[entry.outcome] = summary.get(entry.outcome, 0) + 1
     over = [entry.nodeid for entry in entries if entry.recorded_over_regression]
-    report = _finite({"summary": summary, "recorded_over_regression": over, "tests": tests})
+    report = finite_json({"summary": summary, "recorded_over_regression": over, "tests": tests})
     return json.dumps(report, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
     """``value`` (JSON-like: dicts, lists, tuples, numbers, ...) with each non-finite float
     (a diverged run's ``nan`` loss, say) as ``None``: JSON has no NaN, and strict parsers refuse it."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [finite_json(item) for item in value]
     return value
 
 

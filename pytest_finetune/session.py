@@ -23,6 +23,7 @@ from .options import (
     clear_result_cache,
     collapse_guard_setting,
     dropout_masks_setting,
+    history_path,
     marker_settings,
     precision_setting,
     python_layer,
@@ -83,6 +84,8 @@ class FinetuneSession:
     warn_only: bool = False
     #: ``finetune_collapse_guard``: the share of one predicted class that fails a run (``None``: off).
     collapse_guard: float | None = None
+    #: ``--finetune-history``: the file each session appends its tests' lines to (see :mod:`pytest_finetune.history`).
+    history: Path | None = None
     #: Finished fine-tunes by training key (see ``fixtures.finetune_result``).
     results: dict[Any, FinetuneResult] = dataclasses.field(default_factory=dict)
     #: Each fine-tuning test's comparison with its baseline, for the reports.
@@ -120,6 +123,7 @@ class FinetuneSession:
             relative_settings=session_relative(config),
             warn_only=warn_only_setting(config),
             collapse_guard=collapse_guard_setting(config),
+            history=history_path(config),
         )
 
     def recipe_for(self, item: pytest.Item) -> Recipe:

@@ -3,7 +3,10 @@ the collapsed-model guard (a tiny model that predicts one class only, which thes
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from conftest import QUALITY_BASELINE as BASELINE
 from conftest import QUALITY_TEST, assert_usage_error
 
 from pytest_finetune.errors import FinetuneError
+from pytest_finetune.history import append_history, read_history
 from pytest_finetune.metrics import collapse
 from pytest_finetune.tasks import TASKS
 from pytest_finetune.tolerances import build_tolerances, check_floors, parse_relative
@@ -265,3 +269,78 @@ def test_a_collapsed_model_only_warns_in_warn_only_mode(
     result = finetune_project.runpytest("--finetune", "--finetune-warn-only")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*test_quality.py::test_quality * collapsed (warn-only) *"])
+
+
+# ---------------------------------------------------------------- history
+
+
+def history(project: pytest.Pytester, name: str = "history.jsonl") -> list[dict]:
+    return [json.loads(line) for line in (project.path / name).read_text().splitlines()]
+
+
+def test_each_session_appends_a_line_per_test(project: pytest.Pytester) -> None:
+    subprocess.run(["git", "init", "-q"], cwd=project.path, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project.path, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], cwd=project.path, check=True
+    )
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project.path, capture_output=True, text=True).stdout
+    result = project.runpytest("--finetune", "--finetune-history=history.jsonl")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["pytest-finetune: history */history.jsonl: 1 line(s) appended, 1 in all"])
+    ini = (project.path / "tox.ini").read_text()
+    (project.path / "tox.ini").write_text(ini.replace("[pytest]", "[pytest]\nfinetune_history = history.jsonl"))
+    project.runpytest("--finetune", "--finetune-warn-only").assert_outcomes(passed=1)
+    first, second = history(project)
+    assert first["commit"] == commit.strip() and first["test"] == "test_quality.py::test_quality"
+    assert first["outcome"] == "passed" and first["failed"] is False
+    assert set(first["metrics"]) == {"accuracy", "eval_loss", "f1"} and set(first["intervals"]) == {"accuracy", "f1"}
+    assert first["environment"]["device"] == "cpu" and first["recipe"]["task"] == "mrpc"
+    assert first["recipe_key"] == second["recipe_key"] and len(first["recipe_key"]) == 64
+    assert first["time"] <= second["time"] and first["time"].endswith("+00:00")
+
+
+def test_a_corrupt_history_line_is_skipped_and_kept(project: pytest.Pytester) -> None:
+    project.runpytest("--finetune", "--finetune-history=history.jsonl").assert_outcomes(passed=1)
+    with (project.path / "history.jsonl").open("a") as handle:
+        handle.write('{"time": "cut short\n[1, 2]\n')
+    result = project.runpytest("--finetune", "--finetune-history=history.jsonl")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*1 line(s) appended, 2 in all; warning: 2 line(s) that are not JSON objects skipped (line 2, 3)"]
+    )
+    assert len((project.path / "history.jsonl").read_text().splitlines()) == 4
+
+
+def test_an_unwritable_history_warns_and_changes_no_verdict(project: pytest.Pytester) -> None:
+    baseline = read_baseline(project)
+    baseline["metrics"]["accuracy"] = round(baseline["metrics"]["accuracy"] + 0.05, 6)
+    write_baseline(project, baseline)
+    for args, outcomes in ((["--finetune-warn-only"], {"passed": 1}), ([], {"failed": 1})):
+        result = project.runpytest("--finetune", "--finetune-history=no/such/folder/h.jsonl", *args)
+        result.assert_outcomes(**outcomes)
+        result.stdout.fnmatch_lines(
+            [
+                "pytest-finetune: warning: cannot append to the history */no/such/folder/h.jsonl (*No such file*); the "
+                "tests' verdicts are unchanged"
+            ]
+        )
+        assert result.ret == (pytest.ExitCode.OK if outcomes == {"passed": 1} else pytest.ExitCode.TESTS_FAILED)
+
+
+def test_writers_at_the_same_time_never_interleave_lines(tmp_path: Path) -> None:
+    """Eight writers append 25 sessions each of 3 long lines: every line comes back whole."""
+    path = tmp_path / "history.jsonl"
+
+    def write(writer: int) -> None:
+        for session in range(25):
+            append_history(
+                path, "".join(json.dumps({"w": writer, "s": session, "pad": "x" * 20000}) + "\n" for _ in "abc")
+            )
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))
+    records, corrupt = read_history(path)
+    assert corrupt == [] and len(records) == 8 * 25 * 3
+    for start in range(0, len(records), 3):  # a session's lines stay together
+        assert len({(record["w"], record["s"]) for record in records[start : start + 3]}) == 1
