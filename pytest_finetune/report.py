@@ -124,6 +124,7 @@ def _verdict_from_dict(fields: dict[str, Any]) -> Verdict:
         notes=tuple(fields["notes"]),
         paired=None if paired is None else PairedTest(**paired),
         not_comparable=fields["not_comparable"],
+        collapsed=fields["collapsed"],
     )
 
 

@@ -16,6 +16,7 @@ from conftest import QUALITY_TEST, assert_usage_error
 from pytest_finetune.errors import FinetuneError
 from pytest_finetune.history import append_history, read_history
 from pytest_finetune.metrics import collapse
+from pytest_finetune.report import ReportEntry, entry_from_json, entry_to_json
 from pytest_finetune.tasks import TASKS
 from pytest_finetune.tolerances import build_tolerances, check_floors, parse_relative
 from pytest_finetune.verdicts import Outcome, compare
@@ -118,6 +119,15 @@ def test_collapse_is_one_class_where_the_labels_are_not() -> None:
     assert collapse(mrpc, logits, labels, 0.97) is None
     assert collapse(mrpc, logits, np.array([1] * 400 + [0] * 8), 0.95) is None  # the labels are one class too
     assert collapse(TASKS["stsb"], np.zeros((408, 1)), np.zeros(408), 0.95) is None  # a regression
+
+
+def test_a_pytest_xdist_worker_hands_over_the_rules_and_the_collapse() -> None:
+    """The controller's reports (see plugin.py) get what the worker's verdict said, rule by rule."""
+    tolerances = build_tolerances([0.1], floors=[{"accuracy": 0.78}])
+    verdict = compare(record(accuracy=0.75, f1=0.8), record(accuracy=0.8, f1=0.8), tolerances, collapsed="all 1")
+    entry = ReportEntry("t.py::t", verdict.outcome.value, "b.json", verdict=verdict, warn_only=True)
+    assert entry_from_json(entry_to_json(entry)) == entry
+    assert (entry.outcome, entry.failed, verdict.rows[0].rules) == ("collapsed", False, ("below floor 0.78",))
 
 
 # ---------------------------------------------------------------- through pytest --finetune
