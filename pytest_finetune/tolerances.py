@@ -269,10 +269,8 @@ def check_floors(value: Any, where: str) -> FloorSetting:
             low = 0.0
         if (low is not None and floor < low) or (high is not None and floor > high):
             span = f"[{low:g}, {high:g}]" if high is not None else f"{low:g} or more"
-            raise FinetuneError(
-                f"{told} is {floor:g}, and {checked} lies in {span}: give a value it can take, as a fraction "
-                "(0.8, not 80)"
-            )
+            hint = ", as a fraction (0.8, not 80)" if high is not None and floor > high else ""
+            raise FinetuneError(f"{told} is {floor:g}, and {checked} lies in {span}: give a value it can take{hint}")
         floors[checked] = float(floor)
     return floors
 
