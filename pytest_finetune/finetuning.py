@@ -93,6 +93,8 @@ def baseline_settings(request: pytest.FixtureRequest) -> BaselineSettings:
         root=session.baseline_dir,
         rootdir=request.config.rootpath,
         invocation_dir=request.config.invocation_params.dir,
+        collapse_guard=session.collapse_guard_for(request.node),
+        warn_only=session.warn_only,
     )
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import json
 import shlex
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from .report import (
     junit_properties,
 )
 from .session import SESSION_KEY
+from .verdicts import WARNABLE
 
 if TYPE_CHECKING:
     from syrupy.assertion import AssertionResult, SnapshotAssertion
@@ -100,6 +102,9 @@ def conclude(item: pytest.Item, *, compare: bool) -> str | None:
         return None
     entry = entry_for(item, snapshot, snapshot.executions[snapshot.num_executions - 1])
     _add_entry(item, entry)
+    if entry.warn_only:
+        message = f"pytest-finetune (warn-only): {failure_message(entry, record_command(item))}"
+        warnings.warn_explicit(message, pytest.PytestWarning, str(item.path), (item.location[1] or 0) + 1)
     return failure_message(entry, record_command(item)) if gated and entry.failed else None
 
 
@@ -252,7 +257,8 @@ def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionR
         message = f"{item.nodeid}: no baseline at {shown}; record it with: {record_command(item)}"
         return ReportEntry(outcome="no baseline", message=message, **common)
     assert extension.verdict is not None
-    return ReportEntry(outcome=extension.verdict.outcome.value, **common)
+    warn_only = extension.settings.warn_only and extension.verdict.outcome in WARNABLE
+    return ReportEntry(outcome=extension.verdict.outcome.value, warn_only=warn_only, **common)
 
 
 def record_command(item: pytest.Item) -> str:

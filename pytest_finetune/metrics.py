@@ -127,6 +127,33 @@ def predicted_classes(predictions: Any) -> np.ndarray:
     return np.argmax(class_logits(predictions), axis=-1)
 
 
+#: The collapsed-model guard's default (ini ``finetune_collapse_guard``): a run whose model predicts one class
+#: for 95 % or more of the validation examples, when fewer of their labels are that class, collapsed. MRPC's
+#: majority class is 68 % of its dev pairs; a model that learned anything predicts both classes.
+DEFAULT_COLLAPSE_GUARD = 0.95
+
+
+def collapse(task: Task, predictions: Any, label_ids: Any, guard: float) -> str | None:
+    """How a classifier collapsed to one class, or ``None``: its most predicted class makes up at least
+    ``guard`` (a share) of the validation examples while the labels' most frequent class makes up less.
+    A regression, or a validation split without rows, never collapses."""
+    labels = np.asarray(label_ids).reshape(-1)
+    if task.is_regression or not labels.size:
+        return None
+    classes = predicted_classes(predictions).reshape(-1)
+    predicted, counts = np.unique(classes, return_counts=True)
+    top, share = int(predicted[np.argmax(counts)]), counts.max() / classes.size
+    if share < guard or np.unique(labels, return_counts=True)[1].max() / labels.size >= guard:
+        return None
+    labelled = float(np.mean(labels == top))
+    name = task.label_names[top] if task.label_names and top < len(task.label_names) else str(top)
+    return (
+        f"the model predicts class {top} ({name}) for {100 * share:.1f} % of the {classes.size} validation examples, "
+        f"and {100 * labelled:.1f} % of them are labelled so (the guard: {100 * guard:g} % of one class, "
+        "ini finetune_collapse_guard, marker collapse_guard=...; false turns it off)"
+    )
+
+
 def predicted_values(task: Task, predictions: Any) -> np.ndarray:
     """What a model predicts for each example of ``task``: its class id, or for a regression its score."""
     return class_logits(predictions).reshape(-1) if task.is_regression else predicted_classes(predictions)

@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -30,7 +30,19 @@ from .errors import FinetuneError
 from .precision import PRECISIONS
 from .recipe import convert_value, looks_like_path, parse_bool
 from .stats import DEFAULT_RESAMPLES, MAX_RESAMPLES
-from .tolerances import DEFAULT_AUTO_FLOOR, DEFAULT_AUTO_K, Setting, check_setting, parse_setting
+from .tolerances import (
+    DEFAULT_AUTO_FLOOR,
+    DEFAULT_AUTO_K,
+    FloorSetting,
+    RelativeSetting,
+    Setting,
+    check_floors,
+    check_relative,
+    check_setting,
+    parse_floors,
+    parse_relative,
+    parse_setting,
+)
 from .verdicts import DEFAULT_ALPHA
 
 Layer = tuple[str, dict[str, Any]]
@@ -38,14 +50,21 @@ Layer = tuple[str, dict[str, Any]]
 MARKER = "finetune"
 SKIP_REASON = "fine-tuning tests need --finetune"
 MARKER_HELP = (
-    "finetune(tolerance=None, **overrides): a fine-tuning test, run only with --finetune and "
-    "compared with its baseline after its body. tolerance: a number, 'auto' (the spread a calibrated "
-    "baseline measured over seeds) or {metric: either}, e.g. {'f1': 'auto'}. Other "
+    "finetune(tolerance=None, floor=None, relative=None, collapse_guard=None, **overrides): a fine-tuning test, "
+    "run only with --finetune and compared with its baseline after its body. tolerance: a number, 'auto' (the "
+    "spread a calibrated baseline measured over seeds) or {metric: either}, e.g. {'f1': 'auto'}. floor: "
+    "{metric: worst value}, e.g. {'accuracy': 0.8}. relative: the largest drop as a share of the baseline's "
+    "value, 0.05 or '5%' or {metric: either}. collapse_guard: the share of one predicted class that fails "
+    "a run (default 0.95), or False. Other "
     "keyword arguments override its recipe: task, model, data, seed, trust_remote_code or any "
     "transformers.TrainingArguments field (num_train_epochs, max_steps, learning_rate, ...)."
 )
 #: The marker keyword that sets the gate's tolerance rather than the recipe.
 TOLERANCE_KEYWORD = "tolerance"
+#: The marker keywords of the gate's other rules (see :class:`MarkerSettings`).
+FLOOR_KEYWORD = "floor"
+RELATIVE_KEYWORD = "relative"
+COLLAPSE_KEYWORD = "collapse_guard"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +155,46 @@ OPTIONS = (
         toml_example='["0.02"] or ["f1=0.015", "eval_loss=0.05"]',
     ),
     Option(
+        flag="--finetune-floor",
+        flag_help="the worst value a metric may take whatever its baseline says: a minimum for a score, a maximum "
+        "for a loss, e.g. accuracy=0.8 (repeatable)",
+        flag_keywords={"action": "append", "default": [], "metavar": "METRIC=VALUE"},
+        ini="finetune_floor",
+        ini_help="the worst value of a metric whatever its baseline says (a maximum for a loss): METRIC=VALUE "
+        "(several allowed)",
+        ini_kind="args",
+        toml_example='["accuracy=0.8", "f1=0.85"]',
+    ),
+    Option(
+        flag="--finetune-relative",
+        flag_help="the largest drop of the gated metrics as a share of the baseline's value: 5%% or 0.05 for all, "
+        "METRIC=5%% for one (repeatable)",
+        flag_keywords={"action": "append", "default": [], "metavar": "SHARE"},
+        ini="finetune_relative",
+        ini_help="the largest drop of gated metrics as a share of the baseline's value: 5% or 0.05 for all, "
+        "METRIC=5% for one (several allowed)",
+        ini_kind="args",
+        toml_example='["5%"] or ["accuracy=5%"]',
+    ),
+    Option(
+        flag="--finetune-warn-only",
+        flag_help="report regressions (tolerance, floor, relative threshold, collapsed model) as warnings and in the "
+        "reports without failing the session; recipe changes under strict recipe mode, runs not comparable and "
+        "usage errors still fail",
+        flag_keywords={"action": "store_true"},
+        ini="finetune_warn_only",
+        ini_help="report regressions as warnings without failing the session (default false)",
+        ini_kind=bool,
+        toml_example="true",
+    ),
+    Option(
+        ini="finetune_collapse_guard",
+        ini_help="fail a classifier run whose predictions are this share or more one class while its labels are not "
+        "(default 0.95); false turns the guard off",
+        ini_kind=float,
+        toml_example="0.95",
+    ),
+    Option(
         flag="--finetune-strict",
         flag_help="fail on any change beyond tolerance, improvements included",
         flag_keywords={"action": "store_true"},
@@ -193,9 +252,18 @@ OPTIONS = (
         path=True,
     ),
     Option(
+        flag="--finetune-history",
+        flag_help="append one JSON line per fine-tuning test to PATH: time, commit, recipe, environment, metrics, "
+        "outcome",
+        flag_keywords={"metavar": "PATH"},
+        ini="finetune_history",
+        ini_help="append one JSON line per fine-tuning test and session to this file (relative to the ini file)",
+        path=True,
+    ),
+    Option(
         ini="finetune_runtime_tuning",
-        ini_help="while training on a CPU, keep freed memory for reuse and few oneDNN kernels: faster, less memory, "
-        "the same numbers (default true)",
+        ini_help="while training on a CPU, keep freed memory for reuse and few oneDNN kernels, fit torch's threads to "
+        "the CPUs the process may use and let idle OpenMP threads sleep: faster, less memory (default true)",
         ini_kind=bool,
         toml_example="false",
     ),
@@ -372,6 +440,55 @@ def session_tolerances(config: pytest.Config) -> list[Setting]:
     ini = [parse_setting(text, "ini finetune_tolerance") for text in _joined(_ini(config, "finetune_tolerance"))]
     cli = [parse_setting(text, "--finetune-tolerance") for text in config.getoption("--finetune-tolerance")]
     return [*ini, *cli]
+
+
+def session_floors(config: pytest.Config) -> list[FloorSetting]:
+    """The floor settings of the ini file, then the command line."""
+    ini = [parse_floors(text, "ini finetune_floor") for text in _joined(_ini(config, "finetune_floor"))]
+    return [*ini, *(parse_floors(text, "--finetune-floor") for text in config.getoption("--finetune-floor"))]
+
+
+def session_relative(config: pytest.Config) -> list[RelativeSetting]:
+    """The relative-threshold settings of the ini file, then the command line."""
+    ini = [parse_relative(text, "ini finetune_relative") for text in _joined(_ini(config, "finetune_relative"))]
+    return [*ini, *(parse_relative(text, "--finetune-relative") for text in config.getoption("--finetune-relative"))]
+
+
+def warn_only_setting(config: pytest.Config) -> bool:
+    """``--finetune-warn-only``, else ini ``finetune_warn_only`` (default false)."""
+    text = _ini_text(config, "finetune_warn_only")
+    try:
+        return config.getoption("--finetune-warn-only") or (parse_bool(text) if text else False)
+    except ValueError:
+        raise FinetuneError(f"ini finetune_warn_only = {text}: use true or false") from None
+
+
+def collapse_guard_setting(config: pytest.Config) -> float | None:
+    """ini ``finetune_collapse_guard``: a share in (0.5, 1], or false (off); default
+    :data:`~pytest_finetune.metrics.DEFAULT_COLLAPSE_GUARD`."""
+    text = _ini_text(config, "finetune_collapse_guard")
+    return check_collapse_guard(text or None, "ini finetune_collapse_guard")
+
+
+def check_collapse_guard(value: Any, where: str) -> float | None:
+    """``value`` as the collapsed-model guard: ``None`` for the default, false (``False``, ``"false"``, ``"off"``)
+    for none, else a share of one predicted class above one half and at most 1."""
+    from .metrics import DEFAULT_COLLAPSE_GUARD  # numpy stays out of a plain pytest run
+
+    if value is None:
+        return DEFAULT_COLLAPSE_GUARD
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("false", "off", "no")):
+        return None
+    try:
+        share = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        share = math.nan
+    if not 0.5 < share <= 1:
+        raise FinetuneError(
+            f"{where}: collapse guard {value!r}: give the share of one predicted class that fails a run, above 0.5 "
+            f"and at most 1 (default {DEFAULT_COLLAPSE_GUARD}), or false to turn the guard off"
+        )
+    return share
 
 
 def _joined(words: list[str]) -> list[str]:
@@ -569,6 +686,16 @@ def clear_result_cache(config: pytest.Config) -> bool:
     return True
 
 
+def history_path(config: pytest.Config) -> Path | None:
+    """``--finetune-history`` (relative to where pytest was started), else ini ``finetune_history`` (relative to the
+    ini file), else ``None``."""
+    option = config.getoption("--finetune-history")
+    if option:
+        return config.invocation_params.dir / _expand_user(option, f"--finetune-history={option}")
+    configured = _ini(config, "finetune_history")
+    return _ini_path(config, "finetune_history", configured) if configured else None
+
+
 def _configured_cache_dir(config: pytest.Config) -> Path | None:
     """ini ``finetune_cache_dir`` resolved against the ini file's folder, ``None`` when unset."""
     configured = _ini(config, "finetune_cache_dir")
@@ -581,11 +708,22 @@ def _ini_path(config: pytest.Config, name: str, configured: str) -> Path:
     return (ini_folder / _expand_user(configured, f"ini {name} = {configured}")).resolve()
 
 
-_MARKER_SETTINGS = pytest.StashKey[tuple[list[pytest.Mark], Layer, list[Setting]]]()
+class MarkerSettings(NamedTuple):
+    """What ``item``'s ``finetune`` markers say, farthest first so that the closest marker wins."""
+
+    layer: Layer
+    tolerances: list[Setting]
+    floors: list[FloorSetting]
+    relative: list[RelativeSetting]
+    #: The collapsed-model guards the markers give (see :func:`check_collapse_guard`; ``None``: off).
+    collapse_guards: list[float | None]
 
 
-def marker_settings(item: pytest.Item) -> tuple[Layer, list[Setting]]:
-    """The recipe layer and the tolerance settings of ``item``'s ``finetune`` markers,
+_MARKER_SETTINGS = pytest.StashKey[tuple[list[pytest.Mark], MarkerSettings]]()
+
+
+def marker_settings(item: pytest.Item) -> MarkerSettings:
+    """The recipe layer and the gate's rules of ``item``'s ``finetune`` markers,
     farthest first so that the closest marker wins.
 
     Read again whenever the markers changed since the last call: a conftest's
@@ -594,20 +732,26 @@ def marker_settings(item: pytest.Item) -> tuple[Layer, list[Setting]]:
     marks = list(item.iter_markers(MARKER))
     stored = item.stash.get(_MARKER_SETTINGS, None)
     if stored is not None and list(map(id, stored[0])) == list(map(id, marks)):  # the stash keeps them alive
-        return stored[1], stored[2]
+        return stored[1]
     where = f"{item.nodeid}: @pytest.mark.{MARKER}"
     overrides: dict[str, Any] = {}
-    tolerances: list[Setting] = []
+    settings = MarkerSettings(("", {}), [], [], [], [])
     for mark in reversed(marks):
         if mark.args:
             raise FinetuneError(f"{where} takes keyword arguments only, got {mark.args!r}")
         keywords = dict(mark.kwargs)
         if TOLERANCE_KEYWORD in keywords:
-            tolerances.append(check_setting(keywords.pop(TOLERANCE_KEYWORD), where))
+            settings.tolerances.append(check_setting(keywords.pop(TOLERANCE_KEYWORD), where))
+        if FLOOR_KEYWORD in keywords:
+            settings.floors.append(check_floors(keywords.pop(FLOOR_KEYWORD), where))
+        if RELATIVE_KEYWORD in keywords:
+            settings.relative.append(check_relative(keywords.pop(RELATIVE_KEYWORD), where))
+        if COLLAPSE_KEYWORD in keywords:
+            settings.collapse_guards.append(check_collapse_guard(keywords.pop(COLLAPSE_KEYWORD), where))
         overrides.update(keywords)
-    layer = python_layer(where, overrides, item.config.rootpath)
-    item.stash[_MARKER_SETTINGS] = (marks, layer, tolerances)
-    return layer, tolerances
+    settings = settings._replace(layer=python_layer(where, overrides, item.config.rootpath))
+    item.stash[_MARKER_SETTINGS] = (marks, settings)
+    return settings
 
 
 def recipe_group(item: pytest.Item) -> str | None:

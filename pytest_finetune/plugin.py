@@ -36,6 +36,7 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by being in this
     trainer,
     training_args,
 )
+from .history import write_history
 from .options import (
     MARKER,
     MARKER_HELP,
@@ -52,6 +53,8 @@ from .storage import StorageError, unwritten_message, write_atomically
 
 #: Files that could not be written or removed at the end of the session, as messages.
 _UNWRITTEN = pytest.StashKey[list[str]]()
+#: The summary's line on the history file (``--finetune-history``): what was appended, or why nothing was.
+_HISTORY = pytest.StashKey[str]()
 #: Why the session did not run to its end (see :func:`_stopped_early`, :class:`_CrashedWorkers`), said with the
 #: baselines it keeps; unset when it did.
 _INCOMPLETE = pytest.StashKey[str]()
@@ -313,6 +316,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_line(foreign)
     for message in config.stash.get(_UNWRITTEN, []):
         terminalreporter.write_line(f"ERROR: {message}", red=True, bold=True)
+    if _HISTORY in config.stash:
+        terminalreporter.write_line(config.stash[_HISTORY], yellow="warning:" in config.stash[_HISTORY])
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
@@ -354,7 +359,8 @@ def _stopped_early(session: pytest.Session) -> bool:
 
 
 def _write_reports(session: pytest.Session) -> None:
-    """Write ``--finetune-report`` and ``--finetune-report-md``: the controller's job under pytest-xdist."""
+    """Write ``--finetune-report`` and ``--finetune-report-md`` and append to ``--finetune-history``: the
+    controller's job under pytest-xdist. A history that cannot be appended to is a warning: the verdicts stand."""
     config = session.config
     entries = config.stash[SESSION_KEY].entries
     for option, render in (("--finetune-report", report_json), ("--finetune-report-md", report_markdown)):
@@ -364,6 +370,15 @@ def _write_reports(session: pytest.Session) -> None:
                 write_atomically(config.invocation_params.dir / path, render(entries))
             except StorageError as error:
                 _fail_session(session, str(error))
+    history = config.stash[SESSION_KEY].history
+    if history is not None and entries:
+        try:
+            config.stash[_HISTORY] = write_history(history, entries, config.rootpath)
+        except OSError as error:
+            config.stash[_HISTORY] = (
+                f"pytest-finetune: warning: cannot append to the history {history} ({error}); the tests' verdicts "
+                "are unchanged"
+            )
 
 
 def _fail_session(session: pytest.Session, message: str) -> None:

@@ -64,10 +64,12 @@ class ReportEntry:
     compared: str | None = None
     #: The command that records the test's baseline (``--snapshot-update`` for it alone), where it compared.
     record_command: str | None = None
+    #: Whether warn-only mode (``--finetune-warn-only``) turned this failing outcome into a warning.
+    warn_only: bool = False
 
     @property
     def failed(self) -> bool:
-        return self.outcome in FAILING_OUTCOMES
+        return self.outcome in FAILING_OUTCOMES and not self.warn_only
 
     @property
     def recorded_over_regression(self) -> bool:
@@ -105,7 +107,13 @@ def entry_from_json(text: str) -> ReportEntry:
 
 def _verdict_from_dict(fields: dict[str, Any]) -> Verdict:
     rows = tuple(
-        MetricRow(**{**row, "interval": None if row["interval"] is None else tuple(row["interval"])})
+        MetricRow(
+            **{
+                **row,
+                "interval": None if row["interval"] is None else tuple(row["interval"]),
+                "rules": tuple(row["rules"]),
+            }
+        )
         for row in fields["rows"]
     )
     paired = fields["paired"]
@@ -116,6 +124,7 @@ def _verdict_from_dict(fields: dict[str, Any]) -> Verdict:
         notes=tuple(fields["notes"]),
         paired=None if paired is None else PairedTest(**paired),
         not_comparable=fields["not_comparable"],
+        collapsed=fields["collapsed"],
     )
 
 
@@ -128,6 +137,8 @@ def verdict_lines(verdict: Verdict) -> list[str]:
     lines: list[str] = []
     if verdict.recipe_changes or verdict.not_comparable:
         lines.append(verdict.headline)
+    if verdict.collapsed:
+        lines.append(f"collapsed: {verdict.collapsed}")
     if verdict.recipe_changes:
         rows = [(change.key, _text(change.baseline), _text(change.current)) for change in verdict.recipe_changes]
         lines += _aligned(("key", "baseline", "current"), rows, right=())
@@ -152,6 +163,8 @@ def failure_message(entry: ReportEntry, record_command: str) -> str:
         "not comparable": "the numbers of the two runs measure different things and are not compared; "
         f"if the change is intended, record the baseline anew: {record_command}",
         "missing metric": "the run no longer produces a gated metric; produce it or drop its tolerance",
+        "collapsed": "the model predicts almost only one class: fix the recipe; if that is intended (a tiny smoke "
+        "test), turn the guard off for this test: @pytest.mark.finetune(collapse_guard=False)",
     }.get(entry.outcome, f"if this change is intended, raise or lower the baseline: {record_command}")
     return "\n".join([head, "", *verdict_lines(entry.verdict), "", advice])
 
@@ -236,6 +249,7 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
             "test": entry.nodeid,
             "outcome": entry.outcome,
             "failed": entry.failed,
+            "warn_only": entry.warn_only,
             "cached": entry.cached,
             "shared_from": entry.shared_from,
             "compared": entry.compared,
@@ -249,6 +263,7 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
                     "allowed": row.allowed,
                     "verdict": row.verdict,
                     "interval": row.interval,
+                    "rules": list(row.rules),
                 }
                 for row in entry.rows
             },
@@ -268,19 +283,19 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
     for entry in entries:
         summary[entry.outcome] = summary.get(entry.outcome, 0) + 1
     over = [entry.nodeid for entry in entries if entry.recorded_over_regression]
-    report = _finite({"summary": summary, "recorded_over_regression": over, "tests": tests})
+    report = finite_json({"summary": summary, "recorded_over_regression": over, "tests": tests})
     return json.dumps(report, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
     """``value`` (JSON-like: dicts, lists, tuples, numbers, ...) with each non-finite float
     (a diverged run's ``nan`` loss, say) as ``None``: JSON has no NaN, and strict parsers refuse it."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [finite_json(item) for item in value]
     return value
 
 
@@ -295,10 +310,11 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
     """The session's entries as Markdown for a CI job summary (``--finetune-report-md``)."""
     metrics = _gated_metrics(entries)
     failed = sum(entry.failed for entry in entries)
+    warned = sum(entry.warn_only for entry in entries)
     lines = [
         "## Fine-tuning baselines",
         "",
-        f"{len(entries)} test(s), {failed} failed.",
+        f"{len(entries)} test(s), {failed} failed" + (f", {warned} would fail (warn-only)." if warned else "."),
         "",
         _markdown_row(("test", "model", *metrics, "verdict", "train")),
         _markdown_row(("---", "---", *("---:" for _ in metrics), "---", "---:")),
@@ -306,7 +322,9 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
     for entry in entries:
         model = str((entry.record or {}).get("recipe", {}).get("model", "-"))
         verdict = (
-            f"**{_verdict_cell(entry)}**" if entry.failed or entry.recorded_over_regression else _verdict_cell(entry)
+            f"**{_verdict_cell(entry)}**"
+            if entry.failed or entry.warn_only or entry.recorded_over_regression
+            else _verdict_cell(entry)
         )
         cells = (f"`{entry.nodeid}`", model, *(_against_baseline(entry, name) for name in metrics))
         lines.append(_markdown_row((*cells, verdict, _train_time(entry))))
@@ -327,7 +345,7 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
 def _sectioned(entry: ReportEntry) -> bool:
     """Whether the Markdown report gives ``entry`` a section of its own: its message, else its verdict table."""
     changed = entry.verdict is not None and bool(entry.verdict.recipe_changes)
-    return entry.failed or entry.outcome == "improved" or changed
+    return entry.failed or entry.warn_only or entry.outcome == "improved" or changed
 
 
 def _notes(entry: ReportEntry) -> tuple[str, ...]:
@@ -360,7 +378,7 @@ def _metric_cells(rows: Iterable[MetricRow]) -> list[tuple[str, ...]]:
             _with_interval(row),
             "-" if row.delta is None else f"{row.delta:+.4f}",
             "-" if row.allowed is None else f"{row.allowed:.4f}",
-            row.verdict,
+            row.verdict_said,
         )
         for row in rows
     ]
@@ -377,6 +395,7 @@ def _verdict_cell(entry: ReportEntry) -> str:
     """The outcome, with the recipe keys that changed (``passed (recipe: learning_rate, data)``) and a
     baseline recorded over a regression said."""
     cell = "updated over a regression" if entry.recorded_over_regression else entry.outcome
+    cell += " (warn-only)" if entry.warn_only else ""
     if entry.verdict is None or not entry.verdict.recipe_changes:
         return cell
     keys = ", ".join(change.key.removeprefix("training_args.") for change in entry.verdict.recipe_changes)

@@ -21,18 +21,23 @@ from .options import (
     calibration_setting,
     check_path_options,
     clear_result_cache,
+    collapse_guard_setting,
     dropout_masks_setting,
+    history_path,
     marker_settings,
     precision_setting,
     python_layer,
     runtime_tuning_setting,
+    session_floors,
     session_layers,
+    session_relative,
     session_tolerances,
     strict_recipe_setting,
     update_setting,
+    warn_only_setting,
 )
 from .recipe import Recipe, build_recipe
-from .tolerances import Setting, Tolerances, build_tolerances
+from .tolerances import FloorSetting, RelativeSetting, Setting, Tolerances, build_tolerances
 
 if TYPE_CHECKING:
     from .report import ReportEntry
@@ -71,6 +76,16 @@ class FinetuneSession:
     auto_floor: float
     #: Resamples of each bootstrap interval (0: none).
     bootstrap_resamples: int
+    #: ``finetune_floor`` and ``--finetune-floor``: the worst value of each metric they name.
+    floor_settings: list[FloorSetting] = dataclasses.field(default_factory=list)
+    #: ``finetune_relative`` and ``--finetune-relative``: the largest drop as a share of the baseline's value.
+    relative_settings: list[RelativeSetting] = dataclasses.field(default_factory=list)
+    #: ``--finetune-warn-only``: quality verdicts warn rather than fail.
+    warn_only: bool = False
+    #: ``finetune_collapse_guard``: the share of one predicted class that fails a run (``None``: off).
+    collapse_guard: float | None = None
+    #: ``--finetune-history``: the file each session appends its tests' lines to (see :mod:`pytest_finetune.history`).
+    history: Path | None = None
     #: Finished fine-tunes by training key (see ``fixtures.finetune_result``).
     results: dict[Any, FinetuneResult] = dataclasses.field(default_factory=dict)
     #: Each fine-tuning test's comparison with its baseline, for the reports.
@@ -104,6 +119,11 @@ class FinetuneSession:
             auto_k=auto_k,
             auto_floor=auto_floor,
             bootstrap_resamples=bootstrap_setting(config),
+            floor_settings=session_floors(config),
+            relative_settings=session_relative(config),
+            warn_only=warn_only_setting(config),
+            collapse_guard=collapse_guard_setting(config),
+            history=history_path(config),
         )
 
     def recipe_for(self, item: pytest.Item) -> Recipe:
@@ -126,14 +146,22 @@ class FinetuneSession:
         return item.stash[_RECIPE_KEY]
 
     def tolerances_for(self, item: pytest.Item) -> Tolerances:
-        """``item``'s tolerances: its task's defaults, the ini file, the command line, then its marker."""
+        """``item``'s tolerances, floors and relative thresholds: its task's defaults, the ini file, the command
+        line, then its marker."""
+        marker = marker_settings(item)
         return build_tolerances(
-            [*self.tolerance_settings, *marker_settings(item)[1]],
+            [*self.tolerance_settings, *marker.tolerances],
             defaults=self.recipe_for(item).task_spec.default_tolerances,
             strict=self.strict,
             auto_k=self.auto_k,
             auto_floor=self.auto_floor,
+            floors=[*self.floor_settings, *marker.floors],
+            relative=[*self.relative_settings, *marker.relative],
         )
+
+    def collapse_guard_for(self, item: pytest.Item) -> float | None:
+        """``item``'s collapsed-model guard: its closest marker's, else the ini file's (``None``: off)."""
+        return ([self.collapse_guard, *marker_settings(item).collapse_guards])[-1]
 
 
 SESSION_KEY = pytest.StashKey[FinetuneSession]()

@@ -11,6 +11,13 @@ an amount (applies to every gated metric) or ``{metric: amount}`` (sets or adds 
 metrics); as text, ``0.02`` or ``f1=0.015``. An amount is a number or ``"auto"``: the
 spread the baseline's calibration measured over seeds, ``max(k * std, floor)`` (ini
 ``finetune_auto_k``, ``finetune_auto_floor``).
+
+Beside the tolerance, two more rules per metric, from ini ``finetune_floor`` / ``finetune_relative``, the
+command line ``--finetune-floor`` / ``--finetune-relative`` and the marker's ``floor=`` / ``relative=``:
+a *floor*, the worst value a metric may take whatever its baseline (a minimum for a score, a maximum for
+a loss), and a *relative* threshold, the largest change for the worse as a fraction of the baseline's
+value (``0.05`` or ``5%``). Each rule applies on its own: a run fails when any one of them fails, so
+the strictest wins and none loosens another.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import FinetuneError
-from .tasks import TASK_METRICS, TASKS
+from .tasks import MATTHEWS, PEARSON, SPEARMAN, TASK_METRICS, TASKS
 
 #: The seed task's (MRPC's) gated metrics and their default tolerance; each task names its own
 #: (:attr:`pytest_finetune.tasks.Task.default_tolerances`, the same amount). MRPC's dev split has 408 pairs, so one
@@ -45,10 +52,20 @@ AUTO = "auto"
 DEFAULT_AUTO_K = 3.0
 DEFAULT_AUTO_FLOOR = 0.005
 
+#: Rounding guard: baselines keep 6 decimals, so a delta equal to a limit may carry 1e-17 noise.
+EPSILON = 1e-9
+
+#: The metrics that are correlations: a value lies in [-1, 1].
+CORRELATIONS = (MATTHEWS, PEARSON, SPEARMAN)
+
 #: One amount: a number, or :data:`AUTO`.
 Amount = float | str
 #: A tolerance setting: one amount for every gated metric, or an amount per metric.
 Setting = Amount | Mapping[str, Amount]
+#: A floor setting: the worst value of each metric it names.
+FloorSetting = Mapping[str, float]
+#: A relative setting: one fraction of the baseline's value for every gated metric, or one per metric.
+RelativeSetting = float | Mapping[str, float]
 
 
 def lower_is_better(metric: str) -> bool:
@@ -64,6 +81,10 @@ class Tolerances:
     strict: bool = False
     auto_k: float = DEFAULT_AUTO_K
     auto_floor: float = DEFAULT_AUTO_FLOOR
+    #: The worst value each metric may take whatever its baseline: a minimum for a score, a maximum for a loss.
+    floors: tuple[tuple[str, float], ...] = ()
+    #: The largest change for the worse of each metric, as a fraction of its baseline's value.
+    relative: tuple[tuple[str, float], ...] = ()
 
     def __getitem__(self, metric: str) -> Amount | None:
         return dict(self.allowed).get(metric)
@@ -84,8 +105,39 @@ class Tolerances:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """The gated metrics, in name order."""
-        return tuple(sorted(name for name, _ in self.allowed))
+        """The gated metrics (those with a tolerance, a floor or a relative threshold), in name order."""
+        return tuple(sorted({name for rules in (self.allowed, self.floors, self.relative) for name, _ in rules}))
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """The gated metrics a baseline must hold: those with a tolerance or a relative threshold."""
+        return tuple(sorted({name for rules in (self.allowed, self.relative) for name, _ in rules}))
+
+    def broken_floor(self, metric: str, value: float) -> str | None:
+        """The floor ``value`` of ``metric`` breaks (``below floor 0.8``), or ``None``."""
+        floor = dict(self.floors).get(metric)
+        if floor is None:
+            return None
+        if lower_is_better(metric):
+            return f"above floor {floor:g}" if value > floor + EPSILON else None
+        return f"below floor {floor:g}" if value < floor - EPSILON else None
+
+    def broken_floors(self, metrics: Mapping[str, float]) -> list[str]:
+        """Each floor ``metrics`` (a run's) break, as ``accuracy 0.7500 below floor 0.8``."""
+        broken = ((name, self.broken_floor(name, value)) for name, value in sorted(metrics.items()))
+        return [f"{name} {metrics[name]:.4f} {rule}" for name, rule in broken if rule]
+
+    def broken_relative(self, metric: str, current: float, baseline: float) -> str | None:
+        """The relative threshold ``metric`` breaks by moving from ``baseline`` to ``current``
+        (``dropped 6.1 % > 5 %``), or ``None``: a change for the worse of more than the threshold times
+        the baseline's magnitude (so from a baseline of 0, any change for the worse)."""
+        share = dict(self.relative).get(metric)
+        worse = current - baseline if lower_is_better(metric) else baseline - current
+        if share is None or worse <= share * abs(baseline) + EPSILON:
+            return None
+        verb = "rose" if lower_is_better(metric) else "dropped"
+        moved = f"{100 * worse / abs(baseline):.1f} %" if baseline else f"{worse:.4f} from 0"
+        return f"{verb} {moved} > {100 * share:g} %"
 
     def apply(self, setting: Setting) -> Tolerances:
         """A copy with ``setting`` (already checked by :func:`check_setting`) applied."""
@@ -95,6 +147,16 @@ class Tolerances:
             updated = {name: setting for name, _ in self.allowed}
         return dataclasses.replace(self, allowed=tuple(sorted(updated.items())))
 
+    def with_floors(self, setting: FloorSetting) -> Tolerances:
+        """A copy with the floors of ``setting`` (checked by :func:`check_floors`) set or added."""
+        return dataclasses.replace(self, floors=tuple(sorted((dict(self.floors) | dict(setting)).items())))
+
+    def with_relative(self, setting: RelativeSetting) -> Tolerances:
+        """A copy with ``setting`` (checked by :func:`check_relative`) applied: one fraction sets every
+        metric with a tolerance, a mapping sets or adds those it names."""
+        named = setting if isinstance(setting, Mapping) else {name: setting for name, _ in self.allowed}
+        return dataclasses.replace(self, relative=tuple(sorted((dict(self.relative) | dict(named)).items())))
+
 
 def build_tolerances(
     settings: Iterable[Setting],
@@ -103,11 +165,18 @@ def build_tolerances(
     auto_k: float = DEFAULT_AUTO_K,
     auto_floor: float = DEFAULT_AUTO_FLOOR,
     defaults: Mapping[str, float] = DEFAULT_TOLERANCES,
+    floors: Iterable[FloorSetting] = (),
+    relative: Iterable[RelativeSetting] = (),
 ) -> Tolerances:
-    """The ``defaults`` (the task's gated metrics) with ``settings`` applied in order (later ones win)."""
+    """The ``defaults`` (the task's gated metrics) with ``settings``, then ``relative`` and ``floors``,
+    applied in order (later ones win)."""
     tolerances = Tolerances(tuple(sorted(defaults.items())), strict=strict, auto_k=auto_k, auto_floor=auto_floor)
     for setting in settings:
         tolerances = tolerances.apply(setting)
+    for share in relative:
+        tolerances = tolerances.with_relative(share)
+    for floor in floors:
+        tolerances = tolerances.with_floors(floor)
     return tolerances
 
 
@@ -178,3 +247,81 @@ def _check_amount(amount: Any, where: str) -> Amount:
     if not math.isfinite(amount) or amount < 0:
         raise FinetuneError(f"{where} must be a finite number >= 0 (an absolute change such as 0.01), got {amount!r}")
     return float(amount)
+
+
+def check_floors(value: Any, where: str) -> FloorSetting:
+    """``value`` as a floor setting, ``{metric: worst value}``, or a :class:`FinetuneError` naming ``where``:
+    each floor a finite number the metric can take (:data:`FRACTIONS` in [0, 1], :data:`CORRELATIONS` in
+    [-1, 1], losses 0 or more)."""
+    if not isinstance(value, Mapping) or not value:
+        raise FinetuneError(
+            f"{where}: floor={value!r}: a floor names its metric, e.g. floor={{'accuracy': 0.8}} "
+            "(finetune_floor = accuracy=0.8)"
+        )
+    floors = {}
+    for name, floor in value.items():
+        checked = _check_name(name, where)
+        told = f"{where}: floor of {checked!r}"
+        if isinstance(floor, bool) or not isinstance(floor, int | float) or not math.isfinite(floor):
+            raise FinetuneError(f"{told} must be a finite number such as 0.8, got {floor!r}")
+        low, high = (0.0, 1.0) if checked in FRACTIONS else (-1.0, 1.0) if checked in CORRELATIONS else (None, None)
+        if lower_is_better(checked):
+            low = 0.0
+        if (low is not None and floor < low) or (high is not None and floor > high):
+            span = f"[{low:g}, {high:g}]" if high is not None else f"{low:g} or more"
+            hint = ", as a fraction (0.8, not 80)" if high is not None and floor > high else ""
+            raise FinetuneError(f"{told} is {floor:g}, and {checked} lies in {span}: give a value it can take{hint}")
+        floors[checked] = float(floor)
+    return floors
+
+
+def check_relative(value: Any, where: str) -> RelativeSetting:
+    """``value`` as a relative setting, or a :class:`FinetuneError` naming ``where``: each threshold a
+    fraction in (0, 1), as a number (``0.05``) or a percentage (``"5%"``)."""
+    if isinstance(value, Mapping):
+        if not value:
+            raise FinetuneError(f"{where}: relative {{}} names no metric; e.g. relative={{'accuracy': 0.05}}")
+        return {
+            _check_name(name, where): _check_share(share, f"{where}: relative threshold of {name!r}")
+            for name, share in value.items()
+        }
+    return _check_share(value, f"{where}: relative threshold")
+
+
+def parse_floors(text: str, where: str) -> FloorSetting:
+    """A floor written as text: ``accuracy=0.8``."""
+    name, sep, floor = text.partition("=")
+    if not sep:
+        raise FinetuneError(f"{where}: {text!r} names no metric; write METRIC=VALUE, e.g. accuracy=0.8")
+    try:
+        number = float(floor.strip())
+    except ValueError:
+        raise FinetuneError(f"{where}: {text!r}: {floor.strip()!r} is not a number; write e.g. accuracy=0.8") from None
+    return check_floors({name.strip(): number}, where)
+
+
+def parse_relative(text: str, where: str) -> RelativeSetting:
+    """A relative threshold written as text: ``5%`` or ``0.05`` (every gated metric), ``accuracy=5%``."""
+    name, sep, share = text.partition("=")
+    if sep:
+        return check_relative({name.strip(): share.strip()}, where)
+    return check_relative(text.strip(), where)
+
+
+def _check_share(share: Any, where: str) -> float:
+    """``share`` (a number, or text: ``0.05``, ``5%``) as a fraction in (0, 1)."""
+    number: Any = share
+    if isinstance(share, str):
+        text = share.strip()
+        try:
+            number = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
+        except ValueError:
+            raise FinetuneError(f"{where}: {share!r} is not a number or a percentage; write 0.05 or 5%") from None
+    if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+        raise FinetuneError(f"{where} must be a fraction such as 0.05 or a percentage such as '5%', got {share!r}")
+    if not 0 < number < 1:
+        raise FinetuneError(
+            f"{where} is {share!r}: give a drop between 0 and 100 % of the baseline's value (exclusive), "
+            "as a fraction (0.05) or a percentage (5%)"
+        )
+    return float(number)

@@ -6,10 +6,12 @@ Records are the dictionaries :mod:`pytest_finetune.baselines` stores (``recipe``
 ``validation_id`` and ``calibration``); this module only reads them.
 
 The policy: a test fails when a gated metric moves the wrong way by more than its
-tolerance, or when the paired test finds the run significantly worse than the baseline's
-run on the same validation examples (exact McNemar, two-sided, at ``alpha``). A changed
-recipe (training data, model, seed, training arguments) is compared like an unchanged one,
-and the verdict names the change; with ``strict_recipe`` one whose quality held fails too.
+tolerance (or by more than its relative threshold, or past its floor), when the run's model
+predicts almost only one class (see :func:`pytest_finetune.metrics.collapse`), or when the
+paired test finds the run significantly worse than the baseline's run on the same validation
+examples (exact McNemar, two-sided, at ``alpha``). A changed recipe (training data, model,
+seed, training arguments) is compared like an unchanged one, and the verdict names the
+change; with ``strict_recipe`` one whose quality held fails too.
 Only what cannot be compared is refused: another task (its labels and metrics), or other
 validation examples (the yardstick moved, and the paired test needs the same examples).
 """
@@ -23,15 +25,12 @@ from typing import Any
 
 from .errors import FinetuneError
 from .stats import PairedTest, paired_test
-from .tolerances import Tolerances, lower_is_better
+from .tolerances import EPSILON, Tolerances, lower_is_better
 
 #: The paired test's significance level (ini ``finetune_alpha``). Two runs of equal quality
 #: are called significantly worse at most alpha / 2 of the time (the test is two-sided and
 #: fails only the worse side); 0.01 keeps that to one benign rerun in 200.
 DEFAULT_ALPHA = 0.01
-
-# Rounding guard: baselines keep 6 decimals, so a delta equal to the tolerance may carry 1e-17 noise.
-_EPSILON = 1e-9
 
 
 class Outcome(enum.StrEnum):
@@ -41,6 +40,7 @@ class Outcome(enum.StrEnum):
     IMPROVED = "improved"
     REGRESSED = "regressed"
     CHANGED = "changed"  # strict mode: moved beyond tolerance, either way
+    COLLAPSED = "collapsed"  # the model predicts almost only one class
     MISSING_METRIC = "missing metric"
     RECIPE_CHANGED = "recipe changed"  # strict recipe mode: the recipe changed, quality held
     NOT_COMPARABLE = "not comparable"
@@ -48,6 +48,12 @@ class Outcome(enum.StrEnum):
     @property
     def failed(self) -> bool:
         return self not in (Outcome.PASSED, Outcome.IMPROVED)
+
+
+#: The verdicts on the run's quality that warn-only mode (``--finetune-warn-only``) reports as warnings instead
+#: of failures. The others still fail: a recipe changed under strict recipe mode, a run not comparable with its
+#: baseline, a gated metric the run no longer produces.
+WARNABLE = frozenset({Outcome.REGRESSED, Outcome.CHANGED, Outcome.COLLAPSED})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +67,22 @@ class MetricRow:
     verdict: str
     #: This run's bootstrap interval of the metric, where known.
     interval: tuple[float, float] | None = None
+    #: The rules the metric failed: ``below floor 0.8``, ``dropped 6.1 % > 5 %``, ``dropped 0.0410 > tolerance 0.0100``.
+    rules: tuple[str, ...] = ()
 
     @property
     def delta(self) -> float | None:
         if self.baseline is None or self.current is None:
             return None
         return self.current - self.baseline
+
+    @property
+    def verdict_said(self) -> str:
+        """The verdict, with the rules it failed where one is not the tolerance (the row shows its delta and amount):
+        ``regressed: dropped 0.0410 > tolerance 0.0100; below floor 0.8``."""
+        if all(TOLERANCE_RULE in rule for rule in self.rules):
+            return self.verdict
+        return f"{self.verdict}: {'; '.join(self.rules)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +107,8 @@ class Verdict:
     paired: PairedTest | None = None
     #: Why the run could not be compared with the baseline (outcome ``not comparable``).
     not_comparable: str | None = None
+    #: How the run's model collapsed to one class (outcome ``collapsed``), where it did.
+    collapsed: str | None = None
 
     @property
     def headline(self) -> str:
@@ -98,6 +116,8 @@ class Verdict:
         (learning_rate 5e-05 → 3e-05); quality held``, ``regressed by 0.041 accuracy, paired test p = 0.003``."""
         if self.not_comparable is not None:
             said = f"not comparable: {self.not_comparable}"
+        elif self.outcome is Outcome.COLLAPSED:
+            said = "the model collapsed to one class"
         elif self.outcome is Outcome.REGRESSED:
             said = _regression(self.rows, self.paired)
         elif self.outcome in (Outcome.PASSED, Outcome.RECIPE_CHANGED):
@@ -113,8 +133,10 @@ def compare(
     tolerances: Tolerances,
     alpha: float = DEFAULT_ALPHA,
     strict_recipe: bool = False,
+    collapsed: str | None = None,
 ) -> Verdict:
-    """The verdict on ``current`` against ``baseline`` (both checked records).
+    """The verdict on ``current`` against ``baseline`` (both checked records); ``collapsed`` says how the
+    run's model collapsed to one class, where it did (outcome ``collapsed``, unless not comparable).
 
     A changed recipe is compared like an unchanged one, its changes kept in the verdict; with
     ``strict_recipe``, a change whose quality held is ``recipe changed`` (a failure). Runs that
@@ -128,17 +150,19 @@ def compare(
     )
     why_not = not_comparable(current, baseline)
     if why_not is not None:
-        return Verdict(Outcome.NOT_COMPARABLE, recipe_changes=changes, notes=notes, not_comparable=why_not)
+        return Verdict(
+            Outcome.NOT_COMPARABLE, recipe_changes=changes, notes=notes, not_comparable=why_not, collapsed=collapsed
+        )
     if tolerances.auto_metrics:
         tolerances, note = _calibrated(tolerances, baseline)
         notes += (note,)
     rows = metric_rows(current["metrics"], baseline["metrics"], tolerances, current.get("intervals") or {})
     paired, why_no_test = _paired_test(current, baseline, alpha)
     notes += (why_no_test,) if why_no_test else ()
-    outcome = _outcome(rows, paired, tolerances.strict)
+    outcome = Outcome.COLLAPSED if collapsed else _outcome(rows, paired, tolerances.strict)
     if changes and strict_recipe and not outcome.failed:
         outcome = Outcome.RECIPE_CHANGED
-    return Verdict(outcome, rows=rows, recipe_changes=changes, notes=notes, paired=paired)
+    return Verdict(outcome, rows=rows, recipe_changes=changes, notes=notes, paired=paired, collapsed=collapsed)
 
 
 def not_comparable(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> str | None:
@@ -193,7 +217,8 @@ def metric_rows(
     intervals: Mapping[str, Any] | None = None,
 ) -> tuple[MetricRow, ...]:
     """One row per metric in either record or in the tolerances: gated ones first."""
-    names = sorted(set(current) | set(baseline) | set(tolerances.metrics), key=lambda n: (tolerances[n] is None, n))
+    gated = tolerances.metrics
+    names = sorted(set(current) | set(baseline) | set(gated), key=lambda n: (n not in gated, n))
     rows = (_row(name, current.get(name), baseline.get(name), tolerances) for name in names)
     intervals = intervals or {}
     return tuple(dataclasses.replace(row, interval=_interval(intervals.get(row.metric))) for row in rows)
@@ -204,24 +229,38 @@ def _interval(value: Any) -> tuple[float, float] | None:
 
 
 def _row(name: str, current: float | None, baseline: float | None, tolerances: Tolerances) -> MetricRow:
+    """The metric's row: each rule it has (tolerance, relative threshold, floor) applies on its own."""
     allowed = tolerances[name]
     assert not isinstance(allowed, str), "auto amounts are resolved before the comparison"
-    if allowed is None:
-        verdict = "not gated"
-    elif current is None:
-        verdict = Outcome.MISSING_METRIC.value
-    elif baseline is None:
-        verdict = "new"  # a baseline lacking a gated metric is refused before it gets here
-    else:
+    if name not in tolerances.metrics:
+        return MetricRow(name, baseline, current, allowed, "not gated")
+    if current is None:
+        return MetricRow(name, baseline, current, allowed, Outcome.MISSING_METRIC.value)
+    floor = tolerances.broken_floor(name, current)
+    rules = [floor] if floor else []
+    beyond = False
+    if baseline is not None:  # a baseline lacking a compared metric is refused before it gets here
         delta = current - baseline
         worse = delta > 0 if lower_is_better(name) else delta < 0
-        if abs(delta) <= allowed + _EPSILON:
-            verdict = "ok"
-        elif tolerances.strict:
-            verdict = Outcome.CHANGED.value
-        else:
-            verdict = Outcome.REGRESSED.value if worse else Outcome.IMPROVED.value
-    return MetricRow(name, baseline, current, allowed, verdict)
+        beyond = allowed is not None and abs(delta) > allowed + EPSILON
+        if beyond and (worse or tolerances.strict):
+            verb = "moved" if tolerances.strict else "rose" if lower_is_better(name) else "dropped"
+            rules.insert(0, f"{verb} {abs(delta):.4f} {TOLERANCE_RULE} {allowed:.4f}")
+        relative = tolerances.broken_relative(name, current, baseline)
+        rules += [relative] if relative else []
+    if beyond and tolerances.strict:
+        verdict = Outcome.CHANGED.value
+    elif rules:
+        verdict = Outcome.REGRESSED.value
+    elif beyond:
+        verdict = Outcome.IMPROVED.value
+    else:
+        verdict = "ok" if baseline is not None else "new"
+    return MetricRow(name, baseline, current, allowed, verdict, rules=tuple(rules))
+
+
+#: How a broken tolerance is said in a row's rules: ``dropped 0.0410 > tolerance 0.0100``.
+TOLERANCE_RULE = "> tolerance"
 
 
 def _calibrated(tolerances: Tolerances, baseline: Mapping[str, Any]) -> tuple[Tolerances, str]:
@@ -306,11 +345,21 @@ def short_identity(value: str) -> str:
 
 
 def _regression(rows: Sequence[MetricRow], paired: PairedTest | None) -> str:
-    """``regressed by 0.041 accuracy, paired test p = 0.003``: the metrics beyond their tolerance, and the
-    paired test where one was made."""
-    drops = [f"{abs(row.delta or 0.0):.3f} {row.metric}" for row in rows if row.verdict == Outcome.REGRESSED.value]
+    """``regressed by 0.041 accuracy (below floor 0.8), paired test p = 0.003``: the metrics that regressed,
+    each with the rules it failed other than its tolerance, and the paired test where one was made."""
+    drops = [
+        f"{abs(row.delta or 0.0):.3f} {row.metric}" + _other_rules(row)
+        for row in rows
+        if row.verdict == Outcome.REGRESSED.value
+    ]
     said = f"regressed by {', '.join(drops)}" if drops else "regressed"
     return f"{said}, paired test p = {paired.p_value:.3g}" if paired is not None else said
+
+
+def _other_rules(row: MetricRow) -> str:
+    """`` (below floor 0.8)``: the rules ``row`` failed other than its tolerance, or nothing."""
+    others = [rule for rule in row.rules if TOLERANCE_RULE not in rule]
+    return f" ({'; '.join(others)})" if others else ""
 
 
 def _flat_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:

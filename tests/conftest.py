@@ -8,7 +8,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from helpers import REAL_MRPC_DIR, Row, make_rows, save_tiny_checkpoint, write_glue_tsv
+from helpers import GUARD_OFF, REAL_MRPC_DIR, Row, make_rows, save_tiny_checkpoint, write_glue_tsv
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -25,6 +25,14 @@ def _inner_sessions_are_no_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> Non
     in-process sessions of ``pytester`` would inherit: syrupy reads it and leaves its report to a
     controller that is not there. Unset, each inner session is a whole session, as a user's is."""
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytest's ``pytester`` (which clears ``PYTEST_ADDOPTS``), its sessions and subprocesses run with
+    :data:`GUARD_OFF`."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", GUARD_OFF)
+    return pytester
 
 
 @pytest.fixture(scope="session")

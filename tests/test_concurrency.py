@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import GUARD_OFF
 
 from pytest_finetune.cache import LOCK_NOTICE_SECONDS, ResultCache
 from pytest_finetune.storage import write_atomically
@@ -55,6 +56,7 @@ def environment(project: pytest.Pytester) -> dict[str, str]:
     """The environment of a pytest subprocess: offline, its own ``datasets`` cache."""
     return {
         **{key: value for key, value in os.environ.items() if key not in ("PYTEST_ADDOPTS", "CI")},
+        "PYTEST_ADDOPTS": GUARD_OFF,  # the tiny model collapses (see conftest)
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "HF_DATASETS_CACHE": str(project.path / "hf_datasets"),

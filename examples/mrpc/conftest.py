@@ -1,8 +1,7 @@
-"""What a team adds around the recipe: its own preprocessing and an extra metric."""
+"""What a team adds around the recipe: its own preprocessing."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 
@@ -18,8 +17,3 @@ def tokenized_mrpc(mrpc_dataset, tokenizer):
         return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True, max_length=128)
 
     return mrpc_dataset.map(tokenize, batched=True, remove_columns=["sentence1", "sentence2", "idx"])
-
-
-def pytest_finetune_metrics(recipe, logits, label_ids):
-    """Share of pairs predicted "paraphrase": 1.0 means the model collapsed to one class."""
-    return {"positive_rate": float(np.mean(np.argmax(logits, axis=-1) == 1))}

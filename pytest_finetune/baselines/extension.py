@@ -16,7 +16,7 @@ from ..errors import FinetuneError
 from ..report import verdict_lines
 from ..result import FinetuneResult
 from ..storage import StorageError, inside, read_bounded, read_error, write_atomically, write_error
-from ..verdicts import Verdict, compare
+from ..verdicts import WARNABLE, Verdict, compare
 from .keeping import FOREIGN_BASELINES, REMOVING, SEEN_BASELINES, forget_undeleted, forget_unused, is_kept
 from .paths import baseline_folder, shown_path
 from .record import (
@@ -24,6 +24,7 @@ from .record import (
     BaselineSettings,
     check_gated_metrics,
     check_recipe_recorded,
+    check_recordable,
     check_storable,
     metrics_record,
     parse_baseline,
@@ -70,6 +71,7 @@ class BaselineExtension(SingleFileSnapshotExtension):
         self._last_read = "(no file read)"  # the baseline being compared, for messages
         self._stored: str | None = None  # its text, read before each serialization
         self._example_ids: list[int] | None = None  # the serialized run's validation examples, where known
+        self._collapsed: str | None = None  # how the serialized run's model collapsed to one class, where it did
 
     @classmethod
     @functools.cache
@@ -150,12 +152,13 @@ class BaselineExtension(SingleFileSnapshotExtension):
         matcher: PropertyMatcher | None = None,
     ) -> SerializedData:
         """A :class:`FinetuneResult` or a dict of metrics as baseline JSON, dated today."""
-        self.refused, self._example_ids = None, None
+        self.refused, self._example_ids, self._collapsed = None, None, None
         if data is KEEP:
             return _KEEP_TEXT
         if isinstance(data, FinetuneResult):
             check_storable(data.metrics)
             self._example_ids = None if data.example_ids is None else [int(idx) for idx in data.example_ids]
+            self._collapsed = self._collapse(data)
             record = with_stored_calibration(result_record(data, self.settings.rootdir), self._stored)
         elif isinstance(data, Mapping):
             record = metrics_record(data)
@@ -165,8 +168,18 @@ class BaselineExtension(SingleFileSnapshotExtension):
             )
             pytest.fail(str(self.refused), pytrace=False)
         check_gated_metrics(record["metrics"], self.settings.tolerances)
+        if self.settings.update:
+            check_recordable(record["metrics"], self.settings.tolerances, self._collapsed)
         record["date"] = datetime.date.today().isoformat()
         return to_json(record)
+
+    def _collapse(self, result: FinetuneResult) -> str | None:
+        """How ``result``'s model collapsed to one class (see :func:`~pytest_finetune.metrics.collapse`), or ``None``
+        (also with the guard off)."""
+        from ..metrics import collapse  # numpy: imported once a fine-tune compares
+
+        guard, task, predictions = self.settings.collapse_guard, result.recipe.task_spec, result.predictions
+        return None if guard is None else collapse(task, predictions.predictions, predictions.label_ids, guard)
 
     def matches(self, *, serialized_data: SerializedData, snapshot_data: SerializedData) -> bool:
         """Within tolerance, on the same validation examples (a changed recipe too, unless ``strict_recipe``);
@@ -177,11 +190,16 @@ class BaselineExtension(SingleFileSnapshotExtension):
         current = json.loads(str(serialized_data))
         try:
             baseline = parse_baseline(
-                str(snapshot_data), self._last_read, self.settings.tolerances.metrics, self._example_ids
+                str(snapshot_data), self._last_read, self.settings.tolerances.compared, self._example_ids
             )
             check_recipe_recorded(current, baseline, self._last_read)
             self.verdict = compare(
-                current, baseline, self.settings.tolerances, self.settings.alpha, self.settings.strict_recipe
+                current,
+                baseline,
+                self.settings.tolerances,
+                self.settings.alpha,
+                self.settings.strict_recipe,
+                self._collapsed,
             )
         except BaselineError as error:
             self.problem = error
@@ -191,7 +209,7 @@ class BaselineExtension(SingleFileSnapshotExtension):
             return False
         if self.settings.update:
             return same_record(current, baseline)
-        return not self.verdict.outcome.failed
+        return not self.verdict.outcome.failed or (self.settings.warn_only and self.verdict.outcome in WARNABLE)
 
     def diff_lines(self, serialized_data: SerializedData, snapshot_data: SerializedData) -> Iterator[str]:
         """The verdict table (shown by ``assert value == finetune_snapshot``)."""

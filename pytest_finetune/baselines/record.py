@@ -292,10 +292,24 @@ def check_gated_metrics(metrics: Mapping[str, Any], tolerances: Tolerances) -> N
         problems.append(
             f"the run produced no metric {named} {produced}, yet a tolerance gates it: drop the tolerance of {named} "
             "or fix the metric's name where it is set (ini finetune_tolerance, --finetune-tolerance or the test's "
-            f"finetune marker); a metric of a {METRICS_HOOK} is there once the hook returns it"
+            "finetune marker; or its floor or relative threshold: finetune_floor, finetune_relative); a metric of a "
+            f"{METRICS_HOOK} is there once the hook returns it"
         )
     if problems:
         raise FinetuneError("; ".join(problems))
+
+
+def check_recordable(metrics: Mapping[str, float], tolerances: Tolerances, collapsed: str | None) -> None:
+    """A :class:`FinetuneError` refusing to record a run as a baseline: one below a floor, or whose model collapsed
+    to one class (``collapsed`` says how), would let every later run as bad pass."""
+    problems = [f"it is {rule}" for rule in tolerances.broken_floors(metrics)]
+    problems += [f"it collapsed: {collapsed}"] if collapsed else []
+    if problems:
+        raise FinetuneError(
+            f"the run is not recorded as a baseline: {'; '.join(problems)}; fix the recipe, or lower the floor "
+            "(ini finetune_floor, --finetune-floor, marker floor=) or the guard (ini finetune_collapse_guard, marker "
+            "collapse_guard=) if the run is as intended; the stored baseline, if any, is kept"
+        )
 
 
 def check_recipe_recorded(current: Mapping[str, Any], baseline: Mapping[str, Any], location: str) -> None:
@@ -334,6 +348,10 @@ class BaselineSettings:
     rootdir: Path = Path(".")
     #: Where pytest was started: messages show paths relative to it.
     invocation_dir: Path = Path(".")
+    #: The collapsed-model guard: the share of one predicted class that fails a run (``None``: off).
+    collapse_guard: float | None = None
+    #: ``--finetune-warn-only``: quality verdicts (:data:`~pytest_finetune.verdicts.WARNABLE`) warn, not fail.
+    warn_only: bool = False
 
 
 def to_json(record: Mapping[str, Any]) -> str:
