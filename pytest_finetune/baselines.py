@@ -108,6 +108,7 @@ def recipe_record(recipe: Recipe, rootdir: Path) -> dict[str, Any]:
         "data_id": data_identity(recipe.data_source),
         "seed": recipe.seed,
         "training_args": dict(sorted(recipe.defining_training_args.items())),
+        **recipe.custom_task_fields,
     }
 
 

@@ -38,7 +38,8 @@ MARKER_HELP = (
     "finetune(tolerance=None, **overrides): a fine-tuning test, run only with --finetune and "
     "compared with its baseline after its body. tolerance: a number, 'auto' (the spread a calibrated "
     "baseline measured over seeds) or {metric: either}, e.g. {'f1': 'auto'}. Other "
-    "keyword arguments override its recipe: task, model, data, seed, trust_remote_code or any "
+    "keyword arguments override its recipe: task, model, data, seed, trust_remote_code, a task of your own's "
+    "text_columns, label_column, labels and metrics, or any "
     "transformers.TrainingArguments field (num_train_epochs, max_steps, learning_rate, ...)."
 )
 #: The marker keyword that sets the gate's tolerance rather than the recipe.
@@ -51,6 +52,15 @@ _NAMED_SETTINGS = {
     "task": ("finetune_task", None, "--finetune-task"),
 }
 _PATH_KEYS = ("model", "data")
+#: The settings that declare a task of the user's (see docs/tasks.md), each with an ini key ``finetune_<name>``.
+_TASK_INI_HELP = {
+    "text_columns": "a task of your own: its one or two text columns, comma-separated (e.g. sentence)",
+    "label_column": "a task of your own: the column holding its labels (default: label)",
+    "labels": "a task of your own: its class names in class id order (e.g. neg, pos), or regression "
+    "(default: the class names its data holds, sorted)",
+    "metrics": "a task of your own: the metrics it computes and gates on, comma-separated (default: accuracy; "
+    "pearson, spearmanr for a regression)",
+}
 
 #: ini keys of one number or true/false: the Python type a native ``[tool.pytest]`` table (pytest 9)
 #: may give one in, and an example value.
@@ -144,7 +154,9 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("finetune_model", "checkpoint for every recipe: a Hub id or a folder (relative to the ini file)")
     parser.addini("finetune_data", "data for every recipe: a Hub dataset id or a folder (relative to the ini file)")
-    parser.addini("finetune_task", "task for every recipe (default: mrpc)")
+    parser.addini("finetune_task", "task for every recipe: a GLUE task, or the name of your own (default: mrpc)")
+    for key, help_text in _TASK_INI_HELP.items():
+        parser.addini(f"finetune_{key}", help_text)
     parser.addini(
         "finetune_training_args",
         "recipe keywords for every recipe, one KEY=VALUE per line (e.g. num_train_epochs=1)",
@@ -257,6 +269,9 @@ def session_layers(config: pytest.Config) -> list[Layer]:
         value = config.getoption(option)
         if value is not None:
             cli[key] = _checked_value(key, value, f"{option}={value}")
+    for key in _TASK_INI_HELP:
+        if configured := _ini_text(config, f"finetune_{key}"):
+            ini[key] = configured
     for assignment in config.getoption("--finetune-set"):
         key, value = _split_assignment(assignment, "--finetune-set")
         cli[key] = _checked_value(key, value, f"--finetune-set {assignment}")

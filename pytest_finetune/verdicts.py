@@ -151,6 +151,12 @@ def not_comparable(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> s
     tasks = [record.get("recipe", {}).get("task") for record in (baseline, current)]
     if None not in tasks and tasks[0] != tasks[1]:
         return f"the task changed ({tasks[0]} → {tasks[1]}): its labels and metrics are another task's"
+    then, now = (record.get("recipe", {}).get("labels") for record in (baseline, current))
+    if then != now:
+        return (
+            f"the task's labels changed ({_labels(then)} → {_labels(now)}): a class id means another class, "
+            "or the model predicts another kind of label"
+        )
     then, now = baseline.get("validation_id"), current.get("validation_id")
     if then and now:
         if then == now:
@@ -168,6 +174,14 @@ def not_comparable(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> s
             "(recorded by an older pytest-finetune): whether they are the same cannot be told"
         )
     return None
+
+
+def _labels(labels: Any) -> str:
+    """A task's class names (a list), ``regression`` or, for a GLUE task (none recorded), its own, as a message
+    shows them."""
+    if labels is None:
+        return "the GLUE task's"
+    return ", ".join(map(str, labels)) if isinstance(labels, list) else str(labels)
 
 
 def _outcome(rows: tuple[MetricRow, ...], paired: PairedTest | None, strict: bool) -> Outcome:

@@ -351,7 +351,7 @@ def test_an_unknown_task_in_a_marker_fails_its_test_listing_the_known_ones(pytes
     result = pytester.runpytest("--finetune")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["*unknown task 'imdb'; known tasks: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli"]
+        ["*unknown task 'imdb'; known tasks: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli; or declare *"]
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
 
