@@ -51,7 +51,15 @@ _GLUE_TSV_OPTIONS = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "encoding": "
 #: The files of a GLUE TSV folder the loader reads: train.tsv and each task's dev file.
 _GLUE_FILES = (
     "train.tsv",
-    *sorted({task.glue_layout.validation_file for task in TASKS.values() if task.glue_layout is not None}),
+    *sorted(
+        {
+            file
+            for task in TASKS.values()
+            if task.glue_layout is not None
+            for file in (task.glue_layout.validation_file, task.glue_layout.reported_file)
+            if file is not None
+        }
+    ),
 )
 #: Python's csv module refuses a field over 128 KiB by default (a guard against a quote left open); with quoting
 #: off a field ends at its line's end, so a long one is long text (a document), read up to this (a C long's limit).
@@ -165,6 +173,8 @@ def _load_glue_tsv(folder: Path, task: Task) -> datasets.DatasetDict:
     layout = task.glue_layout
     assert layout is not None, "a task without a GLUE layout is refused a GLUE folder (_is_glue_tsv)"
     files = {"train": folder / "train.tsv", "validation": folder / layout.validation_file}
+    if task.reported_split and layout.reported_file and (folder / layout.reported_file).exists():
+        files[task.reported_split] = folder / layout.reported_file  # shown where the folder has it
     splits = {}
     for split, file in files.items():
         if not file.exists():
@@ -470,22 +480,28 @@ def _load_hub(dataset_id: str, task: Task, note: Callable[[], str] | None) -> da
         ) from None
     if task.validation_split in raw:  # MNLI's is validation_matched
         raw["validation"] = raw[task.validation_split]
-    for split in _SPLIT_NAMES:
+    for split in (*_SPLIT_NAMES, *_reported_splits(raw, task)):
         if split in raw:
             raw[split] = _with_label_column(raw[split], f"Hub dataset {dataset_id!r}, {split} split", task)
             check_ids(raw[split], f"Hub dataset {dataset_id!r}, {split} split")
     return raw
 
 
+def _reported_splits(raw: Mapping[str, Any], task: Task) -> tuple[str, ...]:
+    """``task``'s :attr:`~pytest_finetune.tasks.Task.reported_split` where ``raw`` has it (MNLI's mismatched one)."""
+    return (task.reported_split,) if task.reported_split is not None and task.reported_split in raw else ()
+
+
 def _normalise(raw: datasets.DatasetDict, where: str, task: Task, content: str | None) -> datasets.DatasetDict:
-    """Keep train and validation, turn label names into class ids, check them (:func:`check_split`), add ``idx``
-    when missing (a loader checks the ``idx`` a source has); a regression's scores become float32 (as its loss takes).
+    """Keep train and validation (and the task's reported split, where there is one), turn label names into class ids,
+    check them (:func:`check_split`), add ``idx`` when missing (a loader checks the ``idx`` a source has); a
+    regression's scores become float32 (as its loss takes).
 
     ``content``: the content digest of local data, from which each split's fingerprint is made;
     ``None`` (the Hub) keeps the fingerprints ``datasets`` gives.
     """
     splits = {}
-    for split in _SPLIT_NAMES:
+    for split in (*_SPLIT_NAMES, *_reported_splits(raw, task)):
         dataset = _label_values(split_of(raw, where, split), where, split, task)
         check_split(dataset, where, split, task)
         if task.is_regression:

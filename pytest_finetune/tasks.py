@@ -37,7 +37,8 @@ class GlueLayout:
     ``has_header`` false, the names given to the columns of a file without one (CoLA); ``text``:
     the columns holding the task's text columns, in order; ``label``: the column holding the label,
     written as a label name where ``string_labels``, else as a class id (or, for a regression, a score);
-    ``validation_file``: the file of the validation split.
+    ``validation_file``: the file of the validation split; ``reported_file``: that of the task's
+    :attr:`Task.reported_split`, where it has one.
     """
 
     headers: tuple[tuple[str, ...], ...]
@@ -46,6 +47,7 @@ class GlueLayout:
     string_labels: bool = False
     has_header: bool = True
     validation_file: str = "dev.tsv"
+    reported_file: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +70,13 @@ class Task:
     hub_dataset: str = "nyu-mll/glue"
     validation_split: str = "validation"
     label_column: str = "label"
+    #: A second validation split whose metrics are computed and shown, never gated (MNLI's
+    #: ``validation_mismatched``), under the names of :meth:`reported_metric`; ``None`` for most tasks.
+    reported_split: str | None = None
+
+    def reported_metric(self, metric: str) -> str:
+        """The name of ``metric`` on :attr:`reported_split`: ``accuracy_mismatched``."""
+        return f"{metric}_{(self.reported_split or '').removeprefix('validation_')}"
 
     @property
     def hub_config(self) -> str:
@@ -183,8 +192,10 @@ TASKS: dict[str, Task] = {
                 "gold_label",
                 string_labels=True,
                 validation_file="dev_matched.tsv",
+                reported_file="dev_mismatched.tsv",
             ),
             validation_split="validation_matched",
+            reported_split="validation_mismatched",
         ),
         Task(
             "qnli",

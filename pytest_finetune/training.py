@@ -28,7 +28,7 @@ from .compat import (
 from .data import FIXTURE_DATA_FIX, UNNAMED_ROWS, check_ids, check_labels, check_rows
 from .dropout import dropout_masks_for, dropout_masks_from
 from .errors import FinetuneError
-from .metrics import COMPUTE_METRICS, checked_metrics, final_metrics, predicted_classes
+from .metrics import COMPUTE_METRICS, checked_metrics, class_logits, final_metrics, predicted_classes
 from .precision import PRECISION_ARGS, accelerator_available, detect_hardware, precision_training_args
 from .provenance import environment
 from .recipe import RECORDING_ARGS, Recipe
@@ -130,6 +130,16 @@ class FinetuneResult:
         wrong = predicted_classes(self.predictions.predictions) != labels
         return sorted(int(idx) for idx in self.example_ids[wrong])
 
+    @property
+    def absolute_errors(self) -> list[float] | None:
+        """For a regression, ``|predicted score - label|`` of each validation example in the order of their ``idx``
+        (``None`` without ids, and for a classification)."""
+        labels = np.asarray(self.predictions.label_ids, dtype=np.float64).reshape(-1)
+        if self.example_ids is None or len(self.example_ids) != len(labels) or not self.recipe.task_spec.is_regression:
+            return None
+        scores = class_logits(self.predictions.predictions).astype(np.float64).reshape(-1)
+        return [float(error) for error in np.abs(scores - labels)[np.argsort(self.example_ids, kind="stable")]]
+
 
 #: What a message calls the datasets ``finetune_result`` hands the trainer: where they come from.
 TRAINER_DATA = "the trainer's data (the tokenized_mrpc fixture's, or what a trainer fixture gives)"
@@ -185,13 +195,15 @@ def run_finetune(
     callbacks: Sequence[TrainerCallback] = (),
     runtime_tuning: bool = True,
     dropout_masks: str = "auto",
+    reported: datasets.Dataset | None = None,
 ) -> FinetuneResult:
     """Train (with ``callbacks`` added, e.g. progress, in place of transformers' log printer;
     under :func:`~pytest_finetune.runtime.tuned_runtime` unless ``runtime_tuning`` is false;
     dropout masks drawn as :mod:`pytest_finetune.dropout`'s setting ``dropout_masks`` says),
     then take the final metrics and logits on the validation split: from the evaluation at
     the last step where there was one (the seed's ``eval_strategy="epoch"``), else from one
-    ``Trainer.predict``. Both see the same weights and data, so they give the same numbers.
+    ``Trainer.predict``. Both see the same weights and data, so they give the same numbers. ``reported``: the
+    task's reported split (MNLI's mismatched one), also scored (:func:`reported_metrics`).
     A model whose head has another number of labels than the task is refused before training."""
     validation = trainer.eval_dataset
     if validation is None or isinstance(validation, dict):
@@ -218,14 +230,24 @@ def run_finetune(
     prediction = last_evaluation.at_final_step()
     if prediction is None:
         prediction = trainer.predict(validation, metric_key_prefix="eval")
+    metrics = final_metrics(prediction.metrics or {})
+    if reported is not None:
+        metrics.update(reported_metrics(trainer, reported, recipe.task_spec))
     return FinetuneResult(
         recipe=recipe,
-        metrics=final_metrics(prediction.metrics or {}),
+        metrics=metrics,
         history=epoch_history(trainer.state.log_history),
         predictions=prediction,
         train_runtime=float(train_output.metrics["train_runtime"]),
         environment=environment,
     )
+
+
+def reported_metrics(trainer: Trainer, dataset: datasets.Dataset, task: Task) -> dict[str, float]:
+    """``task``'s metrics of ``trainer``'s model on ``dataset``, its reported split, under the names
+    :meth:`~pytest_finetune.tasks.Task.reported_metric` gives them (``accuracy_mismatched``): shown, never gated."""
+    scores = final_metrics(trainer.predict(dataset, metric_key_prefix="eval").metrics or {})
+    return {task.reported_metric(name): scores[name] for name in task.metrics if name in scores}
 
 
 def check_num_labels(trainer: Trainer, task: Task) -> None:

@@ -7,7 +7,8 @@ Records are the dictionaries :mod:`pytest_finetune.baselines` stores (``recipe``
 
 The policy: a test fails when a gated metric moves the wrong way by more than its
 tolerance, or when the paired test finds the run significantly worse than the baseline's
-run on the same validation examples (exact McNemar, two-sided, at ``alpha``). A changed
+run on the same validation examples (two-sided, at ``alpha``: exact McNemar of the examples
+each got right; for a regression, Wilcoxon signed-rank of each example's absolute error). A changed
 recipe (training data, model, seed, training arguments) is compared like an unchanged one,
 and the verdict names the change; with ``strict_recipe`` one whose quality held fails too.
 Only what cannot be compared is refused: another task (its labels and metrics), or other
@@ -22,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import FinetuneError
-from .stats import PairedTest, paired_test
+from .stats import PairedTest, paired_test, wilcoxon_test
 from .tolerances import Tolerances, lower_is_better
 
 #: The paired test's significance level (ini ``finetune_alpha``). Two runs of equal quality
@@ -275,6 +276,10 @@ def _paired_test(
     if "examples" not in baseline:
         return None, "the baseline holds no per-example results: record it again for the paired test"
     now, then = current["examples"], baseline["examples"]  # the same examples: see not_comparable
+    if "abs_errors" in now:  # a regression
+        if "abs_errors" not in then:
+            return None, "the baseline holds no per-example errors: record it again for the paired test"
+        return wilcoxon_test(now["abs_errors"], then["abs_errors"], alpha), None
     return paired_test(now["wrong"], then["wrong"], now["count"], alpha), None
 
 

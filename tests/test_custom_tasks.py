@@ -124,9 +124,12 @@ def test_a_regression_from_the_marker_and_csv(pytester: pytest.Pytester, tiny_ch
     record = recorded(pytester)
     assert record["recipe"]["labels"] == "regression"  # type: ignore[index]
     assert record["metrics"]["pearson"] > 0.6 and record["metrics"]["spearmanr"] > 0.6, record["metrics"]  # type: ignore[index]
-    pytester.runpytest("--finetune").assert_outcomes(passed=1)
+    assert len(record["examples"]["abs_errors"]) == 40  # type: ignore[index]
+    held = gate_outcome(pytester)
+    assert held["outcome"] == "passed" and held["paired_test"]["method"] == "Wilcoxon signed-rank", held
     pytester.makeconftest(SHUFFLED_LABELS)
-    assert gate_outcome(pytester)["outcome"] == "regressed"
+    shuffled = gate_outcome(pytester)
+    assert shuffled["outcome"] == "regressed" and shuffled["paired_test"]["significantly_worse"], shuffled
 
 
 def test_a_conftest_hook_declares_the_task(pytester: pytest.Pytester, tiny_checkpoint: Path, tmp_path: Path) -> None:
