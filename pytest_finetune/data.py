@@ -142,8 +142,8 @@ def _is_glue_tsv(folder: Path, task: Task | None = None) -> bool:
     if glue and task is not None and task.glue_layout is None:
         raise FinetuneError(
             f"data folder {str(folder)!r} holds GLUE TSV files (train.tsv, dev.tsv), and the task {task.name!r} is "
-            "your own, which has no GLUE layout; give it train and validation csv, json, jsonl or parquet files "
-            "(a .tsv file is read as csv by none), or name the GLUE task (finetune_task = rte, say)"
+            "your own, which has no GLUE layout; give it train and validation csv, json, jsonl or parquet files, "
+            "or name the GLUE task whose layout they are in (finetune_task = rte, say)"
         )
     return glue
 
