@@ -48,7 +48,18 @@ from .tasks import TASKS, GlueLayout, Task, glue_layouts_like
 
 _GLUE_TSV_OPTIONS = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "encoding": "utf-8-sig"}
 #: The files of a GLUE TSV folder the loader reads: train.tsv and each task's dev file.
-_GLUE_FILES = ("train.tsv", *sorted({task.glue_layout.validation_file for task in TASKS.values()}))
+_GLUE_FILES = (
+    "train.tsv",
+    *sorted(
+        {
+            file
+            for task in TASKS.values()
+            if task.glue_layout is not None
+            for file in (task.glue_layout.validation_file, task.glue_layout.reported_file)
+            if file is not None
+        }
+    ),
+)
 #: Python's csv module refuses a field over 128 KiB by default (a guard against a quote left open); with quoting
 #: off a field ends at its line's end, so a long one is long text (a document), read up to this (a C long's limit).
 _CSV_FIELD_LIMIT = 2**31 - 1
@@ -68,6 +79,10 @@ FIXTURE_DATA_FIX = ""
 UNNAMED_ROWS = "(then the examples have no ids, and the paired test against the baseline is not made)"
 
 
+#: The error for data that is a file, not a folder (a GLUE TSV folder for a task of the user's is refused earlier).
+_NOT_A_FOLDER = "data {source!r} is a file; point data at the folder holding the train and validation files"
+
+
 def load_raw_dataset(source: str, task: Task, hub_note: Callable[[], str] | None = None) -> datasets.DatasetDict:
     """Load ``source`` (a local folder or a Hub id) as train/validation sentence pairs; ``hub_note()`` ends the
     message of a Hub id the Hub does not give (where a folder of that name was looked for, say)."""
@@ -76,18 +91,60 @@ def load_raw_dataset(source: str, task: Task, hub_note: Callable[[], str] | None
         raw = _load_hub(source, task, hub_note)
         where, content = f"Hub dataset {source!r}", None
     elif path.is_dir():
-        raw = _load_glue_tsv(path, task) if _is_glue_tsv(path) else _load_files(path, task)
+        raw = _load_glue_tsv(path, task) if _is_glue_tsv(path, task) else _load_files(path, task)
         where, content = str(path), content_digest(str(path), read_files(path))
     else:
-        raise FinetuneError(
-            f"data {source!r} is a file; point data at the folder holding the train and validation files"
-        )
+        raise FinetuneError(_NOT_A_FOLDER.format(source=source))
     return _normalise(raw, where, task, content)
 
 
-def _is_glue_tsv(folder: Path) -> bool:
-    """Whether the loader reads ``folder`` as a GLUE TSV folder."""
-    return any((folder / name).exists() for name in _GLUE_FILES)
+def class_names_in(source: str, task: Task) -> tuple[str, ...]:
+    """The class names of ``task`` (a classification of the user's) that the data at ``source`` holds, train and
+    validation splits together: text labels sorted, or, where the labels are integers (class ids from 0), ``0`` to
+    the largest id. Labels of another kind (scores), or of one class only, are a :class:`FinetuneError`."""
+    path = local_path(source, "data folder")
+    if path is None:
+        raw = _load_hub(source, task, None)
+    elif path.is_dir() and not _is_glue_tsv(path, task):
+        raw = _load_files(path, task)
+    else:
+        raise FinetuneError(_NOT_A_FOLDER.format(source=source))
+    names: set[str] = set()
+    for split in _SPLIT_NAMES:
+        dataset = split_of(raw, source, split)
+        feature = dataset.features.get("label")
+        if isinstance(feature, datasets.ClassLabel):
+            return tuple(feature.names)
+        kind = _value_type(feature) if feature is not None else "missing"
+        if kind.startswith(("int", "uint")):
+            names.update(map(str, range(max(dataset.unique("label"), default=-1) + 1)))
+        elif kind in ("string", "large_string"):
+            names.update(dataset.unique("label"))
+        else:
+            raise FinetuneError(
+                f"{source}, {split} split: labels are {kind}, neither class names nor class ids; for scores declare "
+                "a regression (finetune_labels = regression, marker labels='regression')"
+            )
+    found = tuple(sorted(names, key=lambda name: (not name.isdecimal(), int(name) if name.isdecimal() else 0, name)))
+    if len(found) < 2:
+        raise FinetuneError(
+            f"{source}: the labels hold {len(found)} class ({', '.join(found)}); a classification needs two or more: "
+            "add examples of the others, or declare the class names (finetune_labels = neg, pos)"
+        )
+    return found
+
+
+def _is_glue_tsv(folder: Path, task: Task | None = None) -> bool:
+    """Whether the loader reads ``folder`` as a GLUE TSV folder (for ``task``, where given: a task of the user's,
+    which has no GLUE layout, is refused one)."""
+    glue = any((folder / name).exists() for name in _GLUE_FILES)
+    if glue and task is not None and task.glue_layout is None:
+        raise FinetuneError(
+            f"data folder {str(folder)!r} holds GLUE TSV files (train.tsv, dev.tsv), and the task {task.name!r} is "
+            "your own, which has no GLUE layout; give it train and validation csv, json, jsonl or parquet files, "
+            "or name the GLUE task whose layout they are in (finetune_task = rte, say)"
+        )
+    return glue
 
 
 def _split_candidates(folder: Path, stems: tuple[str, ...]) -> list[Path]:
@@ -120,7 +177,10 @@ def data_identity(source: str) -> str:
 def _load_glue_tsv(folder: Path, task: Task) -> datasets.DatasetDict:
     """The train and dev files of a GLUE TSV folder in ``task``'s layout, as the task's columns."""
     layout = task.glue_layout
+    assert layout is not None, "a task without a GLUE layout is refused a GLUE folder (_is_glue_tsv)"
     files = {"train": folder / "train.tsv", "validation": folder / layout.validation_file}
+    if task.reported_split and layout.reported_file and (folder / layout.reported_file).exists():
+        files[task.reported_split] = folder / layout.reported_file  # shown where the folder has it
     splits = {}
     for split, file in files.items():
         if not file.exists():
@@ -146,7 +206,7 @@ def _tsv_label(value: str, task: Task) -> int | float:
     """A label of a GLUE TSV file (checked by :func:`_check_tsv_rows`): its class id, or its score."""
     if task.label_names is None:
         return float(value)
-    if task.glue_layout.string_labels:
+    if task.glue_layout is not None and task.glue_layout.string_labels:
         return task.label_names.index(value.strip())
     return int(value.strip())
 
@@ -155,6 +215,7 @@ def _check_tsv_rows(file: Path, task: Task) -> tuple[tuple[str, ...], int]:
     """Fail on a file that is not UTF-8, or a header or a row that is not ``task``'s GLUE layout (naming the
     tasks whose layout it looks like), or a label the task cannot read; return its column names and row count."""
     layout = task.glue_layout
+    assert layout is not None, "a task without a GLUE layout is refused a GLUE folder (_is_glue_tsv)"
     with file.open(encoding="utf-8-sig", newline="") as handle, _csv_fields_unlimited():
         rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         try:
@@ -202,14 +263,14 @@ def _other_layout(first_row: tuple[str, ...], task: Task) -> str:
 def _check_tsv_label(value: str, task: Task, where: str) -> None:
     """Fail on a label of a GLUE TSV file (``where``: file and line) that ``task`` cannot read: not a number
     for a regression, not one of the label names where the layout writes names, else not an integer."""
-    layout: GlueLayout = task.glue_layout
+    layout: GlueLayout | None = task.glue_layout
     if task.label_names is None:
         if not _is_finite_number(value):
             raise FinetuneError(
                 f"{where}: score {value!r} is not a finite number; the task {task.name!r} is a regression, "
                 "write each score as a number such as 3.8"
             )
-    elif layout.string_labels:
+    elif layout is not None and layout.string_labels:
         if value.strip() not in task.label_names:
             raise FinetuneError(
                 f"{where}: label {value!r} is not one of the task {task.name!r}'s labels "
@@ -295,7 +356,7 @@ def _load_file(file: Path, task: Task) -> datasets.Dataset:
     builder = FILE_BUILDERS[file.suffix]
     text = task.text_columns
     options = {**_CSV_TEXT_AS_WRITTEN, "converters": dict.fromkeys(text, str)} if builder == "csv" else {}
-    dataset = _read(file, builder, options)
+    dataset = _with_label_column(_read(file, builder, options), str(file), task)
     _check_values(dataset, file, task)
     check_ids(dataset, str(file))
     for column in text:  # json and parquet keep their own types: a number becomes its text
@@ -307,6 +368,22 @@ def _load_file(file: Path, task: Task) -> datasets.Dataset:
                     f"{file}: could not read {column} as text ({_root_cause(error)}); write each sentence as a string"
                 ) from None
     return dataset
+
+
+def _with_label_column(dataset: datasets.Dataset, where: str, task: Task) -> datasets.Dataset:
+    """``dataset`` with ``task``'s label column (a task of the user's may name another than ``label``) named
+    ``label``; a :class:`FinetuneError` naming ``where`` when it has no such column."""
+    column = task.label_column
+    if column == "label":
+        return dataset
+    if column not in dataset.column_names:
+        raise FinetuneError(
+            f"{where}: no label column {column!r} (it has {', '.join(dataset.column_names)}); set the task's "
+            "label_column (finetune_label_column, marker label_column=...) to the column holding the labels"
+        )
+    if "label" in dataset.column_names:
+        dataset = dataset.remove_columns("label")  # the task's labels are in ``column``
+    return dataset.rename_column(column, "label")
 
 
 def _read(file: Path, builder: str, options: dict[str, Any]) -> datasets.Dataset:
@@ -409,21 +486,28 @@ def _load_hub(dataset_id: str, task: Task, note: Callable[[], str] | None) -> da
         ) from None
     if task.validation_split in raw:  # MNLI's is validation_matched
         raw["validation"] = raw[task.validation_split]
-    for split in _SPLIT_NAMES:
+    for split in (*_SPLIT_NAMES, *_reported_splits(raw, task)):
         if split in raw:
+            raw[split] = _with_label_column(raw[split], f"Hub dataset {dataset_id!r}, {split} split", task)
             check_ids(raw[split], f"Hub dataset {dataset_id!r}, {split} split")
     return raw
 
 
+def _reported_splits(raw: Mapping[str, Any], task: Task) -> tuple[str, ...]:
+    """``task``'s :attr:`~pytest_finetune.tasks.Task.reported_split` where ``raw`` has it (MNLI's mismatched one)."""
+    return (task.reported_split,) if task.reported_split is not None and task.reported_split in raw else ()
+
+
 def _normalise(raw: datasets.DatasetDict, where: str, task: Task, content: str | None) -> datasets.DatasetDict:
-    """Keep train and validation, turn label names into class ids, check them (:func:`check_split`), add ``idx``
-    when missing (a loader checks the ``idx`` a source has); a regression's scores become float32 (as its loss takes).
+    """Keep train and validation (and the task's reported split, where there is one), turn label names into class ids,
+    check them (:func:`check_split`), add ``idx`` when missing (a loader checks the ``idx`` a source has); a
+    regression's scores become float32 (as its loss takes).
 
     ``content``: the content digest of local data, from which each split's fingerprint is made;
     ``None`` (the Hub) keeps the fingerprints ``datasets`` gives.
     """
     splits = {}
-    for split in _SPLIT_NAMES:
+    for split in (*_SPLIT_NAMES, *_reported_splits(raw, task)):
         dataset = _label_values(split_of(raw, where, split), where, split, task)
         check_split(dataset, where, split, task)
         if task.is_regression:
@@ -497,6 +581,14 @@ def check_split(
             f"{where}, {split} split: missing column(s) {', '.join(missing)} (it has "
             f"{', '.join(dataset.column_names)}); the task {task.name!r} needs {', '.join(required)}"
         )
+    for column in task.text_columns:
+        if dataset.features[column] == datasets.Value("string") and not any(
+            text.strip() for text in dataset.with_format(None)[column]
+        ):
+            raise FinetuneError(
+                f"{where}, {split} split: the text column {column!r} is empty in every row; point the task's "
+                "text_columns at the columns holding the texts, or fill this one"
+            )
     check_labels(dataset, where, split, task)
 
 

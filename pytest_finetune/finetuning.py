@@ -33,6 +33,7 @@ from .session import SESSION_KEY
 from .stats import bootstrap_intervals, calibration_record
 
 if TYPE_CHECKING:
+    import datasets
     import numpy as np
     from transformers import PreTrainedModel, Trainer, TrainingArguments
 
@@ -220,7 +221,12 @@ def _trained_or_cached(
         if result is None:
             callbacks = [progress] if progress else []
             result = run_finetune(
-                trainer, recipe, callbacks, runtime_tuning=session.runtime_tuning, dropout_masks=session.dropout_masks
+                trainer,
+                recipe,
+                callbacks,
+                runtime_tuning=session.runtime_tuning,
+                dropout_masks=session.dropout_masks,
+                reported=_reported_split(request, recipe, trainer),
             )
             request.node.ihook.pytest_finetune_result(result=result)
             if cache is not None and key is not None and inputs is not None:
@@ -236,6 +242,18 @@ def _trained_or_cached(
     return dataclasses.replace(
         result, example_ids=example_ids, intervals=intervals, **_data_identities(request, trainer)
     )
+
+
+def _reported_split(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer) -> datasets.Dataset | None:
+    """The tokenized data's split that the task reports besides its validation split (MNLI's
+    ``validation_mismatched``), where the data has it and the trainer scores that data's validation split."""
+    split = recipe.task_spec.reported_split
+    if split is None or "tokenized_mrpc" not in request.fixturenames:
+        return None
+    tokenized = request.getfixturevalue("tokenized_mrpc")
+    if split not in tokenized or trainer.eval_dataset is not tokenized.get("validation"):
+        return None
+    return tokenized[split]
 
 
 #: The fixtures that decide which examples the trainer holds: where the test suite overrides one, the recipe's

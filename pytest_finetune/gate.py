@@ -187,11 +187,15 @@ def not_compared(item: pytest.Item, call: pytest.CallInfo[None]) -> ReportEntry:
     here = item.config.invocation_params.dir
     reason = _failure_reason(call, None)
     result = getattr(item, "funcargs", {}).get(RESULT_FIXTURE)  # trained, then the body failed
+    try:
+        gated = item.config.stash[SESSION_KEY].tolerances_for(item).metrics
+    except FinetuneError:  # its recipe cannot be resolved (a hook's task, say): the test's error says why
+        gated = ()
     entry = ReportEntry(
         nodeid=item.nodeid,
         outcome=NOT_COMPARED,
         baseline=shown_path(baseline_location(item), here),
-        gated=item.config.stash[SESSION_KEY].tolerances_for(item).metrics,
+        gated=gated,
         record=_run_record(item),
         message=f"{item.nodeid}: {NOT_COMPARED} with its baseline ({call.when}): {reason}",
         cached=bool(getattr(result, "from_cache", False)),

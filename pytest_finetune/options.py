@@ -56,7 +56,8 @@ MARKER_HELP = (
     "{metric: worst value}, e.g. {'accuracy': 0.8}. relative: the largest drop as a share of the baseline's "
     "value, 0.05 or '5%' or {metric: either}. collapse_guard: the share of one predicted class that fails "
     "a run (default 0.95), or False. Other "
-    "keyword arguments override its recipe: task, model, data, seed, trust_remote_code or any "
+    "keyword arguments override its recipe: task, model, data, seed, trust_remote_code, a task of your own's "
+    "text_columns, label_column, labels and metrics, or any "
     "transformers.TrainingArguments field (num_train_epochs, max_steps, learning_rate, ...)."
 )
 #: The marker keyword that sets the gate's tolerance rather than the recipe.
@@ -128,8 +129,34 @@ OPTIONS = (
         flag_help="task for every recipe (default: mrpc)",
         flag_keywords={"metavar": "TASK"},
         ini="finetune_task",
-        ini_help="task for every recipe (default: mrpc)",
+        ini_help="task for every recipe: a GLUE task, or the name of your own (default: mrpc)",
         recipe_field="task",
+        changes_recipe=True,
+    ),
+    Option(
+        ini="finetune_text_columns",
+        ini_help="a task of your own: its one or two text columns, comma-separated (e.g. sentence)",
+        recipe_field="text_columns",
+        changes_recipe=True,
+    ),
+    Option(
+        ini="finetune_label_column",
+        ini_help="a task of your own: the column holding its labels (default: label)",
+        recipe_field="label_column",
+        changes_recipe=True,
+    ),
+    Option(
+        ini="finetune_labels",
+        ini_help="a task of your own: its class names in class id order (e.g. neg, pos), or regression "
+        "(default: the class names its data holds, sorted)",
+        recipe_field="labels",
+        changes_recipe=True,
+    ),
+    Option(
+        ini="finetune_metrics",
+        ini_help="a task of your own: the metrics it computes and gates on, comma-separated (default: accuracy; "
+        "pearson, spearmanr for a regression)",
+        recipe_field="metrics",
         changes_recipe=True,
     ),
     Option(
@@ -309,6 +336,10 @@ _NAMED_SETTINGS = {
     if option.recipe_field and option.ini and option.flag
 }
 _PATH_KEYS = ("model", "data")
+#: The recipe fields set by an ini key alone (those that declare a task of the user's, see docs/tasks.md).
+_INI_ONLY_SETTINGS = {
+    option.recipe_field: option.ini for option in OPTIONS if option.recipe_field and option.ini and not option.flag
+}
 
 #: ini keys of one number or true/false: the Python type a native ``[tool.pytest]`` table (pytest 9)
 #: may give one in, and an example value.
@@ -398,6 +429,9 @@ def session_layers(config: pytest.Config) -> list[Layer]:
         value = config.getoption(option)
         if value is not None:
             cli[key] = _checked_value(key, value, f"{option}={value}")
+    for key, ini_name in _INI_ONLY_SETTINGS.items():
+        if configured := _ini_text(config, ini_name):
+            ini[key] = configured
     for assignment in config.getoption("--finetune-set"):
         key, value = _split_assignment(assignment, "--finetune-set")
         cli[key] = _checked_value(key, value, f"--finetune-set {assignment}")

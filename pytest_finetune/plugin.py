@@ -179,6 +179,7 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) 
         if isinstance(item, pytest.Item) and item.get_closest_marker(MARKER):
             try:
                 marker_settings(item)
+                collector.config.stash[SESSION_KEY].check_task(item)
             except FinetuneError as error:
                 raise collector.CollectError(str(error)) from None
     return collected

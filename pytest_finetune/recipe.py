@@ -15,13 +15,13 @@ import json
 import math
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import compat
 from .errors import FinetuneError
-from .tasks import TASKS, Task
+from .tasks import CUSTOM_TASK_KEYS, REGRESSION, TASKS, Task, check_task_metrics, custom_task
 
 #: Training arguments of the seed recipe (the Hugging Face course, chapter 3).
 SEED_TRAINING_ARGS: dict[str, Any] = {
@@ -90,6 +90,11 @@ RECIPE_FIELDS: dict[str, Any] = {
     "data": str,
     "seed": int,
     "trust_remote_code": bool,
+    # a task of the user's (see tasks.custom_task): names, as a list or comma-separated text
+    "text_columns": list | str,
+    "label_column": str,
+    "labels": list | str,
+    "metrics": list | str,
 }
 
 
@@ -101,7 +106,9 @@ class Recipe:
     means the task's own Hub dataset. ``training_args`` are keyword arguments for
     ``transformers.TrainingArguments`` in 5.x spelling, whichever version is installed
     (:func:`pytest_finetune.compat.installed_training_args` respells them), the seed going
-    in separately through ``seed``.
+    in separately through ``seed``. ``text_columns``, ``label_column``, ``labels`` and ``metrics``
+    declare a task of the user's named ``task`` (:func:`~pytest_finetune.tasks.custom_task`); ``None``
+    for a GLUE task.
     """
 
     task: str = "mrpc"
@@ -110,14 +117,32 @@ class Recipe:
     seed: int = 42
     trust_remote_code: bool = False
     training_args: Mapping[str, Any] = dataclasses.field(default_factory=lambda: DEFAULT_TRAINING_ARGS, hash=False)
+    text_columns: tuple[str, ...] | None = None
+    label_column: str | None = None
+    labels: tuple[str, ...] | str | None = None
+    metrics: tuple[str, ...] | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Recipe:
         return self  # immutable: copies of a result share their recipe
 
     @property
+    def is_custom(self) -> bool:
+        """Whether the recipe declares a task of the user's rather than naming a GLUE task."""
+        return self.text_columns is not None
+
+    @property
     def task_spec(self) -> Task:
-        """The :class:`Task` this recipe names."""
-        return TASKS[self.task]
+        """The :class:`Task` this recipe names, or declares (:func:`~pytest_finetune.tasks.custom_task`)."""
+        if not self.is_custom:
+            return TASKS[self.task]
+        assert self.text_columns is not None
+        return custom_task(self.task, self.text_columns, self.label_column, self.labels, self.metrics)
+
+    @property
+    def custom_task_fields(self) -> dict[str, Any]:
+        """The fields declaring a task of the user's as a baseline records them (lists); none for a GLUE task."""
+        fields = {key: getattr(self, key) for key in CUSTOM_TASK_KEYS if getattr(self, key) is not None}
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in fields.items()}
 
     @property
     def data_source(self) -> str:
@@ -125,8 +150,10 @@ class Recipe:
         return self.data if self.data is not None else self.task_spec.hub_dataset
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view, keys sorted."""
+        """A JSON-ready view, keys sorted (a GLUE task's recipe without the fields of a task of the user's)."""
         as_dict = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        as_dict = {key: value for key, value in as_dict.items() if key not in CUSTOM_TASK_KEYS}
+        as_dict |= self.custom_task_fields
         return dict(sorted((as_dict | {"training_args": dict(sorted(self.training_args.items()))}).items()))
 
     @property
@@ -145,21 +172,78 @@ class Recipe:
         return f"{self.task} | model={self.model} | data={self.data_source} | seed={self.seed}"
 
 
-def build_recipe(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> Recipe:
+def build_recipe(layers: Iterable[tuple[str, Mapping[str, Any]]], check_task: bool = True) -> Recipe:
     """Apply keyword layers, lowest priority first, to the seed recipe.
 
     Each layer is ``(where, {keyword: value})`` with values already checked and
-    converted by :func:`convert_value`.
+    converted by :func:`convert_value`; with ``check_task``, the task they name or declare is checked too
+    (not before a ``pytest_finetune_adjust_recipe`` hook, which may declare it).
     """
     fields: dict[str, Any] = {}
+    setters: dict[str, str] = {}
     training_args = dict(DEFAULT_TRAINING_ARGS)
-    for _, overrides in layers:
+    for where, overrides in layers:
         for key, value in overrides.items():
             if key in RECIPE_FIELDS:
                 fields[key] = value
+                setters[key] = where
             else:
                 training_args.update(compat.modern_training_args({key: value}))
-    return Recipe(**fields, training_args=types.MappingProxyType(dict(sorted(training_args.items()))))
+    recipe = Recipe(**fields, training_args=types.MappingProxyType(dict(sorted(training_args.items()))))
+    if check_task:
+        _check_task(recipe, setters)
+    return recipe
+
+
+def check_named_task(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Fail on a task the session's layers (ini file, environment, command line) name that is no GLUE task where
+    they declare none (no ``text_columns``): a mistyped name, reported before any test runs."""
+    fields = {key: value for _, overrides in layers for key, value in overrides.items()}
+    if fields.get("task", "mrpc") not in TASKS and "text_columns" not in fields:
+        build_recipe(layers)
+
+
+def _check_task(recipe: Recipe, setters: Mapping[str, str]) -> None:
+    """Fail on a task that is neither a GLUE task nor declared (the message lists both ways), or a declaration
+    that cannot work (:func:`~pytest_finetune.tasks.custom_task`), naming where its keywords were set."""
+    declared = [key for key in CUSTOM_TASK_KEYS if key in setters]
+    where = "; ".join(dict.fromkeys(setters[key] for key in ("task", *declared) if key in setters)) or "recipe"
+    if recipe.task not in TASKS and not recipe.is_custom:
+        raise FinetuneError(
+            f"{where}: unknown task {recipe.task!r}; known tasks: {', '.join(sorted(TASKS))}; or declare a task of "
+            "your own with text_columns (and label_column, labels, metrics): see docs/tasks.md"
+        )
+    if declared and not recipe.is_custom:
+        raise FinetuneError(
+            f"{where}: {', '.join(declared)} declare a task of your own and need text_columns too "
+            "(finetune_text_columns = sentence, marker text_columns=['sentence'])"
+        )
+    if not recipe.is_custom:
+        return
+    try:
+        task = recipe.task_spec
+    except FinetuneError as error:
+        raise FinetuneError(f"{where}: {error}") from None
+    if recipe.data is None:
+        raise FinetuneError(
+            f"{where}: the task {task.name!r} is your own and has no Hub dataset of its own; point data at its "
+            "files (finetune_data, --finetune-data, marker data=...): a folder of train and validation csv, json, "
+            "jsonl or parquet files"
+        )
+
+
+def with_class_names(recipe: Recipe) -> Recipe:
+    """``recipe``, where it declares a classification of the user's without class names, with those its data holds
+    (:func:`~pytest_finetune.data.class_names_in`): recorded in the recipe, so that a class that appears later
+    changes what a baseline is compared with, never which class an id means."""
+    if not recipe.is_custom or recipe.labels is not None:
+        return recipe
+    from .data import class_names_in  # datasets: imported once a fine-tune reads its data
+
+    task = recipe.task_spec
+    names = class_names_in(recipe.data_source, task)
+    check_task_metrics(task.name, task.metrics, names)  # now that the classes are known (F1: two classes)
+    return dataclasses.replace(recipe, labels=names)
 
 
 def looks_like_path(source: str) -> bool:
@@ -229,9 +313,21 @@ def convert_value(key: str, value: Any, *, where: str, from_text: bool = False) 
     except (TypeError, ValueError) as error:
         shown = f"{value!r}" if not from_text else f"{value}"
         raise FinetuneError(f"{where}: {key}={shown} is not valid: {error}") from None
-    if key == "task" and converted not in TASKS:
-        raise FinetuneError(f"{where}: unknown task {converted!r}; known tasks: {', '.join(sorted(TASKS))}")
+    if key in CUSTOM_TASK_KEYS:
+        return _task_names(key, converted, where)
     return converted
+
+
+def _task_names(key: str, value: Any, where: str) -> str | tuple[str, ...]:
+    """The value of a keyword declaring a task of the user's: ``label_column`` as given; the others as a tuple of
+    names (text is split at commas), ``labels`` of :data:`~pytest_finetune.tasks.REGRESSION` alone as that word."""
+    if key == "label_column":
+        return str(value).strip()
+    names = [part for part in value.split(",")] if isinstance(value, str) else list(value)
+    if not all(isinstance(name, str) for name in names):
+        raise FinetuneError(f"{where}: {key}={value!r} is not valid: expected names (strings), e.g. ['neg', 'pos']")
+    names = [name.strip() for name in names]
+    return REGRESSION if key == "labels" and names == [REGRESSION] else tuple(names)
 
 
 #: Keywords whose values transformers or numpy refuse with a traceback, or that mean another

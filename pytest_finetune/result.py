@@ -66,3 +66,17 @@ class FinetuneResult:
             return None
         wrong = predicted_classes(self.predictions.predictions) != labels
         return sorted(int(idx) for idx in self.example_ids[wrong])
+
+    @property
+    def absolute_errors(self) -> list[float] | None:
+        """For a regression, ``|predicted score - label|`` of each validation example in the order of their ``idx``
+        (``None`` without ids, and for a classification)."""
+        import numpy as np  # imported once a fine-tune's result is read
+
+        from .metrics import class_logits  # numpy
+
+        labels = np.asarray(self.predictions.label_ids, dtype=np.float64).reshape(-1)
+        if self.example_ids is None or len(self.example_ids) != len(labels) or not self.recipe.task_spec.is_regression:
+            return None
+        scores = class_logits(self.predictions.predictions).astype(np.float64).reshape(-1)
+        return [float(error) for error in np.abs(scores - labels)[np.argsort(self.example_ids, kind="stable")]]

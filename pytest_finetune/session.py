@@ -36,7 +36,7 @@ from .options import (
     update_setting,
     warn_only_setting,
 )
-from .recipe import Recipe, build_recipe
+from .recipe import Recipe, build_recipe, check_named_task, with_class_names
 from .tolerances import FloorSetting, RelativeSetting, Setting, Tolerances, build_tolerances
 
 if TYPE_CHECKING:
@@ -102,9 +102,11 @@ class FinetuneSession:
         cleared = clear_result_cache(config)  # --cache-clear, with or without --finetune
         folder = cache_dir(config) if enabled and cleared else None
         auto_k, auto_floor = auto_settings(config)
+        layers = session_layers(config)
+        check_named_task(layers)
         return cls(
             enabled=enabled,
-            layers=session_layers(config),
+            layers=layers,
             tolerance_settings=session_tolerances(config),
             strict=config.getoption("--finetune-strict"),
             strict_recipe=strict_recipe_setting(config),
@@ -130,7 +132,7 @@ class FinetuneSession:
         """``item``'s recipe: session layers, its marker, then the adjust-recipe hook."""
         if _RECIPE_KEY not in item.stash:
             layers = [*self.layers, marker_settings(item)[0]]
-            recipe = build_recipe(layers)
+            recipe = build_recipe(layers, check_task=False)
             # pluggy calls the last registered implementation (the closest conftest) first;
             # apply it last so that it wins.
             where = f"{item.nodeid}: pytest_finetune_adjust_recipe hook"
@@ -142,8 +144,14 @@ class FinetuneSession:
                     )
                 if overrides:
                     layers.append(python_layer(where, overrides, item.config.rootpath))
-            item.stash[_RECIPE_KEY] = build_recipe(layers)
+            item.stash[_RECIPE_KEY] = with_class_names(build_recipe(layers))
         return item.stash[_RECIPE_KEY]
+
+    def check_task(self, item: pytest.Item) -> None:
+        """Fail on the task ``item``'s ini file, environment, command line and marker name or declare (an unknown
+        name, a declaration that cannot work), unless a ``pytest_finetune_adjust_recipe`` hook may still declare it."""
+        if not item.ihook.pytest_finetune_adjust_recipe.get_hookimpls():
+            build_recipe([*self.layers, marker_settings(item)[0]])
 
     def tolerances_for(self, item: pytest.Item) -> Tolerances:
         """``item``'s tolerances, floors and relative thresholds: its task's defaults, the ini file, the command

@@ -1,7 +1,7 @@
 """How sure a verdict can be: a run's bootstrap intervals, a paired test against the
 baseline's run, and the spread of a calibration over seeds.
 
-All of it uses what a fine-tune already has, the predicted class of each validation
+All of it uses what a fine-tune already has, the predicted class (or score) of each validation
 example: no extra training, well under a second for MRPC's 408 pairs. numpy is imported
 where it is used, so that the verdict's vocabulary costs a plain pytest run nothing.
 """
@@ -116,35 +116,57 @@ def mcnemar_exact(worse: int, better: int) -> float:
     return min(1.0, 2 * tail / 2**flips)
 
 
+#: The paired test of a classification (class ids right or wrong), and of a regression (absolute errors).
+MCNEMAR = "exact McNemar"
+WILCOXON = "Wilcoxon signed-rank"
+
+
 @dataclasses.dataclass(frozen=True)
 class PairedTest:
-    """Example-by-example comparison of a run with its baseline's run on the same examples."""
+    """Example-by-example comparison of a run with its baseline's run on the same examples: of a classification,
+    which examples each got right (:data:`MCNEMAR`); of a regression, each example's absolute error
+    (:data:`WILCOXON`)."""
 
     examples: int
-    #: Examples the baseline's run got right and this run gets wrong.
+    #: Examples the baseline's run got right and this run gets wrong (a regression: whose error grew).
     worse: int
-    #: Examples the baseline's run got wrong and this run gets right.
+    #: Examples the baseline's run got wrong and this run gets right (a regression: whose error shrank).
     better: int
     p_value: float
     alpha: float
+    method: str = MCNEMAR
+    #: A regression's mean change of the absolute error (this run's less the baseline's); ``None`` for McNemar.
+    mean_change: float | None = None
 
     @property
     def significant(self) -> bool:
         return self.p_value < self.alpha
 
     @property
+    def worse_side(self) -> bool:
+        """Whether the run moved towards worse: more examples became wrong, or the errors grew on average."""
+        return self.mean_change > 0 if self.mean_change is not None else self.worse > self.better
+
+    @property
     def significantly_worse(self) -> bool:
-        return self.significant and self.worse > self.better
+        return self.significant and self.worse_side
 
     def describe(self) -> str:
-        """One line: the flips each way, the p-value, and what it means at ``alpha``."""
+        """One line: the changes each way, the p-value, and what it means at ``alpha``."""
         if not self.significant:
             meaning = "no significant difference"
         else:
-            meaning = "significantly worse" if self.worse > self.better else "significantly better"
+            meaning = "significantly worse" if self.worse_side else "significantly better"
+        if self.mean_change is None:
+            moved = f"{self.worse} became wrong, {self.better} became right"
+        else:
+            moved = (
+                f"{self.worse} got a larger absolute error, {self.better} a smaller "
+                f"(mean change {self.mean_change:+.4g})"
+            )
         return (
-            f"paired test on {self.examples} examples: {self.worse} became wrong, {self.better} became right; "
-            f"exact McNemar p = {self.p_value:.3g} (alpha {self.alpha:g}): {meaning}"
+            f"paired test on {self.examples} examples: {moved}; "
+            f"{self.method} p = {self.p_value:.3g} (alpha {self.alpha:g}): {meaning}"
         )
 
 
@@ -153,6 +175,21 @@ def paired_test(current_wrong: Sequence[int], baseline_wrong: Sequence[int], exa
     now, then = set(current_wrong), set(baseline_wrong)
     worse, better = len(now - then), len(then - now)
     return PairedTest(examples, worse, better, mcnemar_exact(worse, better), alpha)
+
+
+def wilcoxon_test(current_errors: Sequence[float], baseline_errors: Sequence[float], alpha: float) -> PairedTest:
+    """:class:`PairedTest` of two regressions on the same examples, each given by its absolute error on each
+    example in one order: the two-sided Wilcoxon signed-rank test of the differences (``scipy.stats.wilcoxon``;
+    examples whose error did not change are left out, as Wilcoxon's test does)."""
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    now, then = np.asarray(current_errors, dtype=np.float64), np.asarray(baseline_errors, dtype=np.float64)
+    change = now - then
+    worse, better = int(np.sum(change > 0)), int(np.sum(change < 0))
+    p_value = float(wilcoxon(now, then).pvalue) if worse + better else 1.0
+    mean_change = float(change.mean()) if change.size else 0.0
+    return PairedTest(now.size, worse, better, p_value, alpha, WILCOXON, mean_change)
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:

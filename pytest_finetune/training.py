@@ -134,13 +134,15 @@ def run_finetune(
     callbacks: Sequence[TrainerCallback] = (),
     runtime_tuning: bool = True,
     dropout_masks: str = "auto",
+    reported: datasets.Dataset | None = None,
 ) -> FinetuneResult:
     """Train (with ``callbacks`` added, e.g. progress, in place of transformers' log printer;
     under :func:`~pytest_finetune.runtime.tuned_runtime` unless ``runtime_tuning`` is false;
     dropout masks drawn as :mod:`pytest_finetune.dropout`'s setting ``dropout_masks`` says),
     then take the final metrics and logits on the validation split: from the evaluation at
     the last step where there was one (the seed's ``eval_strategy="epoch"``), else from one
-    ``Trainer.predict``. Both see the same weights and data, so they give the same numbers.
+    ``Trainer.predict``. Both see the same weights and data, so they give the same numbers. ``reported``: the
+    task's reported split (MNLI's mismatched one), also scored (:func:`reported_metrics`).
     A model whose head has another number of labels than the task is refused before training."""
     validation = trainer.eval_dataset
     if validation is None or isinstance(validation, dict):
@@ -167,14 +169,24 @@ def run_finetune(
     prediction = last_evaluation.at_final_step()
     if prediction is None:
         prediction = trainer.predict(validation, metric_key_prefix="eval")
+    metrics = final_metrics(prediction.metrics or {})
+    if reported is not None:
+        metrics.update(reported_metrics(trainer, reported, recipe.task_spec))
     return FinetuneResult(
         recipe=recipe,
-        metrics=final_metrics(prediction.metrics or {}),
+        metrics=metrics,
         history=epoch_history(trainer.state.log_history),
         predictions=prediction,
         train_runtime=float(train_output.metrics["train_runtime"]),
         environment=environment,
     )
+
+
+def reported_metrics(trainer: Trainer, dataset: datasets.Dataset, task: Task) -> dict[str, float]:
+    """``task``'s metrics of ``trainer``'s model on ``dataset``, its reported split, under the names
+    :meth:`~pytest_finetune.tasks.Task.reported_metric` gives them (``accuracy_mismatched``): shown, never gated."""
+    scores = final_metrics(trainer.predict(dataset, metric_key_prefix="eval").metrics or {})
+    return {task.reported_metric(name): scores[name] for name in task.metrics if name in scores}
 
 
 def check_num_labels(trainer: Trainer, task: Task) -> None:

@@ -9,9 +9,10 @@ The policy: a test fails when a gated metric moves the wrong way by more than it
 tolerance (or by more than its relative threshold, or past its floor), when the run's model
 predicts almost only one class (see :func:`pytest_finetune.metrics.collapse`), or when the
 paired test finds the run significantly worse than the baseline's run on the same validation
-examples (exact McNemar, two-sided, at ``alpha``). A changed recipe (training data, model,
-seed, training arguments) is compared like an unchanged one, and the verdict names the
-change; with ``strict_recipe`` one whose quality held fails too.
+examples (two-sided, at ``alpha``: exact McNemar of the examples each got right; for a
+regression, Wilcoxon signed-rank of each example's absolute error). A changed recipe (training
+data, model, seed, training arguments) is compared like an unchanged one, and the verdict names
+the change; with ``strict_recipe`` one whose quality held fails too.
 Only what cannot be compared is refused: another task (its labels and metrics), or other
 validation examples (the yardstick moved, and the paired test needs the same examples).
 """
@@ -24,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import FinetuneError
-from .stats import PairedTest, paired_test
+from .stats import PairedTest, paired_test, wilcoxon_test
 from .tolerances import EPSILON, Tolerances, lower_is_better
 
 #: The paired test's significance level (ini ``finetune_alpha``). Two runs of equal quality
@@ -175,6 +176,12 @@ def not_comparable(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> s
     tasks = [record.get("recipe", {}).get("task") for record in (baseline, current)]
     if None not in tasks and tasks[0] != tasks[1]:
         return f"the task changed ({tasks[0]} → {tasks[1]}): its labels and metrics are another task's"
+    then, now = (record.get("recipe", {}).get("labels") for record in (baseline, current))
+    if then != now:
+        return (
+            f"the task's labels changed ({_labels(then)} → {_labels(now)}): a class id means another class, "
+            "or the model predicts another kind of label"
+        )
     then, now = baseline.get("validation_id"), current.get("validation_id")
     if then and now:
         if then == now:
@@ -192,6 +199,14 @@ def not_comparable(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> s
             "(recorded by an older pytest-finetune): whether they are the same cannot be told"
         )
     return None
+
+
+def _labels(labels: Any) -> str:
+    """A task's class names (a list), ``regression`` or, for a GLUE task (none recorded), its own, as a message
+    shows them."""
+    if labels is None:
+        return "the GLUE task's"
+    return ", ".join(map(str, labels)) if isinstance(labels, list) else str(labels)
 
 
 def _outcome(rows: tuple[MetricRow, ...], paired: PairedTest | None, strict: bool) -> Outcome:
@@ -300,6 +315,10 @@ def _paired_test(
     if "examples" not in baseline:
         return None, "the baseline holds no per-example results: record it again for the paired test"
     now, then = current["examples"], baseline["examples"]  # the same examples: see not_comparable
+    if "abs_errors" in now:  # a regression
+        if "abs_errors" not in then:
+            return None, "the baseline holds no per-example errors: record it again for the paired test"
+        return wilcoxon_test(now["abs_errors"], then["abs_errors"], alpha), None
     return paired_test(now["wrong"], then["wrong"], now["count"], alpha), None
 
 

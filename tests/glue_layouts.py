@@ -37,6 +37,7 @@ def glue_lines(name: str, examples: Sequence[Example], header: tuple[str, ...]) 
     """``examples`` as lines of task ``name``'s GLUE TSV file whose columns are ``header``."""
     task = TASKS[name]
     layout = task.glue_layout
+    assert layout is not None
     lines = ["\t".join(header)] if layout.has_header else []
     for number, (label, texts) in enumerate(examples):
         fields = {column: str(number) for column in header}
@@ -50,12 +51,14 @@ def glue_lines(name: str, examples: Sequence[Example], header: tuple[str, ...]) 
 
 
 def write_glue_folder(folder: Path, name: str, train: Sequence[Example], dev: Sequence[Example]) -> Path:
-    """A GLUE TSV folder of task ``name``: train.tsv and its dev file, in GLUE's layout of the task."""
+    """A GLUE TSV folder of task ``name``: train.tsv and its dev file, in GLUE's layout of the task (MNLI: its
+    mismatched dev file too, holding ``dev``'s examples in reverse order)."""
     layout = TASKS[name].glue_layout
+    assert layout is not None
     folder.mkdir(parents=True, exist_ok=True)
-    for file, header, examples in (
-        ("train.tsv", layout.headers[0], train),
-        (layout.validation_file, layout.headers[-1], dev),
-    ):
+    files = [("train.tsv", layout.headers[0], train), (layout.validation_file, layout.headers[-1], dev)]
+    if layout.reported_file is not None:
+        files.append((layout.reported_file, layout.headers[-1], dev[::-1]))
+    for file, header, examples in files:
         (folder / file).write_text("\n".join(glue_lines(name, examples, header)) + "\n", encoding="utf-8")
     return folder

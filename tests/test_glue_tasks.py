@@ -8,13 +8,17 @@ import re
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 from glue_layouts import Example, glue_lines, task_examples, write_glue_folder
 from helpers import QUALITY_TEST, REAL_MRPC_DIR
 
+from pytest_finetune.baselines import BaselineError, parse_baseline
 from pytest_finetune.data import check_fixture_data, load_raw_dataset
 from pytest_finetune.errors import FinetuneError
 from pytest_finetune.tasks import TASKS
+from pytest_finetune.tolerances import build_tolerances
+from pytest_finetune.verdicts import Outcome, compare
 
 GLUE = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 #: The real GLUE-layout folders beside the repository (../shared/data).
@@ -37,6 +41,10 @@ def test_each_tasks_glue_tsv_layout_loads_as_its_hub_columns(tmp_path: Path, nam
     raw = load_raw_dataset(str(write_glue_folder(tmp_path / name, name, train, dev)), TASKS[name])
     assert_examples(raw["train"], name, train)
     assert_examples(raw["validation"], name, dev)
+    if name == "mnli":  # its mismatched dev file too
+        assert_examples(raw["validation_mismatched"], name, dev[::-1])
+    else:
+        assert list(raw) == ["train", "validation"]
 
 
 def test_string_labels_become_the_hubs_class_ids(tmp_path: Path) -> None:
@@ -299,7 +307,13 @@ def test_each_glue_task_trains_scores_and_gates(
     (baseline_file,) = (pytester.path / "baselines").glob("*/test_task.json")
     metrics = json.loads(baseline_file.read_text())["metrics"]
     assert all(metrics[metric] > 0.6 for metric in task.gated), metrics  # learnt: well above a constant predictor
-    pytester.runpytest("--finetune").assert_outcomes(passed=1)
+    gate = pytester.runpytest("--finetune", "--finetune-report=report.json")
+    gate.assert_outcomes(passed=1)
+    (entry,) = json.loads((pytester.path / "report.json").read_text())["tests"]
+    assert all(entry["metrics"][metric]["verdict"] == "ok" for metric in task.gated), entry["metrics"]
+    if name == "mnli":  # validation_mismatched: computed and shown, not gated
+        assert metrics["accuracy_mismatched"] == metrics["accuracy"]  # the same examples, in another order
+        assert entry["metrics"]["accuracy_mismatched"]["verdict"] == "not gated", entry["metrics"]
     if name not in SHAPES:
         return
     pytester.makeconftest(SHUFFLED_LABELS)
@@ -351,7 +365,7 @@ def test_an_unknown_task_in_a_marker_fails_its_test_listing_the_known_ones(pytes
     result = pytester.runpytest("--finetune")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["*unknown task 'imdb'; known tasks: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli"]
+        ["*unknown task 'imdb'; known tasks: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli; or declare *"]
     )
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
 
@@ -371,3 +385,59 @@ def test_a_task_neutral_override_records_the_data_it_gives(finetune_project: pyt
     finetune_project.runpytest("--finetune", "--snapshot-update").assert_outcomes(passed=1)
     (baseline_file,) = (finetune_project.path / "baselines").glob("*/test_quality.json")
     assert json.loads(baseline_file.read_text())["recipe"]["data"] == f"{overridden} fixture of conftest.py"
+
+
+def regression_record(errors: list[float] | None, pearson: float = 0.8) -> dict:
+    """A regression's record: its metrics, and where given each example's absolute error."""
+    record: dict = {"metrics": {"pearson": pearson, "spearmanr": pearson}}
+    if errors is not None:
+        record["examples"] = {"count": len(errors), "digest": "same", "abs_errors": errors}
+    return record
+
+
+def test_a_regressions_paired_test_is_wilcoxons_on_the_absolute_errors() -> None:
+    """Within the metrics' tolerance, errors that grew on most examples fail the run (as McNemar fails a
+    classification's); errors that moved both ways do not; the numbers are scipy's."""
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(0)
+    then = rng.uniform(0.1, 1.5, 60)
+    grown = then + rng.uniform(0.0, 0.3, 60)
+    tolerances = build_tolerances([0.05], defaults=TASKS["stsb"].default_tolerances)
+    verdict = compare(regression_record(list(grown), 0.78), regression_record(list(then)), tolerances)
+    assert verdict.paired is not None and verdict.paired.method == "Wilcoxon signed-rank"
+    assert verdict.paired.p_value == pytest.approx(wilcoxon(grown, then).pvalue, abs=1e-12)
+    assert [row.verdict for row in verdict.rows] == ["ok", "ok"]  # the metrics alone were within tolerance
+    assert verdict.outcome is Outcome.REGRESSED
+    assert verdict.paired.describe().startswith(
+        f"paired test on 60 examples: 60 got a larger absolute error, 0 a smaller (mean change "
+        f"+{np.mean(grown - then):.4g}); Wilcoxon signed-rank p = "
+    )
+    assert verdict.paired.describe().endswith("(alpha 0.01): significantly worse")
+    moved = then + rng.normal(0, 0.05, 60)
+    held = compare(regression_record(list(moved)), regression_record(list(then)), tolerances)
+    assert held.outcome is Outcome.PASSED and held.paired is not None and not held.paired.significant
+    better = compare(regression_record(list(then)), regression_record(list(grown)), tolerances)
+    assert better.outcome is Outcome.PASSED and better.paired is not None and better.paired.significant
+
+
+def test_a_regression_baseline_without_errors_has_no_paired_test() -> None:
+    """A baseline recorded before the errors were kept is compared on its metrics, as before, with a note."""
+    tolerances = build_tolerances([0.05], defaults=TASKS["stsb"].default_tolerances)
+    verdict = compare(regression_record([0.5] * 10), regression_record(None), tolerances)
+    assert verdict.paired is None and verdict.outcome is Outcome.PASSED
+    assert "the baseline holds no per-example results: record it again for the paired test" in verdict.notes
+
+
+@pytest.mark.parametrize(
+    "errors, message",
+    [
+        ([0.5, 0.5], r'"examples"."abs_errors" is not a list of 3 absolute errors'),
+        ([0.5, -0.1, 0.2], r'"examples"."abs_errors" holds -0.1, not an absolute error'),
+        ([0.5, "x", 0.2], r"\"examples\".\"abs_errors\" holds 'x', not an absolute error"),
+    ],
+)
+def test_a_baselines_bad_absolute_errors_are_refused(errors: list[object], message: str) -> None:
+    text = json.dumps({"metrics": {"pearson": 0.8}, "examples": {"count": 3, "digest": "d", "abs_errors": errors}})
+    with pytest.raises(BaselineError, match=message):
+        parse_baseline(text, "b.json", ("pearson",))

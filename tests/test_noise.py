@@ -227,6 +227,8 @@ def test_a_baseline_keeps_intervals_and_the_examples_it_got_wrong(noise_project:
         "better": 0,
         "p_value": 1.0,
         "alpha": 0.01,
+        "method": "exact McNemar",
+        "mean_change": None,
         "significantly_worse": False,
     }
     assert "intervals" not in report["record"]  # 0 resamples: none

@@ -360,7 +360,7 @@ def test_unknown_task_in_marker_is_a_collection_error(pytester: pytest.Pytester)
     assert_fails_clearly(
         result,
         "*test_bad.py::test_x: @pytest.mark.finetune: unknown task 'sst9'; "
-        "known tasks: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli",
+        "known tasks: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli; or declare a task of your own *",
     )
 
 

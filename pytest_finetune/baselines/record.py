@@ -39,9 +39,9 @@ class BaselineError(FinetuneError):
 def result_record(result: FinetuneResult, rootdir: Path) -> dict[str, Any]:
     """What a baseline stores for a fine-tune (without the date): also, where known, the
     metrics' bootstrap ``intervals``, the validation ``examples`` the run got wrong (by
-    ``idx``, for the paired test), the ``validation_id`` naming those examples by content and the
-    ``calibration`` over seeds. The recipe's data is the data the trainer held (see
-    :attr:`~pytest_finetune.result.FinetuneResult.trained_data`)."""
+    ``idx``, for the paired test; a regression's: the absolute error of each, in ``idx`` order), the
+    ``validation_id`` naming those examples by content and the ``calibration`` over seeds. The recipe's data is
+    the data the trainer held (see :attr:`~pytest_finetune.result.FinetuneResult.trained_data`)."""
     recipe = recipe_record(result.recipe, rootdir)
     if result.trained_data is not None:
         recipe["data"], recipe["data_id"] = result.trained_data
@@ -57,10 +57,14 @@ def result_record(result: FinetuneResult, rootdir: Path) -> dict[str, Any]:
         record["intervals"] = {
             name: [round(bound, _DECIMALS) for bound in pair] for name, pair in result.intervals.items()
         }
-    wrong = result.wrong_examples
-    if wrong is not None and result.example_ids is not None:
+    wrong, errors = result.wrong_examples, result.absolute_errors
+    if result.example_ids is not None and (wrong is not None or errors is not None):
         ids = [int(idx) for idx in result.example_ids]
-        record["examples"] = {"count": len(ids), "digest": examples_digest(ids), "wrong": wrong}
+        record["examples"] = {"count": len(ids), "digest": examples_digest(ids)}
+        if wrong is not None:
+            record["examples"]["wrong"] = wrong
+        if errors is not None:
+            record["examples"]["abs_errors"] = [round(error, _DECIMALS) for error in errors]
     if result.validation_id is not None:
         record["validation_id"] = result.validation_id
     if result.calibration:
@@ -83,6 +87,7 @@ def recipe_record(recipe: Recipe, rootdir: Path) -> dict[str, Any]:
         "data_id": data_identity(recipe.data_source),
         "seed": recipe.seed,
         "training_args": dict(sorted(recipe.defining_training_args.items())),
+        **recipe.custom_task_fields,
     }
 
 
@@ -173,13 +178,17 @@ def _check_examples(examples: Any, location: str, fix: str, example_ids: Sequenc
         not isinstance(examples, dict)
         or not isinstance(examples.get("digest"), str)
         or not is_count(examples.get("count"))
-        or not isinstance(examples.get("wrong"), list)
-        or not all(is_count(idx) for idx in examples["wrong"])
+        or not isinstance(examples.get("wrong", []), list)
+        or not all(is_count(idx) for idx in examples.get("wrong", []))
+        or ("wrong" in examples) == ("abs_errors" in examples)
     ):
         raise BaselineError(
-            f'baseline {location}: "examples" is not {{"count": int, "digest": str, "wrong": [idx, ...]}}; {fix}'
+            f'baseline {location}: "examples" is not {{"count": int, "digest": str, "wrong": [idx, ...]}} (or, for a '
+            f'regression, "abs_errors": [number, ...] in place of "wrong"); {fix}'
         )
-    wrong, count = examples["wrong"], examples["count"]
+    if "abs_errors" in examples:
+        _check_errors(examples["abs_errors"], examples["count"], location, fix)
+    wrong, count = examples.get("wrong", []), examples["count"]
     if len(set(wrong)) != len(wrong) or len(wrong) > count:
         raise BaselineError(
             f'baseline {location}: "examples"."wrong" lists {len(wrong)} ids, {len(set(wrong))} of them distinct, '
@@ -198,6 +207,21 @@ def _check_examples(examples: Any, location: str, fix: str, example_ids: Sequenc
         raise BaselineError(
             f'baseline {location}: "examples"."count" is {count}, and its "digest" names {len(example_ids)} '
             f"validation examples; {fix}"
+        )
+
+
+def _check_errors(errors: Any, count: int, location: str, fix: str) -> None:
+    """A regression's ``abs_errors``: one finite number of 0 or more per example (``count``)."""
+    if not isinstance(errors, list) or len(errors) != count:
+        raise BaselineError(
+            f'baseline {location}: "examples"."abs_errors" is not a list of {count} absolute errors, one per example '
+            f'("count"); {fix}'
+        )
+    bad = next((error for error in errors if not is_finite_number(error) or error < 0), None)
+    if bad is not None:
+        raise BaselineError(
+            f'baseline {location}: "examples"."abs_errors" holds {shown(bad)}, not an absolute error (a finite number '
+            f"of 0 or more); {fix}"
         )
 
 
