@@ -28,6 +28,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -43,8 +44,8 @@ import pyarrow.parquet  # type: ignore[import-untyped]
 
 from .errors import FinetuneError
 from .provenance import content_digest, package_digest, source_identity
-from .recipe import local_path, offline_help
-from .tasks import TASKS, GlueLayout, Task, glue_layouts_like
+from .recipe import Recipe, local_path, offline_help
+from .tasks import TASKS, GlueLayout, Task, check_task_metrics, glue_layouts_like
 
 _GLUE_TSV_OPTIONS = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "encoding": "utf-8-sig"}
 #: The files of a GLUE TSV folder the loader reads: train.tsv and each task's dev file.
@@ -96,6 +97,18 @@ def load_raw_dataset(source: str, task: Task, hub_note: Callable[[], str] | None
     else:
         raise FinetuneError(_NOT_A_FOLDER.format(source=source))
     return _normalise(raw, where, task, content)
+
+
+def with_class_names(recipe: Recipe) -> Recipe:
+    """``recipe``, where it declares a classification of the user's without class names, with those its data holds
+    (:func:`class_names_in`): recorded in the recipe, so that a class that appears later changes what a baseline is
+    compared with, never which class an id means."""
+    if not recipe.is_custom or recipe.labels is not None:
+        return recipe
+    task = recipe.task_spec
+    names = class_names_in(recipe.data_source, task)
+    check_task_metrics(task.name, task.metrics, names)  # now that the classes are known (F1: two classes)
+    return dataclasses.replace(recipe, labels=names)
 
 
 def class_names_in(source: str, task: Task) -> tuple[str, ...]:

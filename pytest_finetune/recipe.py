@@ -21,7 +21,7 @@ from typing import Any
 
 from . import compat
 from .errors import FinetuneError
-from .tasks import CUSTOM_TASK_KEYS, REGRESSION, TASKS, Task, check_task_metrics, custom_task
+from .tasks import CUSTOM_TASK_KEYS, REGRESSION, TASKS, Task, custom_task
 
 #: Training arguments of the seed recipe (the Hugging Face course, chapter 3).
 SEED_TRAINING_ARGS: dict[str, Any] = {
@@ -230,20 +230,6 @@ def _check_task(recipe: Recipe, setters: Mapping[str, str]) -> None:
             "files (finetune_data, --finetune-data, marker data=...): a folder of train and validation csv, json, "
             "jsonl or parquet files"
         )
-
-
-def with_class_names(recipe: Recipe) -> Recipe:
-    """``recipe``, where it declares a classification of the user's without class names, with those its data holds
-    (:func:`~pytest_finetune.data.class_names_in`): recorded in the recipe, so that a class that appears later
-    changes what a baseline is compared with, never which class an id means."""
-    if not recipe.is_custom or recipe.labels is not None:
-        return recipe
-    from .data import class_names_in  # datasets: imported once a fine-tune reads its data
-
-    task = recipe.task_spec
-    names = class_names_in(recipe.data_source, task)
-    check_task_metrics(task.name, task.metrics, names)  # now that the classes are known (F1: two classes)
-    return dataclasses.replace(recipe, labels=names)
 
 
 def looks_like_path(source: str) -> bool:

@@ -36,7 +36,7 @@ from .options import (
     update_setting,
     warn_only_setting,
 )
-from .recipe import Recipe, build_recipe, check_named_task, with_class_names
+from .recipe import Recipe, build_recipe, check_named_task
 from .tolerances import FloorSetting, RelativeSetting, Setting, Tolerances, build_tolerances
 
 if TYPE_CHECKING:
@@ -144,6 +144,8 @@ class FinetuneSession:
                     )
                 if overrides:
                     layers.append(python_layer(where, overrides, item.config.rootpath))
+            from .data import with_class_names  # datasets: imported once a fine-tune needs its recipe
+
             item.stash[_RECIPE_KEY] = with_class_names(build_recipe(layers))
         return item.stash[_RECIPE_KEY]
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import networkx  # torch's dependency
 import pytest
 
 import pytest_finetune
@@ -52,51 +53,16 @@ def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
 
 
 def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of ``graph`` with more than one module (Tarjan), each sorted."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for target in sorted(graph.get(node, ())):
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
+    """The strongly connected components of ``graph`` with more than one module, each sorted."""
+    directed = networkx.DiGraph([(source, target) for source, targets in graph.items() for target in targets])
+    components = (sorted(component) for component in networkx.strongly_connected_components(directed))
+    return sorted(component for component in components if len(component) > 1)
 
 
 def a_cycle(graph: Mapping[str, set[str]], component: list[str]) -> list[str]:
     """One import path inside ``component`` that leads from its first module back to it."""
-    start, members = component[0], set(component)
-    paths = {start: [start]}
-    pending = [start]
-    while pending:
-        node = pending.pop(0)
-        for target in sorted(graph[node] & members):
-            if target == start:
-                return [*paths[node], start]
-            if target not in paths:
-                paths[target] = [*paths[node], target]
-                pending.append(target)
-    return component
+    inside = networkx.DiGraph([(source, target) for source in component for target in graph[source] & set(component)])
+    return [source for source, _ in networkx.find_cycle(inside, component[0])] + [component[0]]
 
 
 def test_cycles_finds_a_cycle() -> None:
