@@ -11,7 +11,8 @@ from glue_layouts import task_examples
 
 from pytest_finetune.data import load_raw_dataset
 from pytest_finetune.errors import FinetuneError
-from pytest_finetune.recipe import build_recipe, convert_value, with_class_names
+from pytest_finetune.data import with_class_names
+from pytest_finetune.recipe import build_recipe, convert_value
 
 #: A budget at which the tiny BERT learns the rule of the examples (see test_glue_tasks.BUDGET).
 BUDGET = "max_steps=60, learning_rate={}, per_device_train_batch_size=8, eval_strategy='no'"
