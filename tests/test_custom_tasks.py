@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from glue_layouts import task_examples
 
-from pytest_finetune.data import load_raw_dataset
+from pytest_finetune.data import load_raw_dataset, with_class_names
 from pytest_finetune.errors import FinetuneError
-from pytest_finetune.data import with_class_names
 from pytest_finetune.recipe import build_recipe, convert_value
 
 #: A budget at which the tiny BERT learns the rule of the examples (see test_glue_tasks.BUDGET).
