@@ -32,6 +32,22 @@ REAL_MRPC_DIR = Path(
 
 
 #: A test module with one marked test, and where its baseline goes.
+#: A conftest.py that trains on the same texts with their labels shuffled (the same recipe and data files).
+SHUFFLED_LABELS = """
+import random
+
+import pytest
+
+
+@pytest.fixture
+def tokenized_dataset(tokenized_dataset):
+    train = tokenized_dataset["train"]
+    labels = list(train["label"])
+    random.Random(0).shuffle(labels)
+    tokenized_dataset["train"] = train.remove_columns("label").add_column("label", labels)
+    return tokenized_dataset
+"""
+
 #: The tiny models of these tests predict one class after their few steps: the collapsed-model guard, on by
 #: default, would fail them all. Inner sessions run with it off; test_gates.py tests it with PYTEST_ADDOPTS unset.
 GUARD_OFF = "-o finetune_collapse_guard=false"

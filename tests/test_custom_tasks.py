@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from glue_layouts import task_examples
+from helpers import SHUFFLED_LABELS
 
 from pytest_finetune.data import load_raw_dataset, with_class_names
 from pytest_finetune.errors import FinetuneError
@@ -15,21 +16,6 @@ from pytest_finetune.recipe import build_recipe, convert_value
 
 #: A budget at which the tiny BERT learns the rule of the examples (see test_glue_tasks.BUDGET).
 BUDGET = "max_steps=60, learning_rate={}, per_device_train_batch_size=8, eval_strategy='no'"
-#: Trains on the same texts with their labels shuffled (the same recipe and data files).
-SHUFFLED_LABELS = """
-import random
-
-import pytest
-
-
-@pytest.fixture
-def tokenized_dataset(tokenized_dataset):
-    train = tokenized_dataset["train"]
-    labels = list(train["label"])
-    random.Random(0).shuffle(labels)
-    tokenized_dataset["train"] = train.remove_columns("label").add_column("label", labels)
-    return tokenized_dataset
-"""
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:

@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pytest
 from glue_layouts import Example, glue_lines, task_examples, write_glue_folder
-from helpers import QUALITY_TEST, REAL_MRPC_DIR
+from helpers import QUALITY_TEST, REAL_MRPC_DIR, SHUFFLED_LABELS
 
 from pytest_finetune.baselines import BaselineError, parse_baseline
 from pytest_finetune.data import check_fixture_data, load_raw_dataset
@@ -265,21 +265,6 @@ BUDGET = "max_steps=60, learning_rate={}, per_device_train_batch_size=8, eval_st
 #: A task of each shape (single text; pair; three classes with label names; Matthews; regression) is also
 #: trained on shuffled labels.
 SHAPES = ("sst2", "mrpc", "mnli", "cola", "stsb")
-#: A conftest.py that trains on the same texts with their labels shuffled (the same recipe and data files).
-SHUFFLED_LABELS = """
-import random
-
-import pytest
-
-
-@pytest.fixture
-def tokenized_dataset(tokenized_dataset):
-    train = tokenized_dataset["train"]
-    labels = list(train["label"])
-    random.Random(0).shuffle(labels)
-    tokenized_dataset["train"] = train.remove_columns("label").add_column("label", labels)
-    return tokenized_dataset
-"""
 
 
 @pytest.mark.parametrize("name", GLUE)
