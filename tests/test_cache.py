@@ -524,7 +524,7 @@ def test_predictions_with_hidden_states_are_not_cached(finetune_project: pytest.
         result.stdout.fnmatch_lines(["*hidden states*; this result is not cached"])
         assert len((finetune_project.path / "trainings.txt").read_text().splitlines()) == trainings
         cache = finetune_project.path / ".pytest_cache/d/finetune"
-        assert not cache.exists() or list(cache.iterdir()) == []
+        assert not cache.exists() or all(path.name.endswith(".lock") for path in cache.iterdir())  # no entry
 
 
 def fake_result(predictions: object, label_ids: object = None, accuracy: float = 0.5) -> object:
