@@ -15,8 +15,9 @@ While ``Trainer.train`` runs on a CPU, :func:`tuned_runtime` applies three setti
 - **OpenMP's idle threads sleep rather than spin** (``OMP_WAIT_POLICY=PASSIVE``, see
   :func:`quiet_openmp_waits`): between kernels, GNU OpenMP's threads spin for a while before they
   sleep. Beside other busy processes (CI runners, xdist workers, a second job) the spinning threads
-  take the CPU from the thread that has work, and a step took three to four times as long with two
-  threads as with one; waiting passively, two threads were as fast as one under load. OpenMP reads
+  take the CPU from the thread that has work: beside one busy process, two spinning threads trained
+  2.1 times slower than one; waiting passively, two threads were as fast as one
+  (``python benchmarks/threads.py``). OpenMP reads
   the policy once, when torch loads it: the plugin sets it in a ``pytest --finetune`` process before
   any conftest imports torch, where the user set neither of :data:`WAIT_VARIABLES`.
 
