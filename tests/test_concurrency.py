@@ -347,7 +347,7 @@ def test_a_baseline_another_process_records_meanwhile_is_kept(
     assert new.read_text().count('"date": "1') == 1
     result.stdout.fnmatch_lines(
         [
-            "pytest-finetune: 1 baseline written by another process during this session kept, not counted unused: "
+            "pytest-finetune: 1 baseline written by another process during this pytest run kept, not counted unused: "
             "baselines/test_q/test_c.json (new)"
         ]
     )
@@ -377,7 +377,7 @@ def test_a_stale_baseline_another_process_rewrites_meanwhile_is_kept(
         [
             "*1 snapshot passed. 1 unused snapshot deleted.",
             "Deleted test_gone (baselines/test_q/test_gone.json)",
-            "pytest-finetune: 1 baseline written by another process during this session kept, not counted unused: "
+            "pytest-finetune: 1 baseline written by another process during this pytest run kept, not counted unused: "
             "baselines/test_q/test_old.json (changed)",
         ]
     )

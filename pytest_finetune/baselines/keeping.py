@@ -168,7 +168,7 @@ def foreign_baselines_line(config: pytest.Config) -> str | None:
     shown = ", ".join(f"{shown_path(path, here)} ({how})" for path, how in sorted(kept.items()))
     return (
         f"pytest-finetune: {len(kept)} baseline{'s' if len(kept) > 1 else ''} written by another process during this "
-        f"session kept, not counted unused: {shown}"
+        f"pytest run kept, not counted unused: {shown}"
     )
 
 
