@@ -96,6 +96,7 @@ def baseline_settings(request: pytest.FixtureRequest) -> BaselineSettings:
         invocation_dir=request.config.invocation_params.dir,
         collapse_guard=session.collapse_guard_for(request.node),
         warn_only=session.warn_only,
+        hardware_classes=session.hardware_classes,
     )
 
 

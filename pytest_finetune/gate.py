@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .baselines import KEEP, KEPT_BASELINES, BaselineExtension, BaselineSettings, result_record, shown_path
+from .baselines import (
+    KEEP,
+    KEPT_BASELINES,
+    BaselineExtension,
+    BaselineSettings,
+    NoClassBaseline,
+    result_record,
+    shown_path,
+)
 from .errors import FinetuneError
 from .options import MARKER, RECIPE_CHANGING_OPTIONS
 from .pytest_compat import stored_outcome, syrupy_report
@@ -241,6 +249,7 @@ def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionR
         "shared_from": getattr(result_used, "shared_from", None),
         "nodeid": item.nodeid,
         "baseline": shown,
+        "hardware_class": extension.hardware_class,
         "gated": extension.settings.tolerances.metrics,
         "verdict": extension.verdict,
         "record_command": record_command(item),
@@ -251,8 +260,12 @@ def entry_for(item: pytest.Item, snapshot: SnapshotAssertion, result: AssertionR
     if error is not None:
         message = str(error) if isinstance(error, FinetuneError | TypeError) else f"{type(error).__name__}: {error}"
         return ReportEntry(outcome="error", message=f"{item.nodeid}: {message}", **common)
-    if result.created:
+    no_class = isinstance(extension.problem, NoClassBaseline)
+    if result.created or (result.updated and no_class):
         return ReportEntry(outcome="recorded", **common)
+    if no_class:
+        message = f"{item.nodeid}: {extension.problem}; record it with: {record_command(item)}"
+        return ReportEntry(outcome="no baseline", message=message, **common)
     if result.updated:
         return ReportEntry(outcome="updated", **common)
     if extension.problem is not None:

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from .baselines.classes import CLASS_SETTINGS
 from .cache import ResultCache, cache_warning
 from .calibration import check_seed_count
 from .dropout import DROPOUT_MASKS
@@ -324,6 +325,16 @@ OPTIONS = (
         ".pytest_cache/d/finetune)",
     ),
     Option(
+        flag="--finetune-baseline-classes",
+        flag_help="one baseline per test (none, the default), or one entry per hardware class in each baseline file "
+        "(hardware: device, CPU vendor and instruction set or GPU model, dtype, processes); a run compares with its "
+        "own class's entry and records only that",
+        flag_keywords={"choices": CLASS_SETTINGS},
+        ini="finetune_baseline_classes",
+        ini_help="none (default: one baseline per test) or hardware (one entry per hardware class in each file)",
+        changes_recipe=True,
+    ),
+    Option(
         ini="finetune_baseline_dir",
         ini_help="folder of the baseline files (relative to the ini file; default: baselines/ at the rootdir)",
     ),
@@ -560,6 +571,13 @@ def strict_recipe_setting(config: pytest.Config) -> bool:
         return config.getoption("--finetune-strict-recipe") or (parse_bool(text) if text else False)
     except ValueError:
         raise FinetuneError(f"ini finetune_strict_recipe = {text}: use true or false") from None
+
+
+def baseline_classes_setting(config: pytest.Config) -> bool:
+    """``--finetune-baseline-classes``, else ini ``finetune_baseline_classes`` (default ``none``): whether a baseline
+    file holds one entry per hardware class (see :mod:`pytest_finetune.baselines.classes`)."""
+    command_line = config.getoption("--finetune-baseline-classes")
+    return _ini_choice(config, "finetune_baseline_classes", CLASS_SETTINGS, "none", command_line) == "hardware"
 
 
 def dropout_masks_setting(config: pytest.Config) -> str:

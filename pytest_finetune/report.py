@@ -66,6 +66,13 @@ class ReportEntry:
     record_command: str | None = None
     #: Whether warn-only mode (``--finetune-warn-only``) turned this failing outcome into a warning.
     warn_only: bool = False
+    #: The hardware class whose entry of the baseline file was compared (``finetune_baseline_classes = hardware``).
+    hardware_class: str | None = None
+
+    @property
+    def baseline_shown(self) -> str:
+        """The baseline as messages name it: its file, and the hardware class's entry where one was compared."""
+        return self.baseline if self.hardware_class is None else f"{self.baseline} ({self.hardware_class})"
 
     @property
     def failed(self) -> bool:
@@ -156,7 +163,7 @@ def failure_message(entry: ReportEntry, record_command: str) -> str:
     if entry.message:
         return entry.message
     assert entry.verdict is not None
-    head = f"{entry.nodeid}: {entry.outcome} against the baseline {entry.baseline}"
+    head = f"{entry.nodeid}: {entry.outcome} against the baseline {entry.baseline_shown}"
     advice = {
         "recipe changed": "quality held, and strict recipe mode (finetune_strict_recipe) asks that each recipe change "
         f"be recorded: if the new recipe is intended, record its baseline: {record_command}",
@@ -179,12 +186,12 @@ def pass_note(entry: ReportEntry) -> str | None:
     if entry.outcome == "improved":
         return "improved: run with --snapshot-update to raise the baseline"
     if entry.outcome == "recorded":
-        return f"baseline recorded: {entry.baseline}"
+        return f"baseline recorded: {entry.baseline_shown}"
     if entry.recorded_over_regression:
         assert entry.verdict is not None
-        return f"baseline recorded over a regression ({entry.verdict.headline}): {entry.baseline}"
+        return f"baseline recorded over a regression ({entry.verdict.headline}): {entry.baseline_shown}"
     if entry.outcome == "updated":
-        return f"baseline updated: {entry.baseline}"
+        return f"baseline updated: {entry.baseline_shown}"
     return None
 
 
@@ -226,6 +233,7 @@ def summary_lines(entries: Sequence[ReportEntry], *, verbose: bool) -> list[str]
         for entry in entries
     ]
     lines = _aligned(("test", "model", *metrics, "verdict", "train"), rows, right=range(2, 3 + len(metrics)))
+    lines += [classes] if (classes := hardware_classes_line(entries)) else []
     for entry in entries:
         note = pass_note(entry)
         if note:
@@ -254,6 +262,7 @@ def report_json(entries: Sequence[ReportEntry]) -> str:
             "shared_from": entry.shared_from,
             "compared": entry.compared,
             "baseline": entry.baseline,
+            "hardware_class": entry.hardware_class,
             "message": entry.message,
             "metrics": {
                 row.metric: {
@@ -315,6 +324,7 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
         "## Fine-tuning baselines",
         "",
         f"{len(entries)} test(s), {failed} failed" + (f", {warned} would fail (warn-only)." if warned else "."),
+        *([classes] if (classes := hardware_classes_line(entries)) else []),
         "",
         _markdown_row(("test", "model", *metrics, "verdict", "train")),
         _markdown_row(("---", "---", *("---:" for _ in metrics), "---", "---:")),
@@ -340,6 +350,19 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
             elif entry.verdict:
                 lines += ["```", *verdict_lines(entry.verdict), "```"]
     return "\n".join(lines) + "\n"
+
+
+def hardware_classes_line(entries: Sequence[ReportEntry]) -> str | None:
+    """``baselines per hardware class: compared with the entries of cpu-amd-avx2-fp32 (2 tests)``, or ``None`` where
+    no test compared one."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        if entry.hardware_class is not None:
+            counts[entry.hardware_class] = counts.get(entry.hardware_class, 0) + 1
+    if not counts:
+        return None
+    said = ", ".join(f"{name} ({count} test{'s' if count > 1 else ''})" for name, count in sorted(counts.items()))
+    return f"baselines per hardware class: the entries of {said}"
 
 
 def _sectioned(entry: ReportEntry) -> bool:

@@ -15,6 +15,7 @@ from .options import (
     Layer,
     alpha_setting,
     auto_settings,
+    baseline_classes_setting,
     baseline_dir,
     bootstrap_setting,
     cache_dir,
@@ -82,6 +83,8 @@ class FinetuneSession:
     relative_settings: list[RelativeSetting] = dataclasses.field(default_factory=list)
     #: ``--finetune-warn-only``: quality verdicts warn rather than fail.
     warn_only: bool = False
+    #: ``finetune_baseline_classes = hardware``: one baseline entry per hardware class (see ``baselines.classes``).
+    hardware_classes: bool = False
     #: ``finetune_collapse_guard``: the share of one predicted class that fails a run (``None``: off).
     collapse_guard: float | None = None
     #: ``--finetune-history``: the file each session appends its tests' lines to (see :mod:`pytest_finetune.history`).
@@ -124,6 +127,7 @@ class FinetuneSession:
             floor_settings=session_floors(config),
             relative_settings=session_relative(config),
             warn_only=warn_only_setting(config),
+            hardware_classes=baseline_classes_setting(config),
             collapse_guard=collapse_guard_setting(config),
             history=history_path(config),
         )

@@ -1,7 +1,8 @@
 """Baselines: what is stored for a fine-tuning test (:mod:`.record`), where (:mod:`.paths`), which a session
 keeps (:mod:`.keeping`), and the syrupy extension that stores them (:mod:`.extension`).
 
-One JSON file per test, under the baseline folder (``baselines/`` at the rootdir, or ini
+One JSON file per test (with ``finetune_baseline_classes = hardware``, one entry per hardware class in it: see
+:mod:`.classes`), under the baseline folder (``baselines/`` at the rootdir, or ini
 ``finetune_baseline_dir``), at a path that mirrors the test module and the test name:
 ``baselines/tests/test_quality/test_mrpc[bert].json``. A record holds the recipe, the
 metrics, the per-epoch history, the environment and the date; keys sorted, floats
@@ -14,6 +15,7 @@ decides what "matches" means: within tolerance, on the same validation examples.
 
 from __future__ import annotations
 
+from .classes import NoClassBaseline
 from .extension import KEEP, BaselineExtension
 from .keeping import (
     ALL_KEPT,
@@ -59,6 +61,7 @@ __all__ = [
     "KEEP",
     "KEPT_BASELINES",
     "KEPT_FOLDERS",
+    "NoClassBaseline",
     "SEEN_BASELINES",
     "SeenBaselines",
     "VOLATILE_KEYS",

@@ -7,7 +7,7 @@ import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
@@ -17,6 +17,7 @@ from ..report import verdict_lines
 from ..result import FinetuneResult
 from ..storage import StorageError, inside, read_bounded, read_error, write_atomically, write_error
 from ..verdicts import WARNABLE, Verdict, compare
+from .classes import CLASS_KEY, class_entry, hardware_class, holds_classes, write_entry
 from .keeping import FOREIGN_BASELINES, REMOVING, SEEN_BASELINES, forget_undeleted, forget_unused, is_kept
 from .paths import baseline_folder, shown_path
 from .record import (
@@ -67,9 +68,12 @@ class BaselineExtension(SingleFileSnapshotExtension):
     def __init__(self) -> None:
         self.verdict: Verdict | None = None
         self.problem: BaselineError | None = None
-        self.refused: TypeError | None = None
+        self.refused: TypeError | FinetuneError | None = None
+        #: The hardware class whose entry was compared (``finetune_baseline_classes = hardware``), else ``None``.
+        self.hardware_class: str | None = None
         self._last_read = "(no file read)"  # the baseline being compared, for messages
         self._stored: str | None = None  # its text, read before each serialization
+        self._compared: str | None = None  # the baseline compared: the stored text, or its entry for this hardware
         self._example_ids: list[int] | None = None  # the serialized run's validation examples, where known
         self._collapsed: str | None = None  # how the serialized run's model collapsed to one class, where it did
 
@@ -152,14 +156,25 @@ class BaselineExtension(SingleFileSnapshotExtension):
         matcher: PropertyMatcher | None = None,
     ) -> SerializedData:
         """A :class:`FinetuneResult` or a dict of metrics as baseline JSON, dated today."""
-        self.refused, self._example_ids, self._collapsed = None, None, None
+        self.refused, self._example_ids, self._collapsed, self.hardware_class = None, None, None, None
+        self._compared = self._stored
         if data is KEEP:
             return _KEEP_TEXT
         if isinstance(data, FinetuneResult):
             check_storable(data.metrics)
             self._example_ids = None if data.example_ids is None else [int(idx) for idx in data.example_ids]
             self._collapsed = self._collapse(data)
-            record = with_stored_calibration(result_record(data, self.settings.rootdir), self._stored)
+            record = result_record(data, self.settings.rootdir)
+            if self.settings.hardware_classes:
+                self._classed(record)
+            record = with_stored_calibration(record, self._compared)
+        elif isinstance(data, Mapping) and self.settings.hardware_classes:
+            self.refused = FinetuneError(
+                "finetune_baseline_classes = hardware keeps a baseline per hardware class of a fine-tune's result, "
+                "and a dict of metrics records no hardware: compare the finetune_result fixture "
+                "(assert finetune_result == finetune_snapshot), or keep one baseline per test"
+            )
+            pytest.fail(str(self.refused), pytrace=False)
         elif isinstance(data, Mapping):
             record = metrics_record(data)
         else:  # a mistake in the test's body: its message alone, not syrupy's traceback
@@ -172,6 +187,18 @@ class BaselineExtension(SingleFileSnapshotExtension):
             check_recordable(record["metrics"], self.settings.tolerances, self._collapsed)
         record["date"] = datetime.date.today().isoformat()
         return to_json(record)
+
+    def _classed(self, record: dict[str, Any]) -> None:
+        """Name ``record``'s hardware class in its environment, and take the stored file's entry for that class as
+        the baseline compared (none: :attr:`problem` says which classes the file holds)."""
+        self.hardware_class = hardware_class(record["environment"])
+        record["environment"] = {**record["environment"], CLASS_KEY: self.hardware_class}
+        if self._stored is None or self.problem is not None:
+            return
+        try:
+            self._compared = class_entry(self._stored, record["environment"], self._last_read)
+        except BaselineError as error:
+            self._compared, self.problem = None, error
 
     def _collapse(self, result: FinetuneResult) -> str | None:
         """How ``result``'s model collapsed to one class (see :func:`~pytest_finetune.metrics.collapse`), or ``None``
@@ -187,10 +214,13 @@ class BaselineExtension(SingleFileSnapshotExtension):
         included, is rewritten)."""
         if serialized_data == _KEEP_TEXT:
             return True
+        if self.problem is not None:  # no entry for this hardware class, or the file's entries cannot be read
+            return False
         current = json.loads(str(serialized_data))
+        compared = self._compared if self.hardware_class is not None else snapshot_data
         try:
             baseline = parse_baseline(
-                str(snapshot_data), self._last_read, self.settings.tolerances.compared, self._example_ids
+                str(compared), self._last_read, self.settings.tolerances.compared, self._example_ids
             )
             check_recipe_recorded(current, baseline, self._last_read)
             self.verdict = compare(
@@ -256,9 +286,22 @@ class BaselineExtension(SingleFileSnapshotExtension):
         cls, *, snapshot_collection: SnapshotCollection, name_order: dict[str, int] | None = None
     ) -> None:
         """Write through a temporary file in the same folder, fsync'd, then ``os.replace``; never out of the
-        baseline folder (see :func:`~pytest_finetune.storage.write_atomically`)."""
+        baseline folder (see :func:`~pytest_finetune.storage.write_atomically`). With baselines per hardware class,
+        only the run's class's entry is added or replaced (see :func:`~.classes.write_entry`); without, a file of
+        entries per class is not replaced by one record."""
         data = next(iter(snapshot_collection)).data
-        write_atomically(Path(snapshot_collection.location), str(data), cls.settings.root)
+        path = Path(snapshot_collection.location)
+        location = shown_path(path, cls.settings.invocation_dir)
+        if cls.settings.hardware_classes:
+            write_entry(path, str(data), cls.settings.root, location)
+            return
+        if holds_classes(path):
+            raise StorageError(
+                f"refusing to write {location}: it holds baselines per hardware class, and this run keeps one per "
+                "test (it would drop the others); nothing was written; set finetune_baseline_classes = hardware in "
+                "the ini file (or --finetune-baseline-classes hardware)"
+            )
+        write_atomically(path, str(data), cls.settings.root)
 
 
 def _escaped(char: str) -> str:

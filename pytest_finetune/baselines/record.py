@@ -31,6 +31,11 @@ VOLATILE_KEYS = ("date", "train_runtime")
 
 _DECIMALS = 6
 
+#: How a baseline file that cannot be used is fixed.
+FIX = "fix it, or delete it and record it again with --snapshot-update"
+#: The key of a baseline file's entries per hardware class (see :mod:`.classes`).
+CLASSES = "hardware_classes"
+
 
 class BaselineError(FinetuneError):
     """A baseline file that cannot be used; the message names the file and what is wrong."""
@@ -100,15 +105,9 @@ def metrics_record(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {"format": FORMAT, "metrics": _rounded(values)}
 
 
-def parse_baseline(
-    text: str, location: str, gated: tuple[str, ...], example_ids: Sequence[int] | None = None
-) -> dict[str, Any]:
-    """A stored record, checked: a JSON object without a key twice in one object, whose ``metrics`` are finite
-    numbers (:data:`FRACTIONS` in [0, 1]), including every gated metric; whose ``history`` holds finite numbers or
-    nulls; whose ``examples`` got wrong are distinct and no more than its ``count``, and among ``example_ids`` (the
-    run's validation examples, where known) when the baseline's digest names those; whose calibration's seeds are
-    distinct and its spreads possible (:func:`_check_calibration`). Anything else is a :class:`BaselineError`."""
-    fix = "fix it, or delete it and record it again with --snapshot-update"
+def load_json(text: str, location: str) -> dict[str, Any]:
+    """A baseline file's JSON object, refused (a :class:`BaselineError`) when it is not one, or has a key twice in
+    one object."""
 
     def one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         """An object of the file, refused when it has a key twice (JSON keeps the last; a reader may see another)."""
@@ -117,20 +116,40 @@ def parse_baseline(
             if key in seen:
                 raise BaselineError(
                     f"baseline {location} has the key {key!r} twice in one object (a reader may read one value of "
-                    f"it, the gate another); {fix}"
+                    f"it, the gate another); {FIX}"
                 )
             seen.add(key)
         return dict(pairs)
 
     try:
-        record = json.loads(text, object_pairs_hook=one_value_per_key)
+        loaded = json.loads(text, object_pairs_hook=one_value_per_key)
     except (ValueError, RecursionError) as error:  # ValueError: JSONDecodeError, or an integer of 4300+ digits
-        raise BaselineError(f"baseline {location} is not valid JSON ({str(error)[:200]}); {fix}") from None
-    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
-        raise BaselineError(f'baseline {location} has no "metrics" object; {fix}')
+        raise BaselineError(f"baseline {location} is not valid JSON ({str(error)[:200]}); {FIX}") from None
+    if not isinstance(loaded, dict):
+        raise BaselineError(f'baseline {location} has no "metrics" object; {FIX}')
+    return loaded
+
+
+def parse_baseline(
+    text: str, location: str, gated: tuple[str, ...], example_ids: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """A stored record, checked: a JSON object without a key twice in one object, whose ``metrics`` are finite
+    numbers (:data:`FRACTIONS` in [0, 1]), including every gated metric; whose ``history`` holds finite numbers or
+    nulls; whose ``examples`` got wrong are distinct and no more than its ``count``, and among ``example_ids`` (the
+    run's validation examples, where known) when the baseline's digest names those; whose calibration's seeds are
+    distinct and its spreads possible (:func:`_check_calibration`). Anything else is a :class:`BaselineError`."""
+    record = load_json(text, location)
+    if CLASSES in record:
+        raise BaselineError(
+            f'baseline {location} holds baselines per hardware class (its "{CLASSES}"): compare with '
+            "this hardware's own with finetune_baseline_classes = hardware in the ini file (or "
+            "--finetune-baseline-classes hardware)"
+        )
+    if not isinstance(record.get("metrics"), dict):
+        raise BaselineError(f'baseline {location} has no "metrics" object; {FIX}')
     if not is_count(record.get("format", FORMAT)):
         raise BaselineError(
-            f'baseline {location}: "format" is {json.dumps(record["format"])[:40]}, not an integer; {fix}'
+            f'baseline {location}: "format" is {json.dumps(record["format"])[:40]}, not an integer; {FIX}'
         )
     if record.get("format", FORMAT) != FORMAT:
         raise BaselineError(
@@ -140,32 +159,32 @@ def parse_baseline(
     for name, value in record["metrics"].items():
         problem = metric_problem(name, value)
         if problem:
-            raise BaselineError(f"baseline {location}: metric {name!r} is {problem}; {fix}")
+            raise BaselineError(f"baseline {location}: metric {name!r} is {problem}; {FIX}")
     missing = [name for name in gated if name not in record["metrics"]]
     if missing:
-        raise BaselineError(f"baseline {location} lacks the gated metric(s) {', '.join(missing)}; {fix}")
+        raise BaselineError(f"baseline {location} lacks the gated metric(s) {', '.join(missing)}; {FIX}")
     if not isinstance(record.get("recipe", {}), dict):
-        raise BaselineError(f'baseline {location}: "recipe" is not an object; {fix}')
+        raise BaselineError(f'baseline {location}: "recipe" is not an object; {FIX}')
     if not isinstance(record.get("recipe", {}).get("training_args", {}), dict):
-        raise BaselineError(f'baseline {location}: "recipe"."training_args" is not an object; {fix}')
+        raise BaselineError(f'baseline {location}: "recipe"."training_args" is not an object; {FIX}')
     if not isinstance(record.get("environment", {}), dict | None):
-        raise BaselineError(f'baseline {location}: "environment" is not an object; {fix}')
+        raise BaselineError(f'baseline {location}: "environment" is not an object; {FIX}')
     if not isinstance(record.get("intervals", {}), dict):
-        raise BaselineError(f'baseline {location}: "intervals" is not an object; {fix}')
+        raise BaselineError(f'baseline {location}: "intervals" is not an object; {FIX}')
     if not isinstance(record.get("validation_id", ""), str):
-        raise BaselineError(f'baseline {location}: "validation_id" is not a string; {fix}')
+        raise BaselineError(f'baseline {location}: "validation_id" is not a string; {FIX}')
     history = record.get("history", [])
     if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
-        raise BaselineError(f'baseline {location}: "history" is not a list of objects (one per epoch); {fix}')
+        raise BaselineError(f'baseline {location}: "history" is not a list of objects (one per epoch); {FIX}')
     for number, row in enumerate(history, start=1):
         for name, value in row.items():
             if value is not None and not is_finite_number(value):
                 raise BaselineError(
                     f'baseline {location}: "history" row {number}: {name!r} is {shown(value)}, not a finite number '
-                    f"or null; {fix}"
+                    f"or null; {FIX}"
                 )
-    _check_examples(record.get("examples"), location, fix, example_ids)
-    _check_calibration(record, location, fix)
+    _check_examples(record.get("examples"), location, FIX, example_ids)
+    _check_calibration(record, location, FIX)
     return record
 
 
@@ -376,6 +395,8 @@ class BaselineSettings:
     collapse_guard: float | None = None
     #: ``--finetune-warn-only``: quality verdicts (:data:`~pytest_finetune.verdicts.WARNABLE`) warn, not fail.
     warn_only: bool = False
+    #: ``finetune_baseline_classes = hardware``: a baseline file holds one entry per hardware class (see ``classes``).
+    hardware_classes: bool = False
 
 
 def to_json(record: Mapping[str, Any]) -> str:
