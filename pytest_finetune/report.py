@@ -383,6 +383,8 @@ def junit_properties(entry: ReportEntry) -> list[tuple[str, Any]]:
         properties.append(("finetune.verdict", entry.verdict.headline))
     if entry.recorded_over_regression:
         properties.append(("finetune.recorded_over_regression", True))
+    if entry.hardware_class is not None:
+        properties.append(("finetune.hardware_class", entry.hardware_class))
     for row in entry.rows:
         properties.append((f"finetune.{row.metric}", row.current))
         if row.baseline is not None:

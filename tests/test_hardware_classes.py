@@ -120,10 +120,14 @@ def test_each_class_records_and_compares_its_own_entry(
             "cpu-intel-avx512-fp32; record it with: pytest --finetune --snapshot-update test_quality.py::test_quality"
         ]
     )
-    result = project.runpytest("--finetune", "--snapshot-update", "--finetune-report", "report.json")
+    reports = ("--finetune-report", "report.json", "--junitxml", "junit.xml")
+    result = project.runpytest("--finetune", "--snapshot-update", *reports)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*baseline recorded: baselines/test_quality/test_quality.json (cpu-amd-avx2-fp32)"])
     assert json.loads((project.path / "report.json").read_text())["tests"][0]["hardware_class"] == "cpu-amd-avx2-fp32"
+    assert (
+        '<property name="finetune.hardware_class" value="cpu-amd-avx2-fp32"' in (project.path / "junit.xml").read_text()
+    )
     both = stored(project)
     assert list(both[CLASSES]) == ["cpu-amd-avx2-fp32", "cpu-intel-avx512-fp32"]
     assert to_json(both[CLASSES]["cpu-intel-avx512-fp32"]) == intel
