@@ -23,13 +23,13 @@ _PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2")
 _CSS = """
 :root { color-scheme: light; --ink: #1f2937; --muted: #6b7280; --line: #e5e7eb; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
-       margin: 0 auto; padding: 24px 32px; max-width: 1180px; background: #fff; }
+       margin: 0 auto; padding: 24px 32px; max-width: 1240px; background: #fff; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 16px; margin: 0 0 8px; display: flex; gap: 10px; align-items: center; flex-wrap: wrap; }
 h2 code { font-size: 15px; }
 p.counts { color: var(--muted); margin: 0 0 16px; }
-table { border-collapse: collapse; margin: 8px 0 12px; }
-th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+table { border-collapse: collapse; margin: 8px 0 12px; font-size: 13px; }
+th, td { padding: 5px 9px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { font-weight: 600; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
@@ -42,11 +42,12 @@ section.test.bad { border-left: 4px solid #dc2626; }
 section.test.warn { border-left: 4px solid #d97706; }
 p.headline, p.note { margin: 4px 0; }
 p.note { color: var(--muted); }
+div.scroll { overflow-x: auto; }
 pre { background: #f9fafb; border: 1px solid var(--line); padding: 10px; overflow-x: auto; white-space: pre-wrap; }
 .charts { display: flex; flex-wrap: wrap; gap: 12px 28px; }
-figure.chart { margin: 6px 0; }
+figure.chart { margin: 6px 0; flex: 1 1 400px; max-width: 560px; }
 figcaption { font-weight: 600; font-size: 13px; }
-svg { display: block; overflow: visible; }
+svg { display: block; overflow: visible; width: 100%; height: auto; }
 svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 svg .axis { stroke: #9ca3af; }
 svg .grid { stroke: #f0f1f3; }
@@ -92,7 +93,7 @@ def report_html(entries: Sequence[ReportEntry], history: Sequence[dict[str, Any]
         cells += [*(_cell(cell, True) for cell in against), f"<td>{_badge(entry)}</td>", _cell(train, True)]
         rows.append(f'<tr data-outcome="{escape(entry.outcome)}">{"".join(cells)}</tr>')
     body = (
-        _table(headers, rows, numeric=range(2, len(headers)))
+        f'<div class="scroll">{_table(headers, rows, numeric=range(2, len(headers)))}</div>'
         if entries
         else "<p>No fine-tuning test ran in this session.</p>"
     )
