@@ -178,6 +178,13 @@ def test_an_unwritable_html_path_warns_and_changes_no_verdict(
     assert elsewhere.read_text() == "theirs"
 
 
+def test_under_xdist_the_controller_writes_the_page(project: pytest.Pytester) -> None:
+    result = project.runpytest("--finetune", "-n", "2", "--finetune-html=r.html", "--finetune-history=h.jsonl")
+    result.assert_outcomes(passed=1)
+    page = (project.path / "r.html").read_text()
+    assert page.count('<tr data-outcome="passed">') == 1 and '<section class="test ok" id="test-0">' in page
+
+
 def test_a_session_without_fine_tuning_writes_the_page_where_the_ini_says(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
