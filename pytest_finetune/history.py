@@ -89,9 +89,9 @@ def read_history(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     return records, corrupt
 
 
-def write_history(path: Path, entries: Sequence[ReportEntry], rootdir: Path) -> str:
-    """Append the session's ``entries`` to the history at ``path``; the summary's line on it. Raises ``OSError``
-    when the file cannot be appended to or read."""
+def write_history(path: Path, entries: Sequence[ReportEntry], rootdir: Path) -> tuple[str, list[dict[str, Any]]]:
+    """Append the session's ``entries`` to the history at ``path``; the summary's line on it, and the file's lines
+    read back (see :func:`read_history`). Raises ``OSError`` when the file cannot be appended to or read."""
     when = datetime.datetime.now(datetime.UTC)
     append_history(path, history_lines(entries, git_commit(rootdir), when))
     records, corrupt = read_history(path)
@@ -99,4 +99,4 @@ def write_history(path: Path, entries: Sequence[ReportEntry], rootdir: Path) -> 
     if corrupt:
         shown = ", ".join(map(str, corrupt[:10])) + (", ..." if len(corrupt) > 10 else "")
         said += f"; warning: {len(corrupt)} line(s) that are not JSON objects skipped (line {shown})"
-    return said
+    return said, records

@@ -289,6 +289,15 @@ OPTIONS = (
         path=True,
     ),
     Option(
+        flag="--finetune-html",
+        flag_help="write the fine-tuning report as one self-contained HTML page to PATH: the verdicts, each test's "
+        "per-epoch curves and, with a history, each gated metric's trend",
+        flag_keywords={"metavar": "PATH"},
+        ini="finetune_html",
+        ini_help="write the HTML report to this file (relative to the ini file)",
+        path=True,
+    ),
+    Option(
         ini="finetune_runtime_tuning",
         ini_help="while training on a CPU, keep freed memory for reuse and few oneDNN kernels, fit torch's threads to "
         "the CPUs the process may use and let idle OpenMP threads sleep: faster, less memory (default true)",
@@ -741,11 +750,23 @@ def clear_result_cache(config: pytest.Config) -> bool:
 def history_path(config: pytest.Config) -> Path | None:
     """``--finetune-history`` (relative to where pytest was started), else ini ``finetune_history`` (relative to the
     ini file), else ``None``."""
-    option = config.getoption("--finetune-history")
+    return _file_setting(config, "--finetune-history", "finetune_history")
+
+
+def html_path(config: pytest.Config) -> Path | None:
+    """``--finetune-html`` (relative to where pytest was started), else ini ``finetune_html`` (relative to the ini
+    file), else ``None``."""
+    return _file_setting(config, "--finetune-html", "finetune_html")
+
+
+def _file_setting(config: pytest.Config, flag: str, ini: str) -> Path | None:
+    """The file that option ``flag`` (relative to where pytest was started) or else ini key ``ini`` (relative to the
+    ini file) names, ``~`` expanded; ``None`` when neither is set."""
+    option = config.getoption(flag)
     if option:
-        return config.invocation_params.dir / _expand_user(option, f"--finetune-history={option}")
-    configured = _ini(config, "finetune_history")
-    return _ini_path(config, "finetune_history", configured) if configured else None
+        return config.invocation_params.dir / _expand_user(option, f"{flag}={option}")
+    configured = _ini(config, ini)
+    return _ini_path(config, ini, configured) if configured else None
 
 
 def _configured_cache_dir(config: pytest.Config) -> Path | None:

@@ -37,6 +37,7 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by being in this
     training_args,
 )
 from .history import write_history
+from .html_report import report_html
 from .options import (
     MARKER,
     MARKER_HELP,
@@ -55,6 +56,8 @@ from .storage import StorageError, unwritten_message, write_atomically
 _UNWRITTEN = pytest.StashKey[list[str]]()
 #: The summary's line on the history file (``--finetune-history``): what was appended, or why nothing was.
 _HISTORY = pytest.StashKey[str]()
+#: The summary's warning when the HTML report (``--finetune-html``) could not be written.
+_HTML = pytest.StashKey[str]()
 #: Why the session did not run to its end (see :func:`_stopped_early`, :class:`_CrashedWorkers`), said with the
 #: baselines it keeps; unset when it did.
 _INCOMPLETE = pytest.StashKey[str]()
@@ -319,6 +322,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_line(f"ERROR: {message}", red=True, bold=True)
     if _HISTORY in config.stash:
         terminalreporter.write_line(config.stash[_HISTORY], yellow="warning:" in config.stash[_HISTORY])
+    if _HTML in config.stash:
+        terminalreporter.write_line(config.stash[_HTML], yellow=True)
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
@@ -360,8 +365,9 @@ def _stopped_early(session: pytest.Session) -> bool:
 
 
 def _write_reports(session: pytest.Session) -> None:
-    """Write ``--finetune-report`` and ``--finetune-report-md`` and append to ``--finetune-history``: the
-    controller's job under pytest-xdist. A history that cannot be appended to is a warning: the verdicts stand."""
+    """Write ``--finetune-report`` and ``--finetune-report-md``, append to ``--finetune-history``, then write
+    ``--finetune-html`` (with the history's runs): the controller's job under pytest-xdist. A history or an HTML
+    report that cannot be written is a warning: the verdicts stand."""
     config = session.config
     entries = config.stash[SESSION_KEY].entries
     for option, render in (("--finetune-report", report_json), ("--finetune-report-md", report_markdown)):
@@ -372,14 +378,21 @@ def _write_reports(session: pytest.Session) -> None:
             except StorageError as error:
                 _fail_session(session, str(error))
     history = config.stash[SESSION_KEY].history
+    runs: list[dict[str, Any]] = []
     if history is not None and entries:
         try:
-            config.stash[_HISTORY] = write_history(history, entries, config.rootpath)
+            config.stash[_HISTORY], runs = write_history(history, entries, config.rootpath)
         except OSError as error:
             config.stash[_HISTORY] = (
                 f"pytest-finetune: warning: cannot append to the history {history} ({error}); the tests' verdicts "
                 "are unchanged"
             )
+    html = config.stash[SESSION_KEY].html
+    if html is not None:
+        try:
+            write_atomically(html, report_html(entries, runs))
+        except StorageError as error:
+            config.stash[_HTML] = f"pytest-finetune: warning: HTML report: {error}; the tests' verdicts are unchanged"
 
 
 def _fail_session(session: pytest.Session, message: str) -> None:

@@ -150,7 +150,7 @@ def verdict_lines(verdict: Verdict) -> list[str]:
         rows = [(change.key, _text(change.baseline), _text(change.current)) for change in verdict.recipe_changes]
         lines += _aligned(("key", "baseline", "current"), rows, right=())
     if verdict.rows:
-        lines += _aligned(("metric", "baseline", "current", "delta", "allowed", "verdict"), _metric_cells(verdict.rows))
+        lines += _aligned(("metric", "baseline", "current", "delta", "allowed", "verdict"), metric_cells(verdict.rows))
     if verdict.paired is not None:
         lines.append(verdict.paired.describe())
     lines += [f"note: {note}" for note in verdict.notes]
@@ -200,8 +200,7 @@ def history_lines(record: dict[str, Any]) -> list[str]:
     history = record.get("history") or []
     if not history:
         return []
-    fixed = ("epoch", "step", "training_loss", "validation_loss")
-    scores = list(dict.fromkeys(key for row in history for key in row if key not in fixed))
+    scores = epoch_scores(history)
     headers = ("epoch", "training loss", "validation loss", *scores)
     rows = [
         (
@@ -215,23 +214,20 @@ def history_lines(record: dict[str, Any]) -> list[str]:
     return _aligned(headers, rows, right=range(len(headers)))
 
 
+def epoch_scores(history: Sequence[dict[str, Any]]) -> list[str]:
+    """The scores of a seed's per-epoch history (accuracy, f1, hook metrics): its keys beside epoch, step and losses."""
+    fixed = ("epoch", "step", "training_loss", "validation_loss")
+    return list(dict.fromkeys(key for row in history for key in row if key not in fixed))
+
+
 # ---------------------------------------------------------------- the session
 
 
 def summary_lines(entries: Sequence[ReportEntry], *, verbose: bool) -> list[str]:
     """The end-of-session table: test, model, gated metrics against the baseline, verdict, train time; then a line
     for each pass note and each verdict note (another device, say)."""
-    metrics = _gated_metrics(entries)
-    rows = [
-        (
-            entry.nodeid,
-            str((entry.record or {}).get("recipe", {}).get("model", "-")),
-            *(_against_baseline(entry, name) for name in metrics),
-            _verdict_cell(entry),
-            _train_time(entry),
-        )
-        for entry in entries
-    ]
+    metrics = gated_metrics(entries)
+    rows = [summary_row(entry, metrics) for entry in entries]
     lines = _aligned(("test", "model", *metrics, "verdict", "train"), rows, right=range(2, 3 + len(metrics)))
     lines += [classes] if (classes := hardware_classes_line(entries)) else []
     for entry in entries:
@@ -248,6 +244,18 @@ def summary_lines(entries: Sequence[ReportEntry], *, verbose: bool) -> list[str]
             if table:
                 lines += ["", f"{entry.nodeid}: per-epoch history", *table]
     return lines
+
+
+def summary_row(entry: ReportEntry, metrics: Sequence[str]) -> tuple[str, ...]:
+    """``entry``'s cells of the end-of-session table: test, model, each of ``metrics`` against the baseline,
+    verdict, train time."""
+    return (
+        entry.nodeid,
+        str((entry.record or {}).get("recipe", {}).get("model", "-")),
+        *(_against_baseline(entry, name) for name in metrics),
+        verdict_cell(entry),
+        _train_time(entry),
+    )
 
 
 def report_json(entries: Sequence[ReportEntry]) -> str:
@@ -317,7 +325,7 @@ def _paired_json(entry: ReportEntry) -> dict[str, Any] | None:
 
 def report_markdown(entries: Sequence[ReportEntry]) -> str:
     """The session's entries as Markdown for a CI job summary (``--finetune-report-md``)."""
-    metrics = _gated_metrics(entries)
+    metrics = gated_metrics(entries)
     failed = sum(entry.failed for entry in entries)
     warned = sum(entry.warn_only for entry in entries)
     lines = [
@@ -332,9 +340,9 @@ def report_markdown(entries: Sequence[ReportEntry]) -> str:
     for entry in entries:
         model = str((entry.record or {}).get("recipe", {}).get("model", "-"))
         verdict = (
-            f"**{_verdict_cell(entry)}**"
+            f"**{verdict_cell(entry)}**"
             if entry.failed or entry.warn_only or entry.recorded_over_regression
-            else _verdict_cell(entry)
+            else verdict_cell(entry)
         )
         cells = (f"`{entry.nodeid}`", model, *(_against_baseline(entry, name) for name in metrics))
         lines.append(_markdown_row((*cells, verdict, _train_time(entry))))
@@ -395,7 +403,8 @@ def junit_properties(entry: ReportEntry) -> list[tuple[str, Any]]:
 # ---------------------------------------------------------------- formatting
 
 
-def _metric_cells(rows: Iterable[MetricRow]) -> list[tuple[str, ...]]:
+def metric_cells(rows: Iterable[MetricRow]) -> list[tuple[str, ...]]:
+    """The cells of a verdict table's metric rows: metric, baseline, current, delta, allowed, verdict."""
     return [
         (
             row.metric,
@@ -409,14 +418,15 @@ def _metric_cells(rows: Iterable[MetricRow]) -> list[tuple[str, ...]]:
     ]
 
 
-def _gated_metrics(entries: Sequence[ReportEntry]) -> list[str]:
+def gated_metrics(entries: Sequence[ReportEntry]) -> list[str]:
+    """The metrics with a tolerance in any of ``entries``, in the order they first come."""
     names: list[str] = []
     for entry in entries:
         names += [name for name in entry.gated if name not in names]
     return names
 
 
-def _verdict_cell(entry: ReportEntry) -> str:
+def verdict_cell(entry: ReportEntry) -> str:
     """The outcome, with the recipe keys that changed (``passed (recipe: learning_rate, data)``) and a
     baseline recorded over a regression said."""
     cell = "updated over a regression" if entry.recorded_over_regression else entry.outcome

@@ -25,6 +25,7 @@ from .options import (
     collapse_guard_setting,
     dropout_masks_setting,
     history_path,
+    html_path,
     marker_settings,
     precision_setting,
     python_layer,
@@ -89,6 +90,8 @@ class FinetuneSession:
     collapse_guard: float | None = None
     #: ``--finetune-history``: the file each session appends its tests' lines to (see :mod:`pytest_finetune.history`).
     history: Path | None = None
+    #: ``--finetune-html``: the HTML report the session writes (see :mod:`pytest_finetune.html_report`).
+    html: Path | None = None
     #: Finished fine-tunes by training key (see ``fixtures.finetune_result``).
     results: dict[Any, FinetuneResult] = dataclasses.field(default_factory=dict)
     #: Each fine-tuning test's comparison with its baseline, for the reports.
@@ -130,6 +133,7 @@ class FinetuneSession:
             hardware_classes=baseline_classes_setting(config),
             collapse_guard=collapse_guard_setting(config),
             history=history_path(config),
+            html=html_path(config),
         )
 
     def recipe_for(self, item: pytest.Item) -> Recipe:

@@ -3,12 +3,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pytest
-from helpers import GUARD_OFF, REAL_MRPC_DIR, Row, make_rows, save_tiny_checkpoint, write_glue_tsv
+from helpers import (
+    GUARD_OFF,
+    REAL_MRPC_DIR,
+    REQUIRE_BROWSER,
+    Row,
+    make_rows,
+    save_tiny_checkpoint,
+    write_glue_tsv,
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -81,3 +92,25 @@ def finetune_project(
             per_device_eval_batch_size = 16
         """)
     return pytester
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's headless Chromium (``chromium`` on the PATH) driven by Playwright, as a Playwright ``Browser``.
+    Skipped, saying what is missing, when either is absent; failed instead where ``PYTEST_FINETUNE_REQUIRE_BROWSER=1``
+    (CI)."""
+    executable = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing: str | None = "Playwright is not installed (pip install playwright)"
+    else:
+        missing = None if executable else "Chromium is absent (apt-get install chromium)"
+    if missing:
+        if os.environ.get(REQUIRE_BROWSER) == "1":
+            pytest.fail(f"{missing}, and {REQUIRE_BROWSER}=1 asks for the browser tests", pytrace=False)
+        pytest.skip(f"{missing}: the browser tests need it")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        yield browser
+        browser.close()

@@ -8,6 +8,7 @@ import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import transformers
@@ -63,6 +64,9 @@ def test_quality():
 
 QUALITY_BASELINE = Path("baselines/test_quality/test_quality.json")
 
+
+#: The environment variable that makes the browser tests fail, rather than skip, without Chromium or Playwright (CI).
+REQUIRE_BROWSER = "PYTEST_FINETUNE_REQUIRE_BROWSER"
 
 # (label, sentence1, sentence2) rows; label 1 when sentence2 restates sentence1.
 Row = tuple[int, str, str]
@@ -138,3 +142,24 @@ def write_glue_tsv(path: Path, rows: Sequence[Sequence[object]], header: Sequenc
             else:
                 handle.write("\t".join(map(str, row)) + "\n")
     return path
+
+
+def open_offline(browser: Any, path: Path) -> tuple[Any, list[str]]:
+    """A new page of the Playwright ``browser`` showing the file at ``path``, and a list that gathers what went
+    wrong while it loads: console errors, uncaught page errors, and each request for anything but a ``file:`` URL
+    (refused: the page must need nothing from a network)."""
+    problems: list[str] = []
+    page = browser.new_page()
+    page.on("console", lambda message: problems.append(f"console: {message.text}") if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("request", lambda request: None if request.url.startswith("file:") else problems.append(request.url))
+
+    def route(route: Any) -> None:
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            route.abort()
+
+    page.route("**/*", route)
+    page.goto(path.resolve().as_uri())
+    return page, problems
