@@ -46,6 +46,7 @@ from .options import (
     recipe_group,
     runtime_tuning_setting,
 )
+from .relay import ProgressRelay
 from .report import entry_from_json, entry_to_json, report_json, report_markdown, summary_lines
 from .runtime import quiet_openmp_waits, threads_line
 from .session import SESSION_KEY, FinetuneSession
@@ -112,6 +113,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_EntriesFromWorkers(config.stash[SESSION_KEY]), "finetune-entries-from-workers")
         if config.pluginmanager.has_plugin("xdist") or config.pluginmanager.has_plugin("xdist.plugin"):
             config.pluginmanager.register(_CrashedWorkers(config), "finetune-crashed-workers")
+            if config.stash[SESSION_KEY].enabled:
+                config.pluginmanager.register(ProgressRelay(config), "finetune-progress-relay")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
