@@ -75,6 +75,10 @@ def cache_warning(message: str) -> pytest.PytestWarning:
     return pytest.PytestWarning(f"pytest-finetune: {message}")
 
 
+class EntryBusy(Exception):
+    """Another process holds the lock of the entry (it is fine-tuning it): see :meth:`ResultCache.training`."""
+
+
 class ResultCache:
     """Fine-tuning results stored under ``folder``, one entry per key."""
 
@@ -82,12 +86,13 @@ class ResultCache:
         self.folder = folder
 
     @contextlib.contextmanager
-    def training(self, key: str, waiting: Callable[[Path], None] | None = None) -> Iterator[None]:
+    def training(self, key: str, waiting: Callable[[Path], None] | None = None, *, wait: bool = True) -> Iterator[None]:
         """Hold ``key``'s lock while the block looks its entry up and, on a miss, fine-tunes and stores it: another
         process that needs the same entry waits, then reads it. ``waiting`` is told the lock file's path when the
         lock is not free within :data:`LOCK_NOTICE_SECONDS`. The lock is the operating system's (``filelock``,
         ``fcntl.flock`` on POSIX): a holder that ends, killed or not, releases it. Where the lock file cannot be
-        made (a read-only folder), the block runs unlocked, with a warning."""
+        made (a read-only folder), the block runs unlocked, with a warning. Without ``wait``, :class:`EntryBusy`
+        at once where another process holds the lock."""
         from filelock import FileLock, Timeout
 
         path = self.folder / f"{key}.lock"
@@ -98,8 +103,10 @@ class ResultCache:
                 path.unlink()  # its own file, never what a link points to
             self.folder.mkdir(parents=True, exist_ok=True)
             try:
-                lock.acquire(timeout=LOCK_NOTICE_SECONDS)
+                lock.acquire(timeout=LOCK_NOTICE_SECONDS if wait else 0)
             except Timeout:
+                if not wait:
+                    raise EntryBusy(path) from None
                 if waiting is not None:
                     waiting(path)
                 lock.acquire()

@@ -5,14 +5,22 @@ Seed ``s`` is the recipe with ``seed=s``, built the way the fixtures build a tes
 run: a fresh model (its new classification head drawn with ``s``), and a trainer of the
 test's trainer's class on the same datasets, collator, metrics and arguments but the seed
 (data order and dropout follow it).
+
+Under pytest-xdist the test that calibrates has N - 1 companions, :class:`CalibrationSeed` items that
+other workers run: each fine-tunes one more seed into the result cache, each seed an entry of its own
+under its own lock, and the test takes the seeds nobody else is fine-tuning, then reads the others' entries.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
+import pytest
+
 from .errors import FinetuneError
+from .pytest_compat import add_collected, fixture_info
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, Trainer
@@ -68,3 +76,66 @@ def reseeded_trainer(trainer: Trainer, seed: int, model: PreTrainedModel) -> Tra
             f"train_dataset=..., eval_dataset=..., data_collator=..., processing_class=..., compute_metrics=...), "
             f"which its constructor refused ({error}); give it those keyword arguments"
         ) from None
+
+
+class SeedRunOver(Exception):
+    """Ends the setup of a :class:`CalibrationSeed` once its seed is in the result cache (or another process is
+    fine-tuning it, or the result cannot be cached): the fixtures the test sets up after ``finetune_result``
+    would need a result."""
+
+
+class CalibrationSeed(pytest.Function):
+    """Seed run ``run`` (1 to N - 1; run 0 is the test's own) of a test's calibration, as pytest-xdist's workers
+    run it: a copy of the test with its fixtures and markers, set up as the test is up to ``finetune_result``,
+    which fine-tunes that seed into the result cache (see :func:`~pytest_finetune.finetuning.result_for`); its
+    body does not run, and it has no baseline."""
+
+    run: int
+    count: int
+
+    def setup(self) -> None:
+        """The test's fixtures in the test's order, up to ``finetune_result``, which ends the setup."""
+        try:
+            super().setup()
+        except SeedRunOver:
+            pass
+
+    def runtest(self) -> None:
+        """Nothing: the seed was fine-tuned while setting up."""
+
+
+def seed_item_seed(item: pytest.Item, recipe_seed: int) -> int | None:
+    """The seed that ``item`` fine-tunes where it is a :class:`CalibrationSeed` of a test whose recipe has the seed
+    ``recipe_seed``; ``None`` for any other item."""
+    return calibration_seeds(recipe_seed, item.count)[item.run] if isinstance(item, CalibrationSeed) else None
+
+
+def with_seed_items(items: list[pytest.Item], count: int, training: Callable[[pytest.Item], Hashable | None]) -> None:
+    """Add ``count - 1`` :class:`CalibrationSeed` items after each test that calibrates a training of its own
+    (``training``: what decides the test's fine-tune, ``None`` for a test that does not fine-tune): tests that
+    share one, as far as collection tells, share its seed items."""
+    seen: set[Hashable] = set()
+    ordered: list[pytest.Item] = []
+    for item in items:
+        ordered.append(item)
+        key = training(item)
+        if isinstance(item, pytest.Function) and key is not None and key not in seen:
+            seen.add(key)
+            seeds = [_seed_item(item, run, count) for run in range(1, count)]
+            add_collected(item.config, seeds)
+            ordered.extend(seeds)
+    items[:] = ordered
+
+
+def _seed_item(test: pytest.Function, run: int, count: int) -> CalibrationSeed:
+    """Seed run ``run`` of ``count`` of ``test``'s calibration (``test_x[calibration-2-of-5]``), with the test's
+    fixtures, parameters and markers; not in the test's pytest-xdist group, so that another worker may run it."""
+    suffix = f"calibration-{run + 1}-of-{count}"
+    name = f"{test.name[:-1]}-{suffix}]" if test.name.endswith("]") else f"{test.name}[{suffix}]"
+    item = CalibrationSeed.from_parent(test.parent, name=name, callobj=test.obj, fixtureinfo=fixture_info(test))
+    if hasattr(test, "callspec"):  # given after: pytest would make the node id of the test's parameters alone
+        item.callspec = test.callspec
+    item.originalname = test.originalname
+    item.run, item.count = run, count
+    item.own_markers = [marker for marker in test.own_markers if marker.name != "xdist_group"]
+    return item

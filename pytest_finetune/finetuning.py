@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .baselines import BaselineSettings
-from .cache import cache_key, cache_warning
-from .calibration import calibration_seeds, reseeded_trainer
+from .cache import EntryBusy, cache_key, cache_warning
+from .calibration import SeedRunOver, calibration_seeds, reseeded_trainer, seed_item_seed
 from .errors import FinetuneError
 from .key import (
     PLUGIN_FIXTURES,
@@ -51,6 +51,13 @@ def result_for(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> Finet
     _add_hook_metrics(request, recipe, trainer)
     serving = serving_definitions(request)
     inputs = cache_inputs(request, recipe, trainer, serving)
+    seed = seed_item_seed(request.node, recipe.seed)
+    if seed is not None:  # a calibration's seed item (pytest-xdist): its seed into the result cache, nothing more
+        if inputs is not None and session.cache is not None:
+            fresh_model = _fresh_models(serving["model"], trainer)
+            with contextlib.suppress(EntryBusy):  # another process is fine-tuning it
+                _seed_run(request, recipe, trainer, serving, fresh_model, seed, wait=False)
+        raise SeedRunOver
     if inputs is None:  # nothing shows that another test's trainer holds the same data
         _warn_not_cached(request)
         return _fine_tune(request, recipe, trainer, inputs, serving)
@@ -177,22 +184,42 @@ def _fine_tune(
 ) -> FinetuneResult:
     """The test's ``trainer`` fine-tuned (or its result from the cache, by ``inputs``), with the
     uncertainty of its metrics; with ``--finetune-calibrate N``, the same for N - 1 more seeds,
-    summarized. ``serving``: the fixture definitions that decide the training (``serving_definitions``)."""
+    summarized. ``serving``: the fixture definitions that decide the training (``serving_definitions``).
+
+    The seeds that no other process is fine-tuning come first (under pytest-xdist, workers running the
+    calibration's seed items take the others), then the entries of the others, waiting for their locks."""
     session = request.config.stash[SESSION_KEY]
     seeds = calibration_seeds(recipe.seed, session.calibrate) if session.calibrate else []
     fresh_model = _fresh_models(serving["model"], trainer) if seeds else None  # copied before training
     result = _trained_or_cached(request, recipe, trainer, inputs, request.node.nodeid)
     if fresh_model is not None:
-        runs = [result.metrics]
-        for seed in seeds[1:]:
-            seeded = dataclasses.replace(recipe, seed=seed)
-            again = reseeded_trainer(trainer, seed, fresh_model(seeded))
-            label = f"{request.node.nodeid} (seed {seed})"
-            runs.append(
-                _trained_or_cached(request, seeded, again, cache_inputs(request, seeded, again, serving), label).metrics
-            )
-        result = dataclasses.replace(result, calibration=calibration_record(seeds, runs))
+        runs: dict[int, FinetuneResult] = {}
+        for wait in (False, True):  # the seeds no other process is fine-tuning first, then waiting for the others
+            for seed in seeds[1:]:
+                if seed not in runs:
+                    with contextlib.suppress(EntryBusy):
+                        runs[seed] = _seed_run(request, recipe, trainer, serving, fresh_model, seed, wait=wait)
+        metrics = [result.metrics, *(runs[seed].metrics for seed in seeds[1:])]
+        result = dataclasses.replace(result, calibration=calibration_record(seeds, metrics))
     return result
+
+
+def _seed_run(
+    request: pytest.FixtureRequest,
+    recipe: Recipe,
+    trainer: Trainer,
+    serving: dict[str, list[Any]],
+    fresh_model: Callable[[Recipe], PreTrainedModel],
+    seed: int,
+    *,
+    wait: bool,
+) -> FinetuneResult:
+    """Seed ``seed`` of the calibration of ``trainer``: a trainer like it for a fresh model, fine-tuned with that seed
+    or served from the result cache (see :func:`_stored_run`)."""
+    seeded = dataclasses.replace(recipe, seed=seed)
+    again = reseeded_trainer(trainer, seed, fresh_model(seeded))
+    label = f"{request.node.nodeid} (seed {seed})"
+    return _stored_run(request, seeded, again, cache_inputs(request, seeded, again, serving), label, wait=wait)
 
 
 def _trained_or_cached(
@@ -204,11 +231,40 @@ def _trained_or_cached(
     import numpy as np
 
     from .metrics import predicted_values
-    from .progress import terminal_progress  # transformers, like training
-    from .training import run_finetune, validation_ids
+    from .training import validation_ids  # transformers, like training
 
     session = request.config.stash[SESSION_KEY]
     example_ids = validation_ids(trainer)  # checked before a fine-tune: a baseline names examples by them
+    result = _stored_run(request, recipe, trainer, inputs, label)
+    predictions = result.predictions
+    task = recipe.task_spec
+    intervals = bootstrap_intervals(
+        predicted_values(task, predictions.predictions),
+        np.asarray(predictions.label_ids),
+        session.bootstrap_resamples,
+        task,
+    )
+    return dataclasses.replace(
+        result, example_ids=example_ids, intervals=intervals, **_data_identities(request, trainer)
+    )
+
+
+def _stored_run(
+    request: pytest.FixtureRequest,
+    recipe: Recipe,
+    trainer: Trainer,
+    inputs: dict[str, Any] | None,
+    label: str,
+    *,
+    wait: bool = True,
+) -> FinetuneResult:
+    """The result from the result cache (keyed by ``inputs``; ``None``: not cached), or a fine-tune of ``trainer``
+    (then stored), its progress shown as ``label``'s. Without ``wait``, :class:`~pytest_finetune.cache.EntryBusy`
+    where another process holds the entry's lock (see :meth:`~pytest_finetune.cache.ResultCache.training`)."""
+    from .progress import terminal_progress  # transformers, like training
+    from .training import run_finetune
+
+    session = request.config.stash[SESSION_KEY]
     cache = session.cache
     key = cache_key(inputs) if cache is not None and inputs is not None else None
     progress = terminal_progress(request.config, label)
@@ -217,7 +273,7 @@ def _trained_or_cached(
         if progress is not None:
             progress.write(f"{label}: waiting for another process fine-tuning the same recipe (lock {lock})\n")
 
-    with cache.training(key, waiting) if cache is not None and key is not None else contextlib.nullcontext():
+    with cache.training(key, waiting, wait=wait) if cache is not None and key is not None else contextlib.nullcontext():
         result = cache.load(key, recipe) if cache is not None and key is not None else None
         if result is None:
             callbacks = [progress] if progress else []
@@ -232,17 +288,7 @@ def _trained_or_cached(
             request.node.ihook.pytest_finetune_result(result=result)
             if cache is not None and key is not None and inputs is not None:
                 cache.store(key, result, inputs)
-    predictions = result.predictions
-    task = recipe.task_spec
-    intervals = bootstrap_intervals(
-        predicted_values(task, predictions.predictions),
-        np.asarray(predictions.label_ids),
-        session.bootstrap_resamples,
-        task,
-    )
-    return dataclasses.replace(
-        result, example_ids=example_ids, intervals=intervals, **_data_identities(request, trainer)
-    )
+    return result
 
 
 def _reported_split(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer) -> datasets.Dataset | None:

@@ -20,6 +20,7 @@ from .baselines import (
     removing_unused,
     shown_path,
 )
+from .calibration import CalibrationSeed, with_seed_items
 from .errors import FinetuneError
 from .fixtures import (  # noqa: F401  (fixtures are registered by being in this module)
     compute_metrics,
@@ -47,6 +48,7 @@ from .options import (
     recipe_group,
     runtime_tuning_setting,
 )
+from .relay import ProgressRelay
 from .report import entry_from_json, entry_to_json, report_json, report_markdown, summary_lines
 from .runtime import quiet_openmp_waits, threads_line
 from .session import SESSION_KEY, FinetuneSession
@@ -71,6 +73,8 @@ _ENTRIES_ATTRIBUTE = "finetune_entries"
 #: The attribute of a pytest-xdist worker's test report that carries the baselines its test kept without comparing
 #: (see :func:`gate.keep`) to the controller.
 _KEPT_ATTRIBUTE = "finetune_kept"
+#: The key of a pytest-xdist worker's ``workerinput`` that says the run is ``loadgroup`` (see :class:`_WorkerInput`).
+_LOADGROUP_INPUT = "finetune_loadgroup"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -111,10 +115,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Interruptions(config), "finetune-interruptions")
     if config.stash[SESSION_KEY].enabled and getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"  # like load; the tests of one recipe go to one worker (_group_by_recipe)
+    if _is_worker(config) and config.workerinput.get(_LOADGROUP_INPUT):  # type: ignore[attr-defined]
+        config.option.loadgroup = True  # the worker read --dist before the controller's pytest_configure changed it
     if not _is_worker(config):
         config.pluginmanager.register(_EntriesFromWorkers(config.stash[SESSION_KEY]), "finetune-entries-from-workers")
         if config.pluginmanager.has_plugin("xdist") or config.pluginmanager.has_plugin("xdist.plugin"):
             config.pluginmanager.register(_CrashedWorkers(config), "finetune-crashed-workers")
+            if config.stash[SESSION_KEY].enabled:
+                config.pluginmanager.register(_WorkerInput(config), "finetune-worker-input")
+                config.pluginmanager.register(ProgressRelay(config), "finetune-progress-relay")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -137,6 +146,18 @@ class _EntriesFromWorkers:
         for text in getattr(report, _ENTRIES_ATTRIBUTE, ()):
             self.session.entries.append(entry_from_json(text))
         self.session.kept.update(getattr(report, _KEPT_ATTRIBUTE, ()))
+
+
+class _WorkerInput:
+    """On pytest-xdist's controller, tells each worker whether the run is ``loadgroup``, as :func:`pytest_configure`
+    made it: a worker reads ``--dist`` before its own ``pytest_configure`` runs, so it would neither group the tests
+    of a recipe (:func:`_group_by_recipe`) nor put their groups in their node ids for the controller."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_LOADGROUP_INPUT] = self.config.option.dist == "loadgroup"
 
 
 class _Interruptions:
@@ -164,8 +185,26 @@ class _CrashedWorkers:
 
 def _marked_test(item: pytest.Item) -> bool:
     """Whether ``item`` is a test function marked ``finetune`` (a doctest under a marked module or class,
-    which inherits the marker, is not one)."""
-    return isinstance(item, pytest.Function) and item.get_closest_marker(MARKER) is not None
+    which inherits the marker, is not one; nor is a calibration's seed item, which has no baseline)."""
+    return (
+        isinstance(item, pytest.Function)
+        and not isinstance(item, CalibrationSeed)
+        and item.get_closest_marker(MARKER) is not None
+    )
+
+
+def _calibrated_training(item: pytest.Item) -> tuple[Any, ...] | None:
+    """What decides a marked test's fine-tune as collection tells it (recipe, where the test is, its fixtures and
+    parameters), ``None`` for an item that does not fine-tune: tests alike share a calibration's seed items."""
+    if not isinstance(item, pytest.Function) or not _marked_test(item) or "finetune_result" not in item.fixturenames:
+        return None
+    callspec = getattr(item, "callspec", None)
+    return (
+        recipe_group(item),
+        item.parent.nodeid if item.parent else "",
+        tuple(item.fixturenames),
+        callspec and callspec.id,
+    )
 
 
 def _owns_baseline(item: pytest.Item) -> bool:
@@ -256,6 +295,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
     if enabled:
         gate.check_distinct_baselines(config, items)
+        session = config.stash[SESSION_KEY]
+        if getattr(config.option, "loadgroup", False) and session.calibrate and session.cache is not None:
+            with_seed_items(items, session.calibrate, _calibrated_training)  # other workers fine-tune its seeds
 
 
 @pytest.hookimpl(wrapper=True)
@@ -279,7 +321,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     gets one. A pytest-xdist worker hands the entries its test made, and the baseline it kept, to the controller in
     the teardown report, once they are settled."""
     report: pytest.TestReport = yield
-    if isinstance(item, pytest.Function):
+    if isinstance(item, pytest.Function) and not isinstance(item, CalibrationSeed):
         gate.settle(item, call, report)
     if _is_worker(item.config) and report.when == "teardown":
         session = item.config.stash[SESSION_KEY]

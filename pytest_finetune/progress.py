@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from .relay import worker_progress
+
 #: Seconds between two redraws of the line on an interactive terminal.
 REDRAW_INTERVAL = 0.2
 
@@ -126,8 +128,12 @@ def terminal_progress(config: pytest.Config, label: str) -> ProgressCallback | N
     capture, or ``None`` when pytest has no terminal reporter (``-p no:terminal``).
 
     The line is redrawn in place when pytest writes to a TTY and the ``CI`` environment variable is
-    unset (or ``0``/``false``); otherwise lines are appended, as a CI log wants.
+    unset (or ``0``/``false``); otherwise lines are appended, as a CI log wants. A pytest-xdist worker
+    sends whole lines to its controller, which writes them (:mod:`.relay`): workers share its terminal.
     """
+    relayed = worker_progress(config)
+    if relayed is not None:
+        return ProgressCallback(label, relayed, interactive=False)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return None

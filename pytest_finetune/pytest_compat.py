@@ -4,8 +4,10 @@ naming the name and the installed version, when a new version of either moves on
 
 - pytest: ``FixtureRequest._fixturemanager`` (the fixture definitions that serve a test), an item's
   ``_excinfo`` (an outcome a ``unittest.TestCase`` body stored), a fixture function's
-  ``_get_wrapped_function`` (pytest >= 8.4);
-- syrupy: ``config._syrupy`` (its session) with its ``report`` and ``_collected_modules``, the report's
+  ``_get_wrapped_function`` (pytest >= 8.4), a test function's ``_fixtureinfo`` (its fixtures, direct
+  parameters included, which a copy of the test needs);
+- syrupy: ``config._syrupy`` (its session) with its ``report``, ``_collected_modules`` and ``collect_items``, the
+  report's
   ``unused`` and ``num_unused`` (``functools.cached_property`` values), and the extension methods
   :class:`~pytest_finetune.baselines.BaselineExtension` overrides: ``_sanitize_filename``, ``_write_mode``.
 """
@@ -26,6 +28,12 @@ def fixture_definitions(request: pytest.FixtureRequest, name: str) -> Sequence[A
     """The definitions of fixture ``name`` that serve ``request``'s test, least specific first (none for a name
     that no fixture defines)."""
     return request._fixturemanager.getfixturedefs(name, request.node) or ()
+
+
+def fixture_info(item: pytest.Function) -> Any:
+    """What pytest knows of the fixtures of the test function ``item`` (its direct parameters' too): a copy of the
+    test made with it (``pytest.Function.from_parent(..., fixtureinfo=...)``) sets up the same fixtures."""
+    return item._fixtureinfo
 
 
 def wrapped_function(held: Any) -> Any:
@@ -49,6 +57,14 @@ def collected_modules(config: pytest.Config) -> set[str] | None:
     """The test modules the session collected, as syrupy 7 records them (``None`` if it does not)."""
     modules = getattr(getattr(config, "_syrupy", None), "_collected_modules", None)
     return modules if isinstance(modules, set) else None
+
+
+def add_collected(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
+    """Count ``items``, added to the session after syrupy recorded the collected items, as collected (syrupy warns
+    about selected items it did not see collected, and its check of unused baselines compares the two)."""
+    session = getattr(config, "_syrupy", None)
+    if session is not None:
+        session.collect_items(list(items))
 
 
 def set_unused(report: SnapshotReport, unused: SnapshotCollections) -> None:

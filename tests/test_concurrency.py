@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from helpers import GUARD_OFF
 
-from pytest_finetune.cache import LOCK_NOTICE_SECONDS, ResultCache
+from pytest_finetune.cache import LOCK_NOTICE_SECONDS, EntryBusy, ResultCache
 from pytest_finetune.storage import write_atomically
 
 # Two recipes (seeds) over three tests: test_a and test_b share a fine-tune.
@@ -474,6 +474,23 @@ def test_a_process_that_waits_for_the_lock_says_so(tmp_path: Path) -> None:
     assert not waiter.is_alive()
 
 
+def test_a_process_that_does_not_wait_is_told_the_entry_is_busy(tmp_path: Path) -> None:
+    """``wait=False`` (a calibration's seeds): where another process holds the entry's lock, ``EntryBusy`` at once
+    and the block does not run; once the lock is free, the block runs."""
+    from filelock import FileLock
+
+    cache = ResultCache(tmp_path)
+    key = "f" * 64
+    ran: list[str] = []
+    with FileLock(tmp_path / f"{key}.lock"):
+        with pytest.raises(EntryBusy, match=f"{key}.lock"):
+            with cache.training(key, wait=False):
+                ran.append("busy")
+    with cache.training(key, wait=False):
+        ran.append("free")
+    assert ran == ["free"]
+
+
 # Interleaved recipes: under load distribution, test_a and test_c (one recipe) could go to two workers.
 INTERLEAVED = """
 import os, pytest
@@ -512,3 +529,57 @@ def test_under_xdist_the_tests_of_one_recipe_run_on_one_worker(finetune_project:
     assert workers["a"] != workers["b"]
     assert len(trainings(finetune_project)) == 2
     result.stdout.no_fnmatch_line("*@finetune-*")
+
+
+# Records which worker fine-tunes which seed. The test's own seed (1) waits, once it is trained, until another
+# worker has trained seed 2 (a seed item started beside the test): so the test cannot take every seed itself.
+SEEDS_COUNTED = """
+import os, pathlib, time
+
+def pytest_finetune_result(result):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "serial")
+    with open("trainings.txt", "a") as handle:
+        handle.write(f"{worker} {result.recipe.seed}\\n")
+    if worker != "serial" and result.recipe.seed == 1:
+        deadline = time.monotonic() + 120
+        while " 2\\n" not in pathlib.Path("trainings.txt").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+"""
+CALIBRATED = """
+import pytest
+
+@pytest.mark.finetune(seed=1)
+def test_a(finetune_result):
+    pass
+"""
+
+
+def test_xdist_workers_share_a_calibrations_seeds(finetune_project: pytest.Pytester) -> None:
+    """``--finetune-calibrate 3 -n 2``: the seeds spread over both workers (the test's companion seed items go to
+    other workers), each fine-tuned once, and the calibration recorded is the serial one to the last digit."""
+    finetune_project.makeconftest(SEEDS_COUNTED)
+    finetune_project.makepyfile(test_calibrated=CALIBRATED)
+    calibrate = ("--finetune", "--snapshot-update", "--finetune-calibrate", "3")
+    finetune_project.runpytest("-p", "no:xdist", *calibrate, "--finetune-no-cache").assert_outcomes(passed=1)
+    baseline = finetune_project.path / "baselines/test_calibrated/test_a.json"
+    serial = json.loads(baseline.read_text())
+    assert seeds_trained(finetune_project) == {"1": "serial", "2": "serial", "3": "serial"}
+    baseline.unlink()
+    (finetune_project.path / "trainings.txt").unlink()
+
+    result = finetune_project.runpytest("-n", "2", "-v", *calibrate)
+    result.assert_outcomes(passed=3)  # the test and its two seed items
+    result.stdout.fnmatch_lines_random(
+        [f"*PASSED test_calibrated.py::test_a[[]calibration-{run}-of-3[]]*" for run in (2, 3)]
+    )
+    trained = seeds_trained(finetune_project)
+    assert sorted(trained) == ["1", "2", "3"], trained
+    assert trained["1"] != trained["2"] and set(trained.values()) == {"gw0", "gw1"}, trained
+    assert json.loads(baseline.read_text())["calibration"] == serial["calibration"]
+
+
+def seeds_trained(project: pytest.Pytester) -> dict[str, str]:
+    """Each seed fine-tuned (:data:`SEEDS_COUNTED`), with the worker that did it; a seed fine-tuned twice fails."""
+    lines = [line.split() for line in (project.path / "trainings.txt").read_text().splitlines()]
+    assert len({seed for _, seed in lines}) == len(lines), lines
+    return {seed: worker for worker, seed in lines}

@@ -264,3 +264,36 @@ def test_no_progress_without_a_terminal_reporter(pytester: pytest.Pytester) -> N
         """)
     result = pytester.runpytest_inprocess("-p", "no:terminal")
     assert result.ret == pytest.ExitCode.OK
+
+
+TWO_RECIPES = """
+    import pytest
+
+    @pytest.mark.finetune(seed=1)
+    def test_a(finetune_result):
+        pass
+
+    @pytest.mark.finetune(seed=2)
+    def test_b(finetune_result):
+        pass
+"""
+
+
+def test_xdist_workers_progress_reaches_the_terminal_with_their_ids(finetune_project: pytest.Pytester) -> None:
+    """``-n 2``: each worker's progress lines reach the controller's terminal, each a whole line of its own (never
+    redrawn, not even on a terminal: the workers share it) prefixed with the id of the worker that ran the test."""
+    finetune_project.makeconftest(TTY_CONFTEST)
+    finetune_project.makepyfile(test_two=TWO_RECIPES)
+    result = finetune_project.runpytest_subprocess("-n", "2", "-v", "--finetune", "--snapshot-update")
+    result.assert_outcomes(passed=2)
+    output = result.stdout.str()
+    assert "\r" not in output
+    passed = re.findall(r"^\[(gw[01])\] \[.*\] PASSED test_two.py::(test_[ab])\b", output, flags=re.MULTILINE)
+    ran_on = {test: worker for worker, test in passed}
+    assert set(ran_on.values()) == {"gw0", "gw1"}, output  # one recipe per worker (loadgroup)
+    progress = [line for line in output.splitlines() if "  epoch " in line]
+    for test, worker in ran_on.items():
+        prefix = re.escape(f"[{worker}] test_two.py::{test}  epoch ")
+        assert re.search(rf"^{prefix}0\.17  step 1/4  loss -  0:\d\d elapsed, ETA 0:\d\d$", output, re.MULTILINE)
+        assert re.search(rf"^{prefix}0\.67  step 4/4  loss (-|\d\.\d{{4}})  done in 0:\d\d$", output, re.MULTILINE)
+    assert all(re.match(r"\[gw[01]\] test_two.py::test_[ab]  epoch ", line) for line in progress), progress

@@ -13,7 +13,7 @@ from _pytest import unittest as pytest_unittest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension
 from syrupy.report import SnapshotReport
 
-from pytest_finetune.pytest_compat import collected_modules, fixture_definitions, wrapped_function
+from pytest_finetune.pytest_compat import collected_modules, fixture_definitions, fixture_info, wrapped_function
 
 MOVED = "{library} {version} has no {name}: update pytest_finetune/pytest_compat.py for it"
 
@@ -42,6 +42,14 @@ def test_fixture_definitions(request: pytest.FixtureRequest, held_fixture: str) 
     assert inspect.unwrap(definitions[-1].func) is inspect.unwrap(function)
 
 
+@pytest.mark.parametrize("direct", [1])
+def test_fixture_info(request: pytest.FixtureRequest, held_fixture: str, direct: int) -> None:
+    """A test function's ``_fixtureinfo`` names its fixtures and direct parameters, with their definitions."""
+    assert hasattr(request.node, "_fixtureinfo"), moved("pytest", "Function._fixtureinfo")
+    info = fixture_info(request.node)
+    assert {"held_fixture", "direct"} <= set(info.names_closure) and "direct" in info.name2fixturedefs
+
+
 def test_stored_outcome_attribute() -> None:
     """pytest's unittest support keeps a body's outcome in the item's ``_excinfo``."""
     assert "_excinfo" in vars(pytest_unittest.TestCaseFunction), moved("pytest", "TestCaseFunction._excinfo")
@@ -49,10 +57,11 @@ def test_stored_outcome_attribute() -> None:
 
 def test_syrupy_session(pytestconfig: pytest.Config) -> None:
     """syrupy keeps its session as ``config._syrupy``, with the ``report`` and ``_collected_modules`` (this
-    module among them) that the plugin reads."""
+    module among them) that the plugin reads, and the ``collect_items`` it calls."""
     session = getattr(pytestconfig, "_syrupy", None)
     assert session is not None, moved("syrupy", "config._syrupy")
     assert hasattr(session, "report"), moved("syrupy", "SnapshotSession.report")
+    assert callable(getattr(session, "collect_items", None)), moved("syrupy", "SnapshotSession.collect_items")
     modules = collected_modules(pytestconfig)
     assert modules is not None, moved("syrupy", "SnapshotSession._collected_modules")
     assert any(module.endswith("test_pytest_compat.py") for module in modules)
