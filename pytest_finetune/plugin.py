@@ -20,6 +20,7 @@ from .baselines import (
     removing_unused,
     shown_path,
 )
+from .distributed import agreed_exit_status, is_main_process, wait_for_all
 from .errors import FinetuneError
 from .fixtures import (  # noqa: F401  (fixtures are registered by being in this module)
     compute_metrics,
@@ -335,6 +336,9 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
     (:data:`ALL_KEPT`); on pytest-xdist's controller, whose workers looked for unused baselines, by
     turning syrupy's unused-snapshot check off. The baselines of tests that stopped before comparing, which syrupy
     counts passed, are taken out of its summary's counts (:func:`gate.uncount_kept`).
+
+    In a data-parallel run (see :mod:`~pytest_finetune.distributed`) rank 0 alone writes baselines and reports,
+    once every process got here, and every process ends with the worst exit status of them all.
     """
     config = session.config
     if _stopped_early(session):
@@ -343,6 +347,9 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
         config.stash[ALL_KEPT] = True
         if config.pluginmanager.has_plugin("dsession"):
             config.option.disable_unused_snapshots = True
+    together = session.exitstatus != pytest.ExitCode.INTERRUPTED  # the processes of a data-parallel run
+    if together:
+        wait_for_all()  # each compared with its baselines before rank 0 writes them
     try:
         with removing_unused(config):
             yield
@@ -351,7 +358,10 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
     finally:
         if not _is_worker(session.config):
             gate.uncount_kept(config)
-            _write_reports(session)
+            if is_main_process():
+                _write_reports(session)
+        if together:
+            session.exitstatus = agreed_exit_status(session.exitstatus)
 
 
 def _stopped_early(session: pytest.Session) -> bool:

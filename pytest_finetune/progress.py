@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from .distributed import is_main_process
+
 #: Seconds between two redraws of the line on an interactive terminal.
 REDRAW_INTERVAL = 0.2
 
@@ -123,13 +125,14 @@ class ProgressCallback(TrainerCallback):
 
 def terminal_progress(config: pytest.Config, label: str) -> ProgressCallback | None:
     """A :class:`ProgressCallback` for the test ``label`` writing to pytest's terminal past output
-    capture, or ``None`` when pytest has no terminal reporter (``-p no:terminal``).
+    capture, or ``None`` when pytest has no terminal reporter (``-p no:terminal``) or this process is not rank 0
+    of a data-parallel run (one line per fine-tune, not one per process).
 
     The line is redrawn in place when pytest writes to a TTY and the ``CI`` environment variable is
     unset (or ``0``/``false``); otherwise lines are appended, as a CI log wants.
     """
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None:
+    if reporter is None or not is_main_process():
         return None
     capture = config.pluginmanager.get_plugin("capturemanager")
     started = False
