@@ -347,7 +347,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
         config.stash[ALL_KEPT] = True
         if config.pluginmanager.has_plugin("dsession"):
             config.option.disable_unused_snapshots = True
-    together = session.exitstatus != pytest.ExitCode.INTERRUPTED  # the processes of a data-parallel run
+    together = session.exitstatus != pytest.ExitCode.INTERRUPTED  # else the other ranks may be gone: no collective
     if together:
         wait_for_all()  # each compared with its baselines before rank 0 writes them
     try:

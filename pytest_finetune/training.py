@@ -334,7 +334,7 @@ class _LastEvaluation:
 
 def run_environment(trainer: Trainer, dropout_masks: str) -> dict[str, Any]:
     """The library versions, device, dtype and source of dropout masks (for the setting
-    ``dropout_masks``) ``trainer`` computes with."""
+    ``dropout_masks``) ``trainer`` computes with, and the processes it trains on (:func:`scale_out`)."""
     device = trainer.args.device.type
     described = environment(
         device=device, dtype=_dtype(trainer), dropout_masks=dropout_masks_for(dropout_masks, device)
