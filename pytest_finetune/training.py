@@ -21,6 +21,7 @@ from .compat import (
     evaluate_in_dataset_order,
     fused_adamw_training_args,
     installed_training_args,
+    mean_loss_per_process,
     modern_training_args,
     sharing_accelerator_state,
     training_arguments,
@@ -158,6 +159,7 @@ def run_finetune(
     for callback in callbacks:
         trainer.add_callback(callback)
     evaluate_in_dataset_order(trainer)
+    mean_loss_per_process(trainer)
     environment = run_environment(trainer, dropout_masks)
     with (
         heap_frozen(),

@@ -194,6 +194,27 @@ def test_torchrun_records_once_and_fails_a_regression_on_every_rank(project: pyt
         assert "1 failed" in output and "regressed" in output and "cached" in output, output
 
 
+def test_one_process_compares_with_two_of_the_same_effective_batch_with_a_note(project: pytest.Pytester) -> None:
+    """A baseline recorded by two processes of 4 examples each, compared by one process of 8 (the same effective
+    batch, the same examples at each step): a note, no recipe change, and a validation loss close to the baseline's
+    (transformers would multiply a data-parallel run's losses by the number of processes)."""
+    launch(project, one_machine(), 0, "--finetune", "--snapshot-update", "--finetune-set=per_device_train_batch_size=4")
+    single = subprocess.run(  # not in this process: the project's conftest.py adds an audit hook
+        [sys.executable, "-m", "pytest", "--finetune"],
+        cwd=project.path,
+        env=subprocess_environment(project),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert single.returncode == 0, single.stdout
+    note = "baseline trained on 2 processes, this run on 1 process, with the same effective batch of 8"
+    assert note in single.stdout and "recipe changed" not in single.stdout, single.stdout
+    [test] = json.loads((project.path / "report.json").read_text())["tests"]
+    loss = test["metrics"]["eval_loss"]
+    assert loss["current"] == pytest.approx(loss["baseline"], abs=0.05)
+
+
 def test_two_nodes_behave_as_one(project: pytest.Pytester) -> None:
     """Two launchers on one machine, as two nodes of one process each (``--nnodes 2``, a c10d endpoint on
     127.0.0.1), record the baseline as one ``torchrun`` of two processes does: both pass, rank 0 alone writes."""
