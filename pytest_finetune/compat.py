@@ -194,6 +194,19 @@ def evaluate_in_dataset_order(trainer: Trainer) -> None:
     trainer._get_eval_sampler = in_order  # type: ignore[method-assign,assignment]
 
 
+def mean_loss_per_process(trainer: Trainer) -> None:
+    """Make a data-parallel ``trainer`` (more than one process) take its model's loss as the model gives it.
+
+    transformers (5.x, and late 4.x releases) counts the labels of each batch across the processes for a model whose
+    ``forward`` takes ``**kwargs`` (``model_accepts_loss_kwargs``), and multiplies the loss by the number of
+    processes, expecting a loss summed over the labels and divided by that count. A sequence classifier's loss is
+    a mean over its batch and takes no count, so the training and evaluation losses came out that many times too
+    large (``eval_loss`` doubled on two processes). Trainer's own attribute, set off, leaves the mean as it is; a
+    ``compute_loss_func`` is left to its own count. One process is left as it was."""
+    if trainer.args.world_size > 1 and getattr(trainer, "compute_loss_func", None) is None:
+        trainer.model_accepts_loss_kwargs = False
+
+
 def mismatched_weights(loading_info: dict[str, Any], model: Any) -> list[tuple[str, str, str]]:
     """``(key, shape in the checkpoint, shape the model needs)`` of each weight ``from_pretrained``
     skipped for its shape (``output_loading_info``): 5.x gives the shapes, 4.x the key alone."""

@@ -17,6 +17,7 @@ import pytest
 from .baselines import BaselineSettings
 from .cache import EntryBusy, cache_key, cache_warning
 from .calibration import SeedRunOver, calibration_seeds, reseeded_trainer, seed_item_seed
+from .distributed import from_main_process
 from .errors import FinetuneError
 from .key import (
     PLUGIN_FIXTURES,
@@ -29,6 +30,7 @@ from .key import (
 )
 from .provenance import examples_identity
 from .recipe import Recipe
+from .result import FinetuneResult
 from .session import SESSION_KEY
 from .stats import bootstrap_intervals, calibration_record
 
@@ -36,8 +38,6 @@ if TYPE_CHECKING:
     import datasets
     import numpy as np
     from transformers import PreTrainedModel, Trainer, TrainingArguments
-
-    from .result import FinetuneResult
 
 
 def result_for(request: pytest.FixtureRequest, finetune_recipe: Recipe) -> FinetuneResult:
@@ -275,6 +275,7 @@ def _stored_run(
 
     with cache.training(key, waiting, wait=wait) if cache is not None and key is not None else contextlib.nullcontext():
         result = cache.load(key, recipe) if cache is not None and key is not None else None
+        result = _from_main_process(result, recipe)  # every process trains, or none does
         if result is None:
             callbacks = [progress] if progress else []
             result = run_finetune(
@@ -289,6 +290,15 @@ def _stored_run(
             if cache is not None and key is not None and inputs is not None:
                 cache.store(key, result, inputs)
     return result
+
+
+def _from_main_process(result: FinetuneResult | None, recipe: Recipe) -> FinetuneResult | None:
+    """Rank 0's ``result`` (a result cache hit, or ``None``) on every process of a data-parallel run (see
+    :func:`~pytest_finetune.distributed.from_main_process`), with this process's ``recipe``: the other fields
+    travel, the recipe (its read-only mapping does not pickle) stays."""
+    fields = None if result is None else {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    shared = from_main_process(fields and {name: value for name, value in fields.items() if name != "recipe"})
+    return None if shared is None else FinetuneResult(recipe=recipe, **shared)
 
 
 def _reported_split(request: pytest.FixtureRequest, recipe: Recipe, trainer: Trainer) -> datasets.Dataset | None:

@@ -21,6 +21,7 @@ from .baselines import (
     shown_path,
 )
 from .calibration import CalibrationSeed, with_seed_items
+from .distributed import agreed_exit_status, is_main_process, wait_for_all
 from .errors import FinetuneError
 from .fixtures import (  # noqa: F401  (fixtures are registered by being in this module)
     compute_metrics,
@@ -382,6 +383,9 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
     (:data:`ALL_KEPT`); on pytest-xdist's controller, whose workers looked for unused baselines, by
     turning syrupy's unused-snapshot check off. The baselines of tests that stopped before comparing, which syrupy
     counts passed, are taken out of its summary's counts (:func:`gate.uncount_kept`).
+
+    In a data-parallel run (see :mod:`~pytest_finetune.distributed`) rank 0 alone writes baselines and reports,
+    once every process got here, and every process ends with the worst exit status of them all.
     """
     config = session.config
     if _stopped_early(session):
@@ -390,6 +394,9 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
         config.stash[ALL_KEPT] = True
         if config.pluginmanager.has_plugin("dsession"):
             config.option.disable_unused_snapshots = True
+    together = session.exitstatus != pytest.ExitCode.INTERRUPTED  # else the other ranks may be gone: no collective
+    if together:
+        wait_for_all()  # each compared with its baselines before rank 0 writes them
     try:
         with removing_unused(config):
             yield
@@ -398,7 +405,10 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
     finally:
         if not _is_worker(session.config):
             gate.uncount_kept(config)
-            _write_reports(session)
+            if is_main_process():
+                _write_reports(session)
+        if together:
+            session.exitstatus = agreed_exit_status(session.exitstatus)
 
 
 def _stopped_early(session: pytest.Session) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from .distributed import is_main_process
 from .relay import worker_progress
 
 #: Seconds between two redraws of the line on an interactive terminal.
@@ -125,12 +126,15 @@ class ProgressCallback(TrainerCallback):
 
 def terminal_progress(config: pytest.Config, label: str) -> ProgressCallback | None:
     """A :class:`ProgressCallback` for the test ``label`` writing to pytest's terminal past output
-    capture, or ``None`` when pytest has no terminal reporter (``-p no:terminal``).
+    capture, or ``None`` when pytest has no terminal reporter (``-p no:terminal``) or this process is not rank 0
+    of a data-parallel run (one line per fine-tune, not one per process).
 
     The line is redrawn in place when pytest writes to a TTY and the ``CI`` environment variable is
     unset (or ``0``/``false``); otherwise lines are appended, as a CI log wants. A pytest-xdist worker
     sends whole lines to its controller, which writes them (:mod:`.relay`): workers share its terminal.
     """
+    if not is_main_process():
+        return None
     relayed = worker_progress(config)
     if relayed is not None:
         return ProgressCallback(label, relayed, interactive=False)

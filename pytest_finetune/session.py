@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .cache import ResultCache
+from .distributed import is_main_process
 from .errors import FinetuneError
 from .options import (
     Layer,
@@ -105,8 +106,9 @@ class FinetuneSession:
         """Read the options, ini keys and environment (checked here)."""
         check_path_options(config)
         enabled = config.getoption("--finetune")
-        cleared = clear_result_cache(config)  # --cache-clear, with or without --finetune
-        folder = cache_dir(config) if enabled and cleared else None
+        main = is_main_process()  # of a data-parallel run, rank 0 alone clears, reads and writes the result cache
+        cleared = clear_result_cache(config) if main else True  # --cache-clear, with or without --finetune
+        folder = cache_dir(config) if enabled and cleared and main else None
         auto_k, auto_floor = auto_settings(config)
         layers = session_layers(config)
         check_named_task(layers)

@@ -21,6 +21,7 @@ from .compat import (
     evaluate_in_dataset_order,
     fused_adamw_training_args,
     installed_training_args,
+    mean_loss_per_process,
     modern_training_args,
     sharing_accelerator_state,
     training_arguments,
@@ -158,6 +159,7 @@ def run_finetune(
     for callback in callbacks:
         trainer.add_callback(callback)
     evaluate_in_dataset_order(trainer)
+    mean_loss_per_process(trainer)
     environment = run_environment(trainer, dropout_masks)
     with (
         heap_frozen(),
@@ -169,6 +171,7 @@ def run_finetune(
     prediction = last_evaluation.at_final_step()
     if prediction is None:
         prediction = trainer.predict(validation, metric_key_prefix="eval")
+    check_lined_up(prediction, validation)
     metrics = final_metrics(prediction.metrics or {})
     if reported is not None:
         metrics.update(reported_metrics(trainer, reported, recipe.task_spec))
@@ -180,6 +183,27 @@ def run_finetune(
         train_runtime=float(train_output.metrics["train_runtime"]),
         environment=environment,
     )
+
+
+def check_lined_up(prediction: PredictionOutput, validation: Any) -> None:
+    """Fail where the evaluation's labels are not the validation split's, row for row: the per-example record (the
+    paired test, the examples' ids) needs one prediction per example, in the split's order. A data-parallel
+    evaluation pads each process's last batch with repeated examples; accelerate's ``gather_for_metrics``, which
+    ``Trainer`` uses, drops them, and this is where a trainer that does not would show."""
+    column = next(
+        (name for name in ("label", "labels") if name in (getattr(validation, "column_names", None) or ())), None
+    )
+    if column is None or not isinstance(prediction.label_ids, np.ndarray):  # none, or several arrays of labels
+        return
+    scored, held = prediction.label_ids, np.asarray(list(validation[column]))
+    if scored.shape != held.shape or not np.array_equal(scored, held.astype(scored.dtype)):
+        raise FinetuneError(
+            f"the evaluation scored {scored.shape[0]} rows for the {held.shape[0]} validation examples, and their "
+            f"labels are not the split's in order: the per-example record would not line up with the examples; "
+            "evaluate every example once, in order: dataloader_drop_last=True drops the last batch from the "
+            "evaluation too, and an evaluation loop that gathers the processes' predictions must drop the repeated "
+            "examples that pad the last batch (as transformers.Trainer's gather_for_metrics does)"
+        )
 
 
 def reported_metrics(trainer: Trainer, dataset: datasets.Dataset, task: Task) -> dict[str, float]:
@@ -312,9 +336,22 @@ class _LastEvaluation:
 
 def run_environment(trainer: Trainer, dropout_masks: str) -> dict[str, Any]:
     """The library versions, device, dtype and source of dropout masks (for the setting
-    ``dropout_masks``) ``trainer`` computes with."""
+    ``dropout_masks``) ``trainer`` computes with, and the processes it trains on (:func:`scale_out`)."""
     device = trainer.args.device.type
-    return environment(device=device, dtype=_dtype(trainer), dropout_masks=dropout_masks_for(dropout_masks, device))
+    described = environment(
+        device=device, dtype=_dtype(trainer), dropout_masks=dropout_masks_for(dropout_masks, device)
+    )
+    return described | scale_out(trainer.args)
+
+
+def scale_out(args: TrainingArguments) -> dict[str, int]:
+    """The processes a data-parallel run trains on (``world_size``: 1 without one), and the examples each optimizer
+    step averages over (``effective_batch``: per device, times accumulation steps and processes)."""
+    world_size = args.world_size
+    return {
+        "world_size": world_size,
+        "effective_batch": args.train_batch_size * args.gradient_accumulation_steps * world_size,
+    }
 
 
 #: The dtype each of accelerate's mixed precisions computes in.

@@ -146,9 +146,10 @@ def compare(
     baseline's calibration (else :class:`FinetuneError`).
     """
     notes = environment_notes(current.get("environment"), baseline.get("environment"))
-    changes = (
-        recipe_changes(current["recipe"], baseline["recipe"]) if "recipe" in current and "recipe" in baseline else ()
-    )
+    changes: tuple[RecipeChange, ...] = ()
+    if "recipe" in current and "recipe" in baseline:
+        changes, scaled = scale_out_changes(recipe_changes(current["recipe"], baseline["recipe"]), current, baseline)
+        notes += scaled
     why_not = not_comparable(current, baseline)
     if why_not is not None:
         return Verdict(
@@ -343,6 +344,56 @@ def recipe_changes(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> t
             shown = key if now.get(key) != then.get(key) else identity
             changes.append(RecipeChange(key, baseline.get(shown), current.get(shown)))
     return tuple(changes)
+
+
+#: The training arguments that, times the processes of a data-parallel run, make the effective batch, with
+#: ``TrainingArguments``' defaults.
+BATCH_ARGS = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}
+
+
+def scale_out_changes(
+    changes: tuple[RecipeChange, ...], current: Mapping[str, Any], baseline: Mapping[str, Any]
+) -> tuple[tuple[RecipeChange, ...], tuple[str, ...]]:
+    """``changes``, and a note, for runs trained on another number of processes (the environment's
+    ``world_size``; 1 where a record has none). The batch that each optimizer step averages over, the effective
+    batch (per device x accumulation steps x processes), decides the training, not its split: the same effective
+    batch on other processes is a note, like another dtype (the batches hold the same examples, drawn in another
+    order and reduced in another order); another effective batch is one recipe change, ``effective_batch``, in
+    place of the changes of :data:`BATCH_ARGS` that make it."""
+    then, now = _world_size(baseline), _world_size(current)
+    if then == now:
+        return changes, ()
+    batches = _effective_batch(baseline, then), _effective_batch(current, now)
+    kept = tuple(change for change in changes if change.key.removeprefix("training_args.") not in BATCH_ARGS)
+    if batches[0] != batches[1]:
+        change = RecipeChange(
+            "effective_batch", f"{batches[0]} ({_processes(then)})", f"{batches[1]} ({_processes(now)})"
+        )
+        return (*kept, change), ()
+    note = (
+        f"baseline trained on {_processes(then)}, this run on {_processes(now)}, with the same effective batch of "
+        f"{batches[0]}: expect differences of about a seed's spread"
+    )
+    return kept, (note,)
+
+
+def _processes(count: int) -> str:
+    return f"{count} process" + ("es" if count != 1 else "")
+
+
+def _world_size(record: Mapping[str, Any]) -> int:
+    """How many processes trained ``record``'s run (a record made before pytest-finetune kept that: one)."""
+    return int((record.get("environment") or {}).get("world_size", 1))
+
+
+def _effective_batch(record: Mapping[str, Any], world_size: int) -> int:
+    """The effective batch ``record``'s environment holds, else the one its recipe and ``world_size`` make."""
+    recorded = (record.get("environment") or {}).get("effective_batch")
+    if recorded is not None:
+        return int(recorded)
+    training_args = record.get("recipe", {}).get("training_args", {})
+    per_device, accumulation = (int(training_args.get(key, default)) for key, default in BATCH_ARGS.items())
+    return per_device * accumulation * world_size
 
 
 def describe_changes(changes: Sequence[RecipeChange]) -> str:

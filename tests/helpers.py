@@ -87,6 +87,17 @@ def assert_usage_error(result: pytest.RunResult, message: str) -> None:
     result.stderr.no_fnmatch_line("*Traceback*")
 
 
+def subprocess_environment(project: pytest.Pytester) -> dict[str, str]:
+    """The environment of a pytest subprocess: offline, its own ``datasets`` cache."""
+    return {
+        **{key: value for key, value in os.environ.items() if key not in ("PYTEST_ADDOPTS", "CI")},
+        "PYTEST_ADDOPTS": GUARD_OFF,  # the tiny model collapses (see conftest)
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_DATASETS_CACHE": str(project.path / "hf_datasets"),
+    }
+
+
 def save_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
     """Write a 2-layer, 32-wide pretrained-style BERT (no classification head) with its
     WordPiece tokenizer to ``folder``.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import GUARD_OFF
+from helpers import subprocess_environment
 
 from pytest_finetune.cache import LOCK_NOTICE_SECONDS, EntryBusy, ResultCache
 from pytest_finetune.storage import write_atomically
@@ -50,17 +49,6 @@ TIMEOUT_S = 300
 def project(finetune_project: pytest.Pytester) -> pytest.Pytester:
     finetune_project.makepyfile(test_race_models=TESTS)
     return finetune_project
-
-
-def environment(project: pytest.Pytester) -> dict[str, str]:
-    """The environment of a pytest subprocess: offline, its own ``datasets`` cache."""
-    return {
-        **{key: value for key, value in os.environ.items() if key not in ("PYTEST_ADDOPTS", "CI")},
-        "PYTEST_ADDOPTS": GUARD_OFF,  # the tiny model collapses (see conftest)
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_DATASETS_CACHE": str(project.path / "hf_datasets"),
-    }
 
 
 def baselines(project: pytest.Pytester) -> dict[str, bytes]:
@@ -102,7 +90,11 @@ def test_processes_recording_the_same_baselines_at_once(project: pytest.Pytester
     command = [sys.executable, "-m", "pytest", "-p", "no:xdist", "--finetune", "--snapshot-update"]
     processes = [
         subprocess.Popen(
-            command, cwd=project.path, env=environment(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            command,
+            cwd=project.path,
+            env=subprocess_environment(project),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         for _ in range(3)
     ]
@@ -409,7 +401,7 @@ def start(project: pytest.Pytester, **extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         command,
         cwd=project.path,
-        env={**environment(project), **extra},
+        env={**subprocess_environment(project), **extra},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

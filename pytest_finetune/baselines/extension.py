@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
+from ..distributed import is_main_process, world_size
 from ..errors import FinetuneError
 from ..report import verdict_lines
 from ..result import FinetuneResult
@@ -77,6 +78,12 @@ class BaselineExtension(SingleFileSnapshotExtension):
         self._example_ids: list[int] | None = None  # the serialized run's validation examples, where known
         self._collapsed: str | None = None  # how the serialized run's model collapsed to one class, where it did
 
+    @property
+    def write_immediately(self) -> bool:  # type: ignore[override]  # read when syrupy queues a write
+        """Whether syrupy writes a baseline as soon as it is compared, rather than at the end of the session: not in
+        a data-parallel run, whose rank 0 writes once every process compared with the baseline as it was."""
+        return world_size() == 1
+
     @classmethod
     @functools.cache
     def configured(cls, settings: BaselineSettings) -> type[BaselineExtension]:
@@ -133,6 +140,8 @@ class BaselineExtension(SingleFileSnapshotExtension):
         reached through a symbolic link that leads out of the baseline folder is not removed (see
         :func:`~pytest_finetune.storage.inside`). If the removal fails, syrupy's report is corrected (see
         :func:`forget_undeleted`) before the error goes on to the plugin, which reports it."""
+        if not is_main_process():
+            return  # rank 0 of a data-parallel run removes it; this process counts it removed alike
         config = REMOVING.get()
         seen = config.stash[SEEN_BASELINES]
         path = Path(snapshot_location)
@@ -273,7 +282,10 @@ class BaselineExtension(SingleFileSnapshotExtension):
         name_order: dict[str, int] | None = None,
     ) -> None:
         """syrupy's, whose making of the baseline's folder (a file may stand in its way) fails like
-        :func:`~pytest_finetune.storage.write_atomically`: a message naming the file and the fix."""
+        :func:`~pytest_finetune.storage.write_atomically`: a message naming the file and the fix. Only rank 0 of a
+        data-parallel run writes; the other processes count the baseline written alike."""
+        if not is_main_process():
+            return
         try:
             super().write_snapshot(snapshot_location=snapshot_location, snapshots=snapshots, name_order=name_order)
         except StorageError:
