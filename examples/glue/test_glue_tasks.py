@@ -12,8 +12,12 @@ import pytest
 
 
 @pytest.mark.finetune(
-    task="rte", data="../../../shared/data/rte", num_train_epochs=5, per_device_train_batch_size=16,
-    learning_rate=1e-4, warmup_ratio=0.1,
+    task="rte",
+    data="../../../shared/data/rte",
+    num_train_epochs=5,
+    per_device_train_batch_size=16,
+    learning_rate=1e-4,
+    warmup_ratio=0.1,
     floor={"accuracy": 0.5},
 )
 def test_rte_sentence_pairs_with_named_labels(finetune_result):
@@ -22,7 +26,10 @@ def test_rte_sentence_pairs_with_named_labels(finetune_result):
 
 
 @pytest.mark.finetune(
-    task="stsb", data="../../../shared/data/stsb", num_train_epochs=2, per_device_train_batch_size=16,
+    task="stsb",
+    data="../../../shared/data/stsb",
+    num_train_epochs=2,
+    per_device_train_batch_size=16,
     floor={"pearson": 0.5, "spearmanr": 0.5},
 )
 def test_stsb_regression(model):
@@ -31,7 +38,10 @@ def test_stsb_regression(model):
 
 
 @pytest.mark.finetune(
-    task="cola", data="../../../shared/data/cola", num_train_epochs=2, per_device_train_batch_size=32,
+    task="cola",
+    data="../../../shared/data/cola",
+    num_train_epochs=2,
+    per_device_train_batch_size=32,
     floor={"matthews_correlation": 0.1},
 )
 def test_cola_single_sentences():
