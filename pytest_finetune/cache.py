@@ -132,7 +132,7 @@ class ResultCache:
                 raise NotADirectoryError("not a folder")  # a file, or a link to nothing
             stored = _checked_entry(json.loads(read_bounded(entry / _RESULT).decode("utf-8")))
             arrays = {name: _read_array(entry / f"{name}.npy") for name in _ARRAYS}
-            reason = _unusable(stored["metrics"], arrays, stored["examples"])
+            reason = _unusable(stored["metrics"], arrays, recipe.task_spec.is_regression, stored["examples"])
             if reason:
                 raise ValueError(reason)
             return FinetuneResult(
@@ -158,7 +158,7 @@ class ResultCache:
         warning; the test goes on. No half-written entry is left behind.
         """
         arrays = {name: getattr(result.predictions, name) for name in _ARRAYS}
-        reason = _unusable(result.metrics, arrays)
+        reason = _unusable(result.metrics, arrays, result.recipe.task_spec.is_regression)
         if reason:
             _warn(f"{reason}; this result is not cached")
             return
@@ -254,15 +254,19 @@ def _not_storable(name: str, value: Any) -> str | None:
     return None
 
 
-def _unusable(metrics: Mapping[str, Any], arrays: Mapping[str, Any], examples: int | None = None) -> str | None:
+def _unusable(
+    metrics: Mapping[str, Any], arrays: Mapping[str, Any], regression: bool, examples: int | None = None
+) -> str | None:
     """Why ``metrics`` and ``arrays`` (``predictions``, ``label_ids``) cannot be a cached result, or ``None``:
     arrays that are not numbers (:func:`_not_storable`), metrics no baseline may hold (:func:`_metrics_problem`),
-    or arrays of the wrong shapes (:func:`_arrays_problem`; of other than ``examples`` examples, where given)."""
+    or arrays of the wrong shapes for a classifier or a ``regression`` (:func:`_arrays_problem`,
+    :func:`_scores_problem`; of other than ``examples`` examples, where given)."""
     for name, value in arrays.items():
         reason = _not_storable(name, value)
         if reason:
             return reason
-    return _metrics_problem(metrics) or _arrays_problem(arrays["predictions"], arrays["label_ids"], examples)
+    shapes = _scores_problem if regression else _arrays_problem
+    return _metrics_problem(metrics) or shapes(arrays["predictions"], arrays["label_ids"], examples)
 
 
 def _metrics_problem(metrics: Mapping[str, Any]) -> str | None:
@@ -293,6 +297,20 @@ def _arrays_problem(predictions: np.ndarray, label_ids: np.ndarray, examples: in
         return (
             f"label_ids range from {label_ids.min()} to {label_ids.max()}, the predictions' classes 0 to {classes - 1}"
         )
+    return None
+
+
+def _scores_problem(predictions: np.ndarray, label_ids: np.ndarray, examples: int | None) -> str | None:
+    """Why ``predictions`` and ``label_ids`` are not a regression's scores and targets, or ``None``: one finite
+    number per example in each (predictions as one column, or flat); ``examples`` of each, where given."""
+    import numpy as np
+
+    if label_ids.ndim != 1 or not np.isfinite(label_ids).all():
+        return f"label_ids are an array of {label_ids.dtype} of shape {label_ids.shape}, not one score per example"
+    if predictions.shape not in ((len(label_ids),), (len(label_ids), 1)) or not np.isfinite(predictions).all():
+        return f"predictions are an array of shape {predictions.shape}, not one finite score for each of the labels"
+    if examples is not None and len(label_ids) != examples:
+        return f"the arrays hold {len(label_ids)} examples, and {_RESULT} says {examples}"
     return None
 
 

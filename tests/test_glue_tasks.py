@@ -271,8 +271,9 @@ SHAPES = ("sst2", "mrpc", "mnli", "cola", "stsb")
 def test_each_glue_task_trains_scores_and_gates(
     pytester: pytest.Pytester, tiny_checkpoint: Path, tmp_path: Path, name: str
 ) -> None:
-    """Recorded from GLUE's TSV layout of the task, the run passes against its baseline; for a task of each
-    shape, trained on shuffled labels, it fails the gate on the task's gated metrics."""
+    """Recorded from GLUE's TSV layout of the task, the run passes against its baseline, served from the result
+    cache (a regression's float scores too); for a task of each shape, trained on shuffled labels, it fails the
+    gate on the task's gated metrics."""
     task = TASKS[name]
     data = write_glue_folder(tmp_path / name, name, task_examples(name, 64, seed=1), task_examples(name, 40, seed=2))
     pytester.makeini(f"""
@@ -296,6 +297,7 @@ def test_each_glue_task_trains_scores_and_gates(
     gate.assert_outcomes(passed=1)
     (entry,) = json.loads((pytester.path / "report.json").read_text())["tests"]
     assert all(entry["metrics"][metric]["verdict"] == "ok" for metric in task.gated), entry["metrics"]
+    assert entry["cached"], gate.stdout.str()
     if name == "mnli":  # validation_mismatched: computed and shown, not gated
         assert metrics["accuracy_mismatched"] == metrics["accuracy"]  # the same examples, in another order
         assert entry["metrics"]["accuracy_mismatched"]["verdict"] == "not gated", entry["metrics"]
