@@ -533,8 +533,15 @@ def fake_result(predictions: object, label_ids: object = None, accuracy: float =
     outputs = SimpleNamespace(
         metrics={}, predictions=predictions, label_ids=np.array([0, 1, 1]) if label_ids is None else label_ids
     )
+    from pytest_finetune.tasks import TASKS
+
     return SimpleNamespace(
-        metrics={"accuracy": accuracy}, history=[], train_runtime=1.0, environment={}, predictions=outputs
+        metrics={"accuracy": accuracy},
+        history=[],
+        train_runtime=1.0,
+        environment={},
+        predictions=outputs,
+        recipe=SimpleNamespace(task_spec=TASKS["mrpc"]),
     )
 
 
