@@ -25,6 +25,7 @@ from packaging.version import Version
 
 from pytest_finetune.cache import LOCK_NOTICE_SECONDS, EntryBusy, ResultCache
 from pytest_finetune.storage import write_atomically
+from pytest_finetune.tasks import TASKS
 
 # Two recipes (seeds) over three tests: test_a and test_b share a fine-tune.
 TESTS = """
@@ -189,13 +190,14 @@ while not go.exists():
     time.sleep(0.001)
 if what == "store":
     from pytest_finetune.cache import ResultCache
+    from pytest_finetune.tasks import TASKS
 
     predictions = types.SimpleNamespace(
         metrics={}, predictions=np.full((400, 2), float(value)), label_ids=np.arange(400) % 2
     )
     result = types.SimpleNamespace(
         metrics={"accuracy": 0.5, "racer": float(value)}, history=[], train_runtime=1.0, environment={},
-        predictions=predictions,
+        predictions=predictions, recipe=types.SimpleNamespace(task_spec=TASKS["mrpc"]),
     )
     ResultCache(go.parent / "cache").store(target, result, {"value": value})
 else:
@@ -242,7 +244,7 @@ def test_result_cache_store_from_many_processes(tmp_path: Path) -> None:
     assert [entry.name for entry in cache_folder.iterdir()] == [key]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        loaded = ResultCache(cache_folder).load(key, recipe=None)  # type: ignore[arg-type]
+        loaded = ResultCache(cache_folder).load(key, recipe=SimpleNamespace(task_spec=TASKS["mrpc"]))  # type: ignore[arg-type]
     assert loaded is not None
     winner = loaded.metrics["racer"]
     assert winner in {1.0, 2.0, 3.0, 4.0}
@@ -265,6 +267,7 @@ def test_result_cache_store_from_many_threads(tmp_path: Path) -> None:
             train_runtime=1.0,
             environment={},
             predictions=predictions,
+            recipe=SimpleNamespace(task_spec=TASKS["mrpc"]),
         )
 
     def store(value: float) -> None:
@@ -277,7 +280,7 @@ def test_result_cache_store_from_many_threads(tmp_path: Path) -> None:
     def load() -> None:
         try:
             for _ in range(50):
-                loaded = cache.load(key, recipe=None)  # type: ignore[arg-type]
+                loaded = cache.load(key, recipe=SimpleNamespace(task_spec=TASKS["mrpc"]))  # type: ignore[arg-type]
                 if loaded is not None:
                     value = loaded.metrics["thread"]
                     assert np.array_equal(loaded.predictions.predictions, np.full((50, 2), value))

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from helpers import GUARD_OFF
 
+from pytest_finetune.tasks import TASKS
+
 # Three tests, three recipes (seeds), so three trainings, three baselines and three cache entries.
 TESTS = """
 import pytest
@@ -251,12 +253,14 @@ STORE_AND_DIE = """
 import os, signal, sys, types
 from pathlib import Path
 import numpy as np
+from pytest_finetune.tasks import TASKS
 from pytest_finetune.cache import ResultCache
+from pytest_finetune.tasks import TASKS
 
 os.replace = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
 predictions = types.SimpleNamespace(metrics={}, predictions=np.ones((3, 2)), label_ids=np.array([0, 1, 1]))
 result = types.SimpleNamespace(metrics={"accuracy": 0.5}, history=[], train_runtime=1.0, environment={},
-                               predictions=predictions)
+                               predictions=predictions, recipe=types.SimpleNamespace(task_spec=TASKS["mrpc"]))
 ResultCache(Path(sys.argv[1])).store(sys.argv[2], result, {})
 """
 
@@ -278,13 +282,18 @@ def test_killed_while_publishing_a_cache_entry(tmp_path: Path) -> None:
     cache = ResultCache(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a plain miss: no "unreadable entry" warning
-        assert cache.load(key, recipe=None) is None  # type: ignore[arg-type]
+        assert cache.load(key, recipe=SimpleNamespace(task_spec=TASKS["mrpc"])) is None  # type: ignore[arg-type]
     predictions = SimpleNamespace(metrics={}, predictions=np.ones((3, 2)), label_ids=np.array([0, 1, 1]))
     result = SimpleNamespace(
-        metrics={"accuracy": 0.5}, history=[], train_runtime=1.0, environment={}, predictions=predictions
+        metrics={"accuracy": 0.5},
+        history=[],
+        train_runtime=1.0,
+        environment={},
+        predictions=predictions,
+        recipe=SimpleNamespace(task_spec=TASKS["mrpc"]),
     )
     cache.store(key, result, {})  # type: ignore[arg-type]
-    loaded = cache.load(key, recipe=None)  # type: ignore[arg-type]
+    loaded = cache.load(key, recipe=SimpleNamespace(task_spec=TASKS["mrpc"]))  # type: ignore[arg-type]
     assert loaded is not None and loaded.metrics == {"accuracy": 0.5}
     assert np.array_equal(loaded.predictions.predictions, np.ones((3, 2)))
 
