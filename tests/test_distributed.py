@@ -36,7 +36,8 @@ import atexit, os, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-IGNORED = (".pytest_cache/v", "pytest-cache-files-", "hf_datasets", "touched-", "launcher-logs")
+# pytest's and Python's own caches (__pycache__: whichever process imports a module first writes its bytecode)
+IGNORED = (".pytest_cache/v", "pytest-cache-files-", "__pycache__", "hf_datasets", "touched-", "launcher-logs")
 PYTEST_MAKES = (".", ".pytest_cache")  # pytest's own cache folder, made by every process
 WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT
 touched = []
