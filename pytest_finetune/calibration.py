@@ -129,7 +129,8 @@ def with_seed_items(items: list[pytest.Item], count: int, training: Callable[[py
 
 def _seed_item(test: pytest.Function, run: int, count: int) -> CalibrationSeed:
     """Seed run ``run`` of ``count`` of ``test``'s calibration (``test_x[calibration-2-of-5]``), with the test's
-    fixtures, parameters and markers; not in the test's pytest-xdist group, so that another worker may run it."""
+    fixtures, parameters and markers (outside the test's recipe group: another worker may run it, see
+    :func:`~pytest_finetune.scheduling.send_recipe_groups`)."""
     suffix = f"calibration-{run + 1}-of-{count}"
     name = f"{test.name[:-1]}-{suffix}]" if test.name.endswith("]") else f"{test.name}[{suffix}]"
     item = CalibrationSeed.from_parent(test.parent, name=name, callobj=test.obj, fixtureinfo=fixture_info(test))
@@ -137,5 +138,4 @@ def _seed_item(test: pytest.Function, run: int, count: int) -> CalibrationSeed:
         item.callspec = test.callspec
     item.originalname = test.originalname
     item.run, item.count = run, count
-    item.own_markers = [marker for marker in test.own_markers if marker.name != "xdist_group"]
     return item

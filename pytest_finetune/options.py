@@ -829,7 +829,7 @@ def marker_settings(item: pytest.Item) -> MarkerSettings:
 
 def recipe_group(item: pytest.Item) -> str | None:
     """A name shared by the marked tests whose markers set the same recipe (``finetune-`` and a digest), so that
-    pytest-xdist's ``loadgroup`` runs them on one worker; ``None`` for a test without a valid marker."""
+    one pytest-xdist worker runs them (:mod:`.scheduling`); ``None`` for a test without a valid marker."""
     if item.get_closest_marker(MARKER) is None:
         return None
     try:

@@ -52,6 +52,7 @@ from .options import (
 from .relay import ProgressRelay
 from .report import entry_from_json, entry_to_json, report_json, report_markdown, summary_lines
 from .runtime import quiet_openmp_waits, threads_line
+from .scheduling import RecipeScheduler, scheduled_by_recipe, send_recipe_groups
 from .session import SESSION_KEY, FinetuneSession
 from .storage import StorageError, unwritten_message, write_atomically
 
@@ -74,8 +75,6 @@ _ENTRIES_ATTRIBUTE = "finetune_entries"
 #: The attribute of a pytest-xdist worker's test report that carries the baselines its test kept without comparing
 #: (see :func:`gate.keep`) to the controller.
 _KEPT_ATTRIBUTE = "finetune_kept"
-#: The key of a pytest-xdist worker's ``workerinput`` that says the run is ``loadgroup`` (see :class:`_WorkerInput`).
-_LOADGROUP_INPUT = "finetune_loadgroup"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -114,17 +113,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[SEEN_BASELINES] = SeenBaselines.scan(config.stash[SESSION_KEY].baseline_dir)
     config.pluginmanager.register(_Interruptions(config), "finetune-interruptions")
-    if config.stash[SESSION_KEY].enabled and getattr(config.option, "dist", "no") == "load":
-        config.option.dist = "loadgroup"  # like load; the tests of one recipe go to one worker (_group_by_recipe)
-    if _is_worker(config) and config.workerinput.get(_LOADGROUP_INPUT):  # type: ignore[attr-defined]
-        config.option.loadgroup = True  # the worker read --dist before the controller's pytest_configure changed it
     if not _is_worker(config):
         config.pluginmanager.register(_EntriesFromWorkers(config.stash[SESSION_KEY]), "finetune-entries-from-workers")
         if config.pluginmanager.has_plugin("xdist") or config.pluginmanager.has_plugin("xdist.plugin"):
             config.pluginmanager.register(_CrashedWorkers(config), "finetune-crashed-workers")
             if config.stash[SESSION_KEY].enabled:
-                config.pluginmanager.register(_WorkerInput(config), "finetune-worker-input")
                 config.pluginmanager.register(ProgressRelay(config), "finetune-progress-relay")
+                if config.getoption("dist") == "load":  # -n's default: the tests of one recipe go to one worker
+                    config.pluginmanager.register(RecipeScheduler(), "finetune-recipe-scheduler")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -147,18 +143,6 @@ class _EntriesFromWorkers:
         for text in getattr(report, _ENTRIES_ATTRIBUTE, ()):
             self.session.entries.append(entry_from_json(text))
         self.session.kept.update(getattr(report, _KEPT_ATTRIBUTE, ()))
-
-
-class _WorkerInput:
-    """On pytest-xdist's controller, tells each worker whether the run is ``loadgroup``, as :func:`pytest_configure`
-    made it: a worker reads ``--dist`` before its own ``pytest_configure`` runs, so it would neither group the tests
-    of a recipe (:func:`_group_by_recipe`) nor put their groups in their node ids for the controller."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-
-    def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput[_LOADGROUP_INPUT] = self.config.option.dist == "loadgroup"
 
 
 class _Interruptions:
@@ -252,20 +236,10 @@ def pytest_collection_modifyitems_first(items: list[pytest.Item], config: pytest
     """Keep the baselines of the tests that any implementation deselects (``-k``, ``--sw``, a conftest's,
     with or without ``pytest_deselected``): runs before all of them and looks after them."""
     collected = list(items)
-    if getattr(config.option, "loadgroup", False):  # a pytest-xdist worker of a loadgroup run
-        _group_by_recipe(items)
     yield
     selected = set(items)
     kept = config.stash.setdefault(KEPT_BASELINES, set())
     kept.update(gate.baseline_location(item) for item in collected if item not in selected and _owns_baseline(item))
-
-
-def _group_by_recipe(items: list[pytest.Item]) -> None:
-    """Put the marked tests that share a recipe in one pytest-xdist group (one worker fine-tunes it)."""
-    for item in items:
-        group = None if item.get_closest_marker("xdist_group") else recipe_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(trylast=True)
@@ -297,8 +271,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if enabled:
         gate.check_distinct_baselines(config, items)
         session = config.stash[SESSION_KEY]
-        if getattr(config.option, "loadgroup", False) and session.calibrate and session.cache is not None:
+        if scheduled_by_recipe(config) and session.calibrate and session.cache is not None:
             with_seed_items(items, session.calibrate, _calibrated_training)  # other workers fine-tune its seeds
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: the tests' recipes to the controller, before pytest-xdist sends it the collection."""
+    send_recipe_groups(session)
 
 
 @pytest.hookimpl(wrapper=True)

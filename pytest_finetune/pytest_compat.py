@@ -1,20 +1,20 @@
-"""Every use of a private name of pytest or syrupy, in one place (as :mod:`pytest_finetune.compat` does for
-transformers): no public API gives what these functions return. ``tests/test_pytest_compat.py`` fails,
-naming the name and the installed version, when a new version of either moves one.
+"""Every use of a private name of pytest, syrupy or pytest-xdist, in one place (as :mod:`pytest_finetune.compat`
+does for transformers): no public API gives what these functions return. ``tests/test_pytest_compat.py`` fails,
+naming the name and the installed version, when a new version of one moves it.
 
 - pytest: ``FixtureRequest._fixturemanager`` (the fixture definitions that serve a test), an item's
   ``_excinfo`` (an outcome a ``unittest.TestCase`` body stored), a fixture function's
   ``_get_wrapped_function`` (pytest >= 8.4), a test function's ``_fixtureinfo`` (its fixtures, direct
   parameters included, which a copy of the test needs);
 - syrupy: ``config._syrupy`` (its session) with its ``report``, ``_collected_modules`` and ``collect_items``, the
-  report's
-  ``unused`` and ``num_unused`` (``functools.cached_property`` values), and the extension methods
-  :class:`~pytest_finetune.baselines.BaselineExtension` overrides: ``_sanitize_filename``, ``_write_mode``.
+  report's ``unused`` and ``num_unused`` (``functools.cached_property`` values), and the extension methods
+  :class:`~pytest_finetune.baselines.BaselineExtension` overrides: ``_sanitize_filename``, ``_write_mode``;
+- pytest-xdist: ``LoadScopeScheduling._split_scope`` (what scope a test is in), replaced to make a recipe a scope.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -71,3 +71,13 @@ def set_unused(report: SnapshotReport, unused: SnapshotCollections) -> None:
     """Make ``report`` count ``unused`` as the unused baselines (both values are ``functools.cached_property``)."""
     report.__dict__["unused"] = unused
     report.__dict__.pop("num_unused", None)
+
+
+def scope_scheduling(config: pytest.Config, log: Any, scope: Callable[[str], str]) -> Any:
+    """pytest-xdist's ``loadscope`` scheduler, whose unit of work (tests that go to one worker together) is the tests
+    of one ``scope(node_id)`` rather than of one module or class."""
+    from xdist.scheduler import LoadScopeScheduling  # pytest-xdist is optional: only its controller calls this
+
+    scheduling = LoadScopeScheduling(config, log)
+    scheduling._split_scope = scope  # type: ignore[method-assign]
+    return scheduling

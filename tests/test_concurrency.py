@@ -19,9 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import xdist
 from helpers import subprocess_environment
-from packaging.version import Version
 
 from pytest_finetune.cache import LOCK_NOTICE_SECONDS, EntryBusy, ResultCache
 from pytest_finetune.storage import write_atomically
@@ -512,9 +510,6 @@ def test_c(finetune_result):
 def test_d(finetune_result):
     record("d")
 """
-#: pytest 9.2 builds node ids from a structured id that pytest-xdist 3.8's ``loadgroup`` does not set, so its groups
-#: are lost and the tests spread as under ``load`` (pytest-xdist issue #1386).
-XDIST_GROUPS_LOST = Version(pytest.__version__) >= Version("9.2") and Version(xdist.__version__) < Version("3.9")
 
 
 def test_under_xdist_each_recipe_is_fine_tuned_once(finetune_project: pytest.Pytester) -> None:
@@ -526,14 +521,15 @@ def test_under_xdist_each_recipe_is_fine_tuned_once(finetune_project: pytest.Pyt
     assert len(trainings(finetune_project)) == 2
 
 
-@pytest.mark.xfail(
-    XDIST_GROUPS_LOST, reason="pytest-xdist #1386: loadgroup loses its groups on pytest 9.2", strict=True
-)
 def test_under_xdist_the_tests_of_one_recipe_run_on_one_worker(finetune_project: pytest.Pytester) -> None:
     """``-n 2``: the tests that share a recipe go to one worker, and the two recipes to two workers (xdist's
-    ``load`` hands out a, c to one worker and b, d to the other)."""
+    ``load`` hands out a, c to one worker and b, d to the other). Their node ids stay theirs (xdist's ``loadgroup``
+    would append ``@group``)."""
     finetune_project.makepyfile(test_grouped=GROUPED)
-    finetune_project.runpytest("-n", "2", "--finetune", "--snapshot-update").assert_outcomes(passed=4)
+    result = finetune_project.runpytest("-n", "2", "-v", "--finetune", "--snapshot-update")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*PASSED test_grouped.py::test_a*"])
+    result.stdout.no_fnmatch_line("*::test_*@*")
     workers = dict(line.split() for line in (finetune_project.path / "workers.txt").read_text().splitlines())
     assert workers["a"] == workers["b"] and workers["c"] == workers["d"]
     assert workers["a"] != workers["c"]

@@ -290,7 +290,7 @@ def test_xdist_workers_progress_reaches_the_terminal_with_their_ids(finetune_pro
     assert "\r" not in output
     passed = re.findall(r"^\[(gw[01])\] \[.*\] PASSED test_two.py::(test_[ab])\b", output, flags=re.MULTILINE)
     ran_on = {test: worker for worker, test in passed}
-    assert set(ran_on.values()) == {"gw0", "gw1"}, output  # one recipe per worker (loadgroup)
+    assert set(ran_on.values()) == {"gw0", "gw1"}, output  # one recipe per worker
     progress = [line for line in output.splitlines() if "  epoch " in line]
     for test, worker in ran_on.items():
         prefix = re.escape(f"[{worker}] test_two.py::{test}  epoch ")

@@ -1,5 +1,5 @@
-"""The private names of pytest and syrupy that pytest_finetune/pytest_compat.py (and the baseline extension) rely
-on are where the installed versions keep them: a new version that moves one fails here, naming it."""
+"""The private names of pytest, syrupy and pytest-xdist that pytest_finetune/pytest_compat.py (and the baseline
+extension) rely on are where the installed versions keep them: a new version that moves one fails here, naming it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from _pytest import unittest as pytest_unittest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension
 from syrupy.report import SnapshotReport
+from xdist.scheduler import LoadScopeScheduling
 
 from pytest_finetune.pytest_compat import collected_modules, fixture_definitions, fixture_info, wrapped_function
 
@@ -79,3 +80,8 @@ def test_syrupy_report_caches(name: str) -> None:
 def test_extension_overrides(name: str) -> None:
     """The names of syrupy's single-file extension that the baseline extension overrides."""
     assert name in vars(SingleFileSnapshotExtension), moved("syrupy", f"SingleFileSnapshotExtension.{name}")
+
+
+def test_scheduler_override() -> None:
+    """The method of pytest-xdist's ``loadscope`` scheduler that the recipe scheduler overrides."""
+    assert "_split_scope" in vars(LoadScopeScheduling), moved("pytest-xdist", "LoadScopeScheduling._split_scope")
