@@ -6,14 +6,17 @@ data-parallel training (``Trainer``'s own DDP). The launchers say which process 
 session (baselines, the result cache, reports, the history) and draws progress lines; the decisions that make
 the processes train or not (a result cache hit) are rank 0's, handed to the others (:func:`from_main_process`).
 
-The collectives go through the process group that ``Trainer`` (accelerate) starts; they wait at most its timeout,
-the recipe's ``ddp_timeout`` (transformers' default: 1800 seconds), for a process that hangs.
+The collectives go through the process group that ``Trainer`` (accelerate) starts, or on the CPU the one
+:func:`start_cpu_process_group` starts; they wait at most its timeout, the recipe's ``ddp_timeout`` (transformers'
+default: 1800 seconds), for a process that hangs.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TypeVar
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from .errors import FinetuneError
 
@@ -58,6 +61,22 @@ def _process_group_ready() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def start_cpu_process_group(training_args: Mapping[str, Any]) -> None:
+    """Start the process group of a data-parallel run on the CPU (``use_cpu`` in ``training_args``, the keywords of
+    a ``TrainingArguments``) with their ``ddp_timeout``, before ``TrainingArguments`` starts it without: transformers
+    passes the timeout to accelerate except with ``use_cpu``, so a rank that hangs would keep the others waiting
+    torch's default (30 minutes) whatever the recipe says. accelerate then uses the group as it is."""
+    if world_size() == 1 or not training_args.get("use_cpu"):
+        return
+    import torch.distributed
+    from transformers import TrainingArguments
+
+    if torch.distributed.is_available() and not torch.distributed.is_initialized():
+        seconds = training_args.get("ddp_timeout", TrainingArguments.ddp_timeout)
+        backend = training_args.get("ddp_backend") or "gloo"
+        torch.distributed.init_process_group(backend=backend, timeout=timedelta(seconds=seconds))
+
+
 def from_main_process(value: T) -> T:
     """Rank 0's ``value``, on every process (each passes its own; only rank 0's counts): a decision all must
     share, such as whether to train. ``value`` itself where there is one process. Every process must call it at
@@ -89,8 +108,26 @@ def agreed_exit_status(status: int) -> int:
 
 
 def wait_for_all() -> None:
-    """Return once every process got here: rank 0 writes baselines only after each process compared with them."""
+    """Return once every process got here: rank 0 writes baselines only after each process compared with them. A
+    process that does not get there within the group's timeout (``ddp_timeout``) is a :class:`FinetuneError`."""
     if _process_group_ready():
         import torch.distributed
 
-        torch.distributed.barrier()
+        try:
+            torch.distributed.barrier()
+        except RuntimeError as error:  # torch.distributed's errors (a timeout, a lost peer) are RuntimeErrors
+            raise FinetuneError(f"{_out_of_step()}: {error}") from None
+
+
+def out_of_step_stop() -> str | None:
+    """Why a data-parallel run stops after one of its fine-tunes raised (the processes may no longer be in step:
+    one may wait in a collective that another will never enter); ``None`` where there is one process."""
+    return f"{_out_of_step()}; the run stops here" if world_size() > 1 else None
+
+
+def _out_of_step() -> str:
+    """What a process says when the others did not answer, or it cannot tell whether they are still in step."""
+    return (
+        f"process {rank()} of {world_size()} of this data-parallel run lost step with the others (one of them "
+        "failed, or did not answer within the recipe's ddp_timeout)"
+    )

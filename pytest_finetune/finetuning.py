@@ -17,7 +17,7 @@ import pytest
 from .baselines import BaselineSettings
 from .cache import EntryBusy, cache_key, cache_warning
 from .calibration import SeedRunOver, calibration_seeds, reseeded_trainer, seed_item_seed
-from .distributed import from_main_process
+from .distributed import from_main_process, out_of_step_stop
 from .errors import FinetuneError
 from .key import (
     PLUGIN_FIXTURES,
@@ -275,17 +275,24 @@ def _stored_run(
 
     with cache.training(key, waiting, wait=wait) if cache is not None and key is not None else contextlib.nullcontext():
         result = cache.load(key, recipe) if cache is not None and key is not None else None
-        result = _from_main_process(result, recipe)  # every process trains, or none does
-        if result is None:
-            callbacks = [progress] if progress else []
-            result = run_finetune(
-                trainer,
-                recipe,
-                callbacks,
-                runtime_tuning=session.runtime_tuning,
-                dropout_masks=session.dropout_masks,
-                reported=_reported_split(request, recipe, trainer),
-            )
+        try:
+            result = _from_main_process(result, recipe)  # every process trains, or none does
+            trained = result is None
+            if trained:
+                callbacks = [progress] if progress else []
+                result = run_finetune(
+                    trainer,
+                    recipe,
+                    callbacks,
+                    runtime_tuning=session.runtime_tuning,
+                    dropout_masks=session.dropout_masks,
+                    reported=_reported_split(request, recipe, trainer),
+                )
+        except Exception:
+            # a data-parallel run's processes may be out of step now: its next collective could only wait
+            request.session.shouldstop = out_of_step_stop() or request.session.shouldstop
+            raise
+        if trained:
             request.node.ihook.pytest_finetune_result(result=result)
             if cache is not None and key is not None and inputs is not None:
                 cache.store(key, result, inputs)

@@ -376,7 +376,11 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
             config.option.disable_unused_snapshots = True
     together = session.exitstatus != pytest.ExitCode.INTERRUPTED  # else the other ranks may be gone: no collective
     if together:
-        wait_for_all()  # each compared with its baselines before rank 0 writes them
+        try:
+            wait_for_all()  # each compared with its baselines before rank 0 writes them
+        except FinetuneError as error:
+            _fail_session(session, f"pytest-finetune: {error}")
+            together = False
     try:
         with removing_unused(config):
             yield

@@ -27,6 +27,7 @@ from .compat import (
     training_arguments,
 )
 from .data import FIXTURE_DATA_FIX, UNNAMED_ROWS, check_ids, check_labels, check_rows
+from .distributed import start_cpu_process_group
 from .dropout import dropout_masks_for, dropout_masks_from
 from .errors import FinetuneError
 from .metrics import COMPUTE_METRICS, checked_metrics, final_metrics
@@ -66,7 +67,9 @@ def device_training_args() -> dict[str, Any]:
 def build_training_arguments(kwargs: Mapping[str, Any], hook_set: Collection[str] = ()) -> TrainingArguments:
     """``TrainingArguments(**kwargs)``, its own checks turned into a :class:`FinetuneError` that names
     the ``pytest_finetune_adjust_training_args`` hook where the keywords it set (``hook_set``: added
-    or changed) are named in transformers' error, else the recipe."""
+    or changed) are named in transformers' error, else the recipe. A data-parallel run on the CPU starts its process
+    group first, with the recipe's ``ddp_timeout`` (:func:`~pytest_finetune.distributed.start_cpu_process_group`)."""
+    start_cpu_process_group(kwargs)
     try:
         return training_arguments(kwargs)
     except (TypeError, ValueError) as error:

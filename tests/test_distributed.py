@@ -333,3 +333,34 @@ def test_a_rank_that_dies_ends_the_run_and_writes_nothing(project: pytest.Pytest
     assert not (project.path / "baselines").exists()
     cache = project.path / ".pytest_cache/d/finetune"
     assert not cache.exists() or not [path for path in cache.iterdir() if path.is_dir()]
+
+
+#: Rank 1 stops answering (sleeps for an hour) after its second training step.
+HANGING_TRAINER = DYING_TRAINER.replace("Dying", "Hanging").replace("os._exit(7)", "__import__('time').sleep(3600)")
+#: The seconds a collective waits for a process that stopped answering, set for the hanging run.
+DDP_TIMEOUT_S = 10
+
+
+def test_a_rank_that_hangs_ends_the_run_within_the_timeout_and_writes_nothing(project: pytest.Pytester) -> None:
+    """Rank 1 hangs while training: rank 0 waits in its next collective for ``ddp_timeout`` seconds (on the CPU too,
+    where transformers would not pass it on), fails the test with torch.distributed's error and stops the run,
+    saying why; torchrun then ends rank 1. The run ends non-zero long before the hour rank 1 sleeps (the
+    subprocess's timeout), and no baseline and no result cache entry is written."""
+    (project.path / "conftest.py").write_text("import pytest\n" + WATCHING_CONFTEST + HANGING_TRAINER)
+    command = torchrun("--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()))
+    process = subprocess.run(
+        [*command, "-m", "pytest", "--finetune", "--snapshot-update", f"--finetune-set=ddp_timeout={DDP_TIMEOUT_S}"],
+        cwd=project.path,
+        env=subprocess_environment(project),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert process.returncode == 1 and "rank      : 0" in process.stderr, process.stderr
+    [log] = (project.path / "launcher-logs").rglob("0/stdout.log")
+    rank_zero = log.read_text()
+    assert "1 error" in rank_zero and "Interrupted: process 0 of 2 of this data-parallel run lost step" in rank_zero
+    assert "ddp_timeout); the run stops here" in rank_zero, rank_zero
+    assert not (project.path / "baselines").exists()
+    cache = project.path / ".pytest_cache/d/finetune"
+    assert not cache.exists() or not [path for path in cache.iterdir() if path.is_dir()]
