@@ -6,6 +6,7 @@ each validation example once, in order."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from helpers import QUALITY_BASELINE, QUALITY_TEST, make_rows, subprocess_environment, write_glue_tsv
 from transformers.trainer_utils import PredictionOutput
 
-from pytest_finetune.distributed import rank, world_size
+from pytest_finetune.distributed import rank, wait_for_all, world_size
 from pytest_finetune.errors import FinetuneError
 from pytest_finetune.tolerances import Tolerances
 from pytest_finetune.training import check_lined_up
@@ -296,6 +297,25 @@ def test_a_launcher_variable_that_is_no_number_is_named(
     monkeypatch.setenv(variable, "two")
     with pytest.raises(FinetuneError, match=f"^the environment variable {variable}='two' is not a whole number"):
         read()
+
+
+def test_a_process_that_does_not_reach_the_end_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end-of-run barrier timing out (torch.distributed raises a RuntimeError) is a :class:`FinetuneError` that
+    says which process lost step and why, with torch's words."""
+    import torch.distributed
+
+    def timed_out() -> None:
+        raise RuntimeError("Application timeout caused pair closure")
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "barrier", timed_out)
+    message = (
+        "process 0 of 2 of this data-parallel run lost step with the others (one of them failed, or did not answer"
+    )
+    with pytest.raises(FinetuneError, match=rf"^{re.escape(message)}.*: Application timeout caused pair closure$"):
+        wait_for_all()
 
 
 #: Rank 1 dies (exit status 7) after its second training step.
