@@ -1,9 +1,12 @@
-"""The committed baselines of examples/glue match the example suite that gates on them: each test's task,
-training arguments and floors, and they compare with themselves as a rerun of the same recipe would."""
+"""The committed baselines of the examples are what a current run records, so that the README's commands compare
+with them; those of examples/glue match the suite that gates on them: each test's task, training arguments and
+floors, and they compare with themselves as a rerun of the same recipe would."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from pytest_finetune.tolerances import Tolerances
 from pytest_finetune.verdicts import Outcome, compare
 
 ROOT = Path(__file__).parents[1]
+COMMITTED = sorted((ROOT / "baselines" / "examples").rglob("*.json"))
 SUITE = ROOT / "examples" / "glue" / "test_glue_tasks.py"
 BASELINES = ROOT / "baselines" / "examples" / "glue" / SUITE.stem
 #: Training arguments transformers 5 records under another name: a warm-up ratio is ``warmup_steps`` below 1.
@@ -56,3 +60,16 @@ def test_a_committed_glue_baseline_is_its_test_s_recipe_and_passes_its_floors(na
     tolerances = Tolerances(allowed=tuple(task.default_tolerances.items()), floors=tuple(keywords["floor"].items()))
     rerun = compare(baseline, baseline, tolerances)
     assert (rerun.outcome, rerun.recipe_changes) == (Outcome.PASSED, ())
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda path: path.stem)
+def test_a_committed_example_baseline_is_in_the_current_format(path: Path) -> None:
+    """It names its validation examples by content and its data as the example's ``conftest.py`` supplies it: a
+    baseline recorded before either is ``not comparable`` in a run of the example (re-record it with
+    ``--snapshot-update``)."""
+    record = json.loads(path.read_text())
+    assert str(record.get("validation_id")).startswith("sha256:"), path
+    example = path.relative_to(ROOT / "baselines" / "examples").parts[0]
+    fixture = re.search(r"^def (tokenized_\w+)\(", (ROOT / "examples" / example / "conftest.py").read_text(), re.M)
+    assert fixture, example
+    assert record["recipe"]["data"] == f"{fixture[1]} fixture of conftest.py", path
